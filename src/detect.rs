@@ -1,0 +1,193 @@
+//! Format detection by content. The file name is never consulted.
+
+use crate::engine::Hint;
+use crate::source::{read_up_to, Data};
+use std::io::{self, Read};
+
+/// Single-stream compression wrappers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zlib,
+    Bzip2,
+    Xz,
+    Lzma,
+    Lz4,
+    /// joblib's old `ZF0x<len>` header followed by a zlib stream.
+    JoblibZf,
+}
+
+impl Compression {
+    pub fn label(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zlib => "zlib",
+            Compression::Bzip2 => "bzip2",
+            Compression::Xz => "xz",
+            Compression::Lzma => "lzma",
+            Compression::Lz4 => "lz4",
+            Compression::JoblibZf => "joblib-zlib",
+        }
+    }
+}
+
+/// What a piece of data is, decided by its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// A pickle stream with a PROTO header (protocol 2..=5), or one the loader reads as pickle.
+    Pickle,
+    /// Bytes that may be a headerless (protocol 0/1) pickle; the pickle parser decides.
+    PickleProbe,
+    /// Legacy (non-zip) PyTorch: the magic-number pickle followed by more pickles.
+    TorchLegacy,
+    /// A pickle stream that turned out to be a joblib dump (NumpyArrayWrapper).
+    Joblib,
+    /// A zip archive (possibly with bytes prepended).
+    Zip,
+    /// A zip that holds a PyTorch checkpoint (`*/data.pkl`).
+    TorchZip,
+    /// A zip of `.npy` members.
+    Npz,
+    /// A tar archive; `TorchTar` when it is the torch 0.1 layout.
+    Tar,
+    TorchTar,
+    /// A NumPy `.npy` array.
+    Npy,
+    /// A 7z archive.
+    SevenZip,
+    /// A compressed single stream and what it held.
+    Wrapped(Compression, Box<Format>),
+    /// Not a format modelgate knows.
+    Unknown,
+}
+
+impl Format {
+    pub fn label(&self) -> String {
+        match self {
+            Format::Pickle | Format::PickleProbe => "pickle".into(),
+            Format::TorchLegacy => "pytorch-legacy".into(),
+            Format::Joblib => "joblib".into(),
+            Format::Zip => "zip".into(),
+            Format::TorchZip => "pytorch".into(),
+            Format::Npz => "numpy-npz".into(),
+            Format::Tar => "tar".into(),
+            Format::TorchTar => "pytorch-tar".into(),
+            Format::Npy => "numpy".into(),
+            Format::SevenZip => "7z".into(),
+            Format::Wrapped(c, inner) => format!("{}:{}", c.label(), inner.label()),
+            Format::Unknown => "unknown".into(),
+        }
+    }
+
+    /// True for formats that are models (or may carry model code) rather than unknown bytes.
+    pub fn is_model(&self) -> bool {
+        !matches!(self, Format::Unknown)
+    }
+}
+
+/// How many leading bytes detection looks at.
+pub const HEAD: usize = 512;
+
+/// The pickled torch legacy magic number 0x1950a86a20f9469cfc6c, protocol 2, as torch writes it.
+const TORCH_LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19";
+
+/// Sniff `data`'s format from its first bytes (and, for random sources, its zip end
+/// record). A stream is re-assembled so that no byte is lost.
+pub fn sniff(data: &mut Data, hint: Hint) -> io::Result<Format> {
+    let head = match data {
+        Data::Random(src) => read_up_to(src.as_ref(), 0, HEAD)?,
+        Data::Stream(r, size) => {
+            let mut head = Vec::with_capacity(HEAD);
+            r.by_ref().take(HEAD as u64).read_to_end(&mut head)?;
+            let rest = std::mem::replace(r, Box::new(io::empty()));
+            *data = Data::Stream(Box::new(io::Cursor::new(head.clone()).chain(rest)), *size);
+            head
+        }
+    };
+    let mut fmt = sniff_head(&head, hint);
+    if fmt == Format::Unknown || fmt == Format::PickleProbe {
+        if let Data::Random(src) = data {
+            if crate::formats::zip::has_end_record(src.as_ref())? {
+                fmt = Format::Zip;
+            }
+        }
+    }
+    Ok(fmt)
+}
+
+/// Detection from the leading bytes alone.
+pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
+    let starts = |m: &[u8]| head.starts_with(m);
+    if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") || starts(b"PK\x07\x08") {
+        return Format::Zip;
+    }
+    if starts(b"\x93NUMPY") {
+        return Format::Npy;
+    }
+    if starts(b"7z\xbc\xaf\x27\x1c") {
+        return Format::SevenZip;
+    }
+    if starts(b"\x1f\x8b") {
+        return Format::Wrapped(Compression::Gzip, Box::new(Format::Unknown));
+    }
+    if head.len() >= 10
+        && starts(b"BZh")
+        && (b'1'..=b'9').contains(&head[3])
+        && &head[4..10] == b"\x31\x41\x59\x26\x53\x59"
+    {
+        return Format::Wrapped(Compression::Bzip2, Box::new(Format::Unknown));
+    }
+    if starts(b"\xfd7zXZ\x00") {
+        return Format::Wrapped(Compression::Xz, Box::new(Format::Unknown));
+    }
+    if starts(b"\x04\x22\x4d\x18") {
+        return Format::Wrapped(Compression::Lz4, Box::new(Format::Unknown));
+    }
+    if starts(b"ZF0x") {
+        return Format::Wrapped(Compression::JoblibZf, Box::new(Format::Unknown));
+    }
+    if head.len() >= 262 && &head[257..262] == b"ustar" {
+        return Format::Tar;
+    }
+    if hint == Hint::RawData {
+        // Raw tensor bytes: only unmistakable magic above counts; a pickle header is probed.
+        return if head.first() == Some(&0x80) { Format::PickleProbe } else { Format::Unknown };
+    }
+    if starts(TORCH_LEGACY_MAGIC) {
+        return Format::TorchLegacy;
+    }
+    if head.len() >= 2 && head[0] == 0x80 && head[1] <= 5 {
+        return Format::Pickle;
+    }
+    if head.len() >= 2 && head[0] == 0x78 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0 {
+        return Format::Wrapped(Compression::Zlib, Box::new(Format::Unknown));
+    }
+    // lzma "alone" format as joblib writes it: properties byte 0x5d, then a dictionary size.
+    if head.len() >= 13 && head[0] == 0x5d && head[1] == 0 {
+        return Format::Wrapped(Compression::Lzma, Box::new(Format::Unknown));
+    }
+    if hint == Hint::Pickle {
+        return Format::Pickle;
+    }
+    if head.first().is_some_and(|&b| crate::formats::pickle::is_opcode(b)) {
+        return Format::PickleProbe;
+    }
+    Format::Unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_numbers() {
+        assert_eq!(sniff_head(b"\x80\x04\x95", Hint::Sniff), Format::Pickle);
+        assert_eq!(sniff_head(TORCH_LEGACY_MAGIC, Hint::Sniff), Format::TorchLegacy);
+        assert_eq!(sniff_head(b"PK\x03\x04rest", Hint::Sniff), Format::Zip);
+        assert_eq!(sniff_head(b"\x93NUMPY\x01\x00", Hint::Sniff), Format::Npy);
+        assert_eq!(sniff_head(b"\x89PNG\r\n\x1a\n", Hint::Sniff), Format::Unknown);
+        assert_eq!(sniff_head(b"(lp0\n.", Hint::Sniff), Format::PickleProbe);
+        assert_eq!(sniff_head(b"\x78\x9c", Hint::Sniff), Format::Wrapped(Compression::Zlib, Box::new(Format::Unknown)));
+        assert_eq!(sniff_head(b"cos\nsystem\n", Hint::RawData), Format::Unknown);
+    }
+}

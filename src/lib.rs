@@ -1,0 +1,27 @@
+//! modelgate: finds code that runs when a model file is loaded, without running anything.
+//!
+//! Data flows one way: `source` -> `detect` -> `formats` (facts) -> `lists` (classify
+//! imports) -> `policy` (decide) -> `report` (render).
+#![forbid(unsafe_code)]
+
+pub mod detect;
+pub mod engine;
+pub mod finding;
+pub mod formats;
+pub mod lists;
+pub mod source;
+
+/// Every module's finding-code table (see [`finding::all_codes`]).
+pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
+    engine::CODES,
+    formats::CODES,
+    formats::pickle::CODES,
+    formats::zip::CODES,
+    formats::tar::CODES,
+    formats::compress::CODES,
+    formats::numpy::CODES,
+    lists::CODES,
+];
+
+/// Engine version: part of cache keys, bumped whenever verdicts for the same bytes may change.
+pub const ENGINE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+engine.1");
