@@ -26,3 +26,19 @@ pub fn is_opcode(b: u8) -> bool {
 pub fn scan_stream(_scan: &mut Scan<'_>, _input: &mut Input, _mode: Mode) -> Outcome {
     Outcome::default()
 }
+
+/// A small, bounded view of the value a pickle produced (for formats that interleave
+/// pickles with raw data, such as the torch 0.1 tar layout).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Simple {
+    Int(i64),
+    Str(String),
+    Global(String, String),
+    Tuple(Vec<Simple>),
+    Other,
+}
+
+/// Scan exactly one pickle (up to its STOP) from `input`, leaving `input` just after it.
+pub fn scan_one(_scan: &mut Scan<'_>, _input: &mut Input, _mode: Mode) -> (Outcome, Option<Simple>) {
+    (Outcome::default(), None)
+}
