@@ -110,13 +110,13 @@ where
             clap_complete::generate(shell, &mut Cli::command(), "modelgate", &mut io::stdout());
             Ok(report::EXIT_OK)
         }
-        Command::Policy(PolicyCommand::Check { file }) => Policy::from_file(&file).map(|p| {
-            println!("{}: ok ({} rules, {} exceptions)", file.display(), p.rules.len(), p.exceptions.len());
-            report::EXIT_OK
+        Command::Policy(PolicyCommand::Check { file }) => Policy::from_file(&file).and_then(|p| {
+            let (rules, exceptions) = (p.rules.len(), p.exceptions.len());
+            writeln!(io::stdout(), "{}: ok ({rules} rules, {exceptions} exceptions)", file.display())?;
+            Ok(report::EXIT_OK)
         }),
         Command::Policy(PolicyCommand::ShowDefault) => {
-            print!("{DEFAULT_POLICY}");
-            Ok(report::EXIT_OK)
+            io::stdout().write_all(DEFAULT_POLICY.as_bytes()).map(|_| report::EXIT_OK).map_err(Into::into)
         }
     };
     match result {
