@@ -4,11 +4,14 @@
 //! imports) -> `policy` (decide) -> `report` (render).
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod detect;
 pub mod engine;
 pub mod finding;
 pub mod formats;
 pub mod lists;
+pub mod policy;
+pub mod report;
 pub mod source;
 
 /// Every module's finding-code table (see [`finding::all_codes`]).
@@ -21,6 +24,7 @@ pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
     formats::compress::CODES,
     formats::numpy::CODES,
     lists::CODES,
+    cli::CODES,
 ];
 
 /// Engine version: part of cache keys, bumped whenever verdicts for the same bytes may change.

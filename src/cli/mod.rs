@@ -1,0 +1,219 @@
+//! The command line: `modelgate scan | explain | completions | policy`.
+
+pub mod scan;
+
+use crate::finding::{all_codes, code_info, CodeInfo, Severity};
+use crate::policy::{close_codes, Policy, DEFAULT_POLICY};
+use crate::report::{self, human::Human, json::Json, sarif::Sarif, Printer};
+use anyhow::Context as _;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+
+pub use scan::CODES;
+
+/// Finds code that runs when a machine-learning model file is loaded, without running anything.
+#[derive(Debug, Parser)]
+#[command(name = "modelgate", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan model files and directories; exit 1 if any file is rejected
+    Scan(ScanArgs),
+    /// Explain a finding code: severity, meaning and fix
+    Explain(ExplainArgs),
+    /// Print a shell completion script
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Check a policy file, or print the built-in one
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Policy file (default: the built-in policy, see `modelgate policy show-default`)
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+    /// Print every import of every file instead of verdicts (human format)
+    #[arg(long)]
+    pub list_imports: bool,
+    /// Show every finding, ignored findings and the deciding rule
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Files scanned in parallel (default: one per core)
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 0)]
+    pub jobs: usize,
+    /// Files and directories to scan (directories recursively; symlinks are not followed)
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// One line per file
+    Human,
+    /// One JSON document (stable schema, see README)
+    Json,
+    /// SARIF 2.1.0
+    Sarif,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A finding code, e.g. read-error
+    #[arg(required_unless_present = "list", conflicts_with = "list")]
+    pub code: Option<String>,
+    /// List every code
+    #[arg(long)]
+    pub list: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file and print every problem in it
+    Check {
+        /// The policy file
+        file: PathBuf,
+    },
+    /// Print the built-in policy (a commented starting point for your own)
+    ShowDefault,
+}
+
+/// Run the command line; returns the process exit code.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { report::EXIT_CANNOT_RUN } else { report::EXIT_OK };
+        }
+    };
+    let result = match cli.command {
+        Command::Scan(a) => scan_command(&a),
+        Command::Explain(a) => explain(&a),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "modelgate", &mut io::stdout());
+            Ok(report::EXIT_OK)
+        }
+        Command::Policy(PolicyCommand::Check { file }) => Policy::from_file(&file).and_then(|p| {
+            let (rules, exceptions) = (p.rules.len(), p.exceptions.len());
+            writeln!(io::stdout(), "{}: ok ({rules} rules, {exceptions} exceptions)", file.display())?;
+            Ok(report::EXIT_OK)
+        }),
+        Command::Policy(PolicyCommand::ShowDefault) => {
+            io::stdout().write_all(DEFAULT_POLICY.as_bytes()).map(|_| report::EXIT_OK).map_err(Into::into)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            report::EXIT_CANNOT_RUN
+        }
+    }
+}
+
+fn scan_command(a: &ScanArgs) -> anyhow::Result<i32> {
+    let policy = match &a.policy {
+        Some(p) => Policy::from_file(p)?,
+        None => Policy::builtin(),
+    };
+    let stdout = io::stdout();
+    let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut printer: Box<dyn Printer> = match a.format {
+        OutputFormat::Human => {
+            let mut h = Human::new(stdout, io::stderr());
+            h.color = color;
+            h.verbose = a.verbose;
+            h.list_imports = a.list_imports;
+            Box::new(h)
+        }
+        OutputFormat::Json => Box::new(Json::new(stdout)),
+        OutputFormat::Sarif => Box::new(Sarif::new(stdout)),
+    };
+    let targets = scan::collect(&a.paths);
+    let progress = io::stderr().is_terminal() && a.paths.iter().any(|p| p.is_dir());
+    let outcome = scan::run(&policy, &targets, a.jobs, printer.as_mut(), progress)?;
+    printer.finish(&outcome.summary).context("cannot write the report")?;
+    for (i, e) in policy.exceptions.iter().enumerate() {
+        if !outcome.used.contains(&i) {
+            eprintln!(
+                "warning: exception ignore[{i}] for `{}` ({}:{}) matched no finding; remove it if it is stale",
+                e.code, policy.origin, e.line
+            );
+        }
+    }
+    Ok(outcome.summary.exit_code())
+}
+
+fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {
+    let mut out = io::stdout().lock();
+    if a.list {
+        let mut codes = all_codes();
+        codes.sort_by_key(|c| c.code);
+        let width = codes.iter().map(|c| c.code.len()).max().unwrap_or(0);
+        for c in codes {
+            writeln!(out, "{:<width$}  {:<10}  {}", c.code, c.severity.as_str(), c.summary)?;
+        }
+        return Ok(report::EXIT_OK);
+    }
+    let code = a.code.as_deref().unwrap_or_default();
+    match code_info(code) {
+        Some(c) => {
+            write_explanation(&mut out, c)?;
+            Ok(report::EXIT_OK)
+        }
+        None => {
+            let code = report::escape(code);
+            let near = close_codes(&code);
+            if near.is_empty() {
+                eprintln!("error: unknown code `{code}`; `modelgate explain --list` lists every code");
+            } else {
+                eprintln!("error: unknown code `{code}`; did you mean:");
+                for c in near {
+                    eprintln!("  {c}");
+                }
+            }
+            Ok(report::EXIT_CANNOT_RUN)
+        }
+    }
+}
+
+fn write_explanation(out: &mut impl Write, c: &CodeInfo) -> io::Result<()> {
+    let effect = match c.severity {
+        Severity::Dangerous => "makes the file dangerous (rejected by default)",
+        Severity::Error => "makes the file an error: it could not be judged (rejected by default)",
+        Severity::Suspicious => "makes the file suspicious (tagged by default)",
+        Severity::Info => "informational; never changes a verdict",
+    };
+    writeln!(out, "{}", c.code)?;
+    writeln!(out, "  severity: {} ({effect})", c.severity.as_str())?;
+    writeln!(out, "  meaning:  {}", c.summary)?;
+    writeln!(out, "  fix:      {}", c.fix)?;
+    writeln!(out, "  silence:  [[ignore]] code = \"{}\" with a reason in your policy", c.code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,254 @@
+//! `modelgate scan`: expand arguments into targets, scan them in parallel, and feed the
+//! printer in stable (path) order while later files are still being scanned.
+
+use crate::engine::{scan_path, FileReport, ScanOptions};
+use crate::finding::{CodeInfo, Finding, Severity, Verdict};
+use crate::policy::{Decision, Policy};
+use crate::report::{Printer, Summary};
+use anyhow::Context as _;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const CODES: &[CodeInfo] = &[
+    CodeInfo {
+        code: "skipped-symlink",
+        severity: Severity::Info,
+        summary: "a symbolic link was not followed, so its target was not scanned",
+        fix: "scan the link's target directly if it is a model you load",
+    },
+    CodeInfo {
+        code: "skipped-special-file",
+        severity: Severity::Info,
+        summary: "a fifo, socket or device file was not read",
+        fix: "nothing to do unless a model is served through it; scan the real file instead",
+    },
+];
+
+/// One thing to report on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub path: PathBuf,
+    /// Shown in reports.
+    pub display: String,
+    /// Matched by policy globs: relative to the directory argument, or the file argument as given.
+    pub rel: String,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Symlink,
+    Special,
+    /// Could not be listed or inspected (missing, permission denied, ...).
+    Unreadable(String),
+}
+
+/// Expand arguments: directories recursively (symlinks not followed), sorted by display path,
+/// duplicates removed. Missing paths become `Unreadable` targets, never an abort.
+pub fn collect(args: &[PathBuf]) -> Vec<Target> {
+    let mut out = Vec::new();
+    for arg in args {
+        let display = clean(&arg.to_string_lossy());
+        let meta = match std::fs::symlink_metadata(arg) {
+            Ok(m) => m,
+            Err(e) => {
+                out.push(target(arg.clone(), display.clone(), display, Kind::Unreadable(e.to_string())));
+                continue;
+            }
+        };
+        if !meta.is_dir() {
+            out.push(target(arg.clone(), display.clone(), display, kind_of(&meta.file_type())));
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(arg).follow_links(false).min_depth(1) {
+            match entry {
+                Ok(e) if e.file_type().is_dir() => {}
+                Ok(e) => {
+                    let kind = kind_of(&e.file_type());
+                    out.push(target(
+                        e.path().to_path_buf(),
+                        clean(&e.path().to_string_lossy()),
+                        relative(e.path(), arg),
+                        kind,
+                    ));
+                }
+                Err(err) => {
+                    let path = err.path().unwrap_or(arg).to_path_buf();
+                    let msg = err.io_error().map_or_else(|| err.to_string(), |io| io.to_string());
+                    out.push(target(
+                        path.clone(),
+                        clean(&path.to_string_lossy()),
+                        relative(&path, arg),
+                        Kind::Unreadable(msg),
+                    ));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.display.cmp(&b.display));
+    out.dedup_by(|a, b| a.display == b.display);
+    out
+}
+
+fn target(path: PathBuf, display: String, rel: String, kind: Kind) -> Target {
+    Target { path, display, rel, kind }
+}
+
+fn kind_of(t: &std::fs::FileType) -> Kind {
+    if t.is_file() {
+        Kind::File
+    } else if t.is_symlink() {
+        Kind::Symlink
+    } else {
+        Kind::Special
+    }
+}
+
+fn clean(s: &str) -> String {
+    let s = s.strip_prefix("./").unwrap_or(s);
+    if std::path::MAIN_SEPARATOR == '\\' {
+        s.replace('\\', "/")
+    } else {
+        s.to_string()
+    }
+}
+
+/// `path` relative to `root`, `/`-separated.
+fn relative(path: &Path, root: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
+/// Scan (or describe) one target.
+pub fn scan_target(t: &Target, opts: &ScanOptions) -> FileReport {
+    let (format, finding) = match &t.kind {
+        Kind::File => return scan_path(&t.path, &t.display, opts),
+        Kind::Symlink => {
+            let to = std::fs::read_link(&t.path).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            let f = Finding::new("skipped-symlink", Severity::Info, "symbolic link not followed").evidence(to);
+            ("symlink", f)
+        }
+        Kind::Special => ("special", Finding::new("skipped-special-file", Severity::Info, "special file not read")),
+        Kind::Unreadable(e) => ("unknown", Finding::new("read-error", Severity::Error, format!("cannot read: {e}"))),
+    };
+    let findings = vec![finding];
+    FileReport {
+        path: t.display.clone(),
+        format: format.to_string(),
+        verdict: Verdict::from_findings(&findings, false),
+        size: 0,
+        imports: Vec::new(),
+        findings,
+    }
+}
+
+/// What a completed scan produced besides the printed output.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub summary: Summary,
+    /// Indices of the policy exceptions that dropped at least one finding.
+    pub used: HashSet<usize>,
+}
+
+/// Scan every target on `jobs` threads (0: one per core) and push each file into `printer` in
+/// target order. A progress bar appears on stderr when `progress` is set and the scan is slow.
+pub fn run(
+    policy: &Policy,
+    targets: &[Target],
+    jobs: usize,
+    printer: &mut dyn Printer,
+    progress: bool,
+) -> anyhow::Result<Outcome> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build().context("cannot start worker threads")?;
+    let opts = policy.scan_options();
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<(usize, FileReport, Decision)>();
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_length(targets.len() as u64);
+    let started = Instant::now();
+    let mut out = Outcome::default();
+    let mut failed: Option<std::io::Error> = None;
+
+    std::thread::scope(|s| {
+        let stop = &stop;
+        s.spawn(move || {
+            pool.install(|| {
+                targets.par_iter().enumerate().for_each_with(tx, |tx, (i, t)| {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let report = scan_target(t, opts);
+                    let decision = policy.decide(&report, &t.rel);
+                    let _ = tx.send((i, report, decision));
+                })
+            })
+        });
+
+        // Workers finish out of order; hold results until every earlier file is printed.
+        let mut pending = BTreeMap::new();
+        let mut next = 0;
+        loop {
+            let item = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(item) => Some(item),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if progress && bar.is_hidden() && started.elapsed() > Duration::from_secs(1) {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+            let Some((i, report, decision)) = item else { continue };
+            pending.insert(i, (report, decision));
+            while let Some((report, decision)) = pending.remove(&next) {
+                next += 1;
+                bar.inc(1);
+                out.summary.add(&decision);
+                out.used.extend(decision.suppressed.iter().map(|s| s.exception));
+                if failed.is_none() {
+                    if let Err(e) = bar.suspend(|| printer.file(&report, &decision)) {
+                        failed = Some(e);
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = failed {
+        return Err(e).context("cannot write the report");
+    }
+    if out.summary.files != targets.len() as u64 {
+        anyhow::bail!("internal error: {} of {} files were scanned", out.summary.files, targets.len());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_path_is_an_error_target() {
+        let t = collect(&[PathBuf::from("/nonexistent/modelgate/x.pt")]);
+        assert_eq!(t.len(), 1);
+        assert!(matches!(t[0].kind, Kind::Unreadable(_)));
+        let r = scan_target(&t[0], &ScanOptions::default());
+        assert_eq!(r.verdict, Verdict::Error);
+        assert_eq!(r.findings[0].code, "read-error");
+    }
+
+    #[test]
+    fn relative_paths_use_slashes() {
+        assert_eq!(relative(Path::new("root/a/b.pt"), Path::new("root")), "a/b.pt");
+        assert_eq!(relative(Path::new("root/a/b.pt"), Path::new("root/")), "a/b.pt");
+        assert_eq!(clean("./x/y"), "x/y");
+    }
+}
