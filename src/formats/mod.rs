@@ -22,6 +22,22 @@ pub const CODES: &[crate::finding::CodeInfo] = &[crate::finding::CodeInfo {
 /// Route detected data to its parser; returns the format as finally understood
 /// (a zip may turn out to be a PyTorch checkpoint, a pickle a joblib dump).
 pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
+    // A file that starts like a pickle or an array and ends like a zip is read as either by
+    // different loaders (torch.load and np.load go by the head, zipfile by the end record).
+    let polyglot = match (&format, &data) {
+        (Format::Pickle | Format::TorchLegacy | Format::Npy, Data::Random(src)) => {
+            zip::has_end_record(src.as_ref()).unwrap_or(false).then(|| src.clone())
+        }
+        _ => None,
+    };
+    let format = scan_as(scan, format, data, hint);
+    if let Some(src) = polyglot {
+        zip::scan_appended(scan, src);
+    }
+    format
+}
+
+fn scan_as(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
     match format {
         Format::Pickle | Format::TorchLegacy => {
             scan.mark_model();

@@ -608,8 +608,19 @@ fn crc_of(src: &dyn Source, start: u64, len: u64) -> io::Result<u32> {
     Ok(crc.sum())
 }
 
-/// Scan a zip archive: check its structure, then hand every member back to the dispatcher.
+/// Scan a zip archive: check its structure, then hand every member back to the dispatcher
+/// (bytes found before the first member too, as [`PREPENDED`]).
 pub fn scan(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
+    scan_archive(scan, src, true)
+}
+
+/// Scan the zip at the end of a file whose head was already scanned as another format (a
+/// polyglot: torch and numpy read the head, `zipfile` the archive).
+pub fn scan_appended(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
+    scan_archive(scan, src, false)
+}
+
+fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> Format {
     scan.mark_model();
     let mut notes = Notes::default();
     let (end, dirs) = match locate(src.as_ref()) {
@@ -767,12 +778,18 @@ pub fn scan(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
             Finding::new(
                 "zip-prepended-data",
                 Severity::Suspicious,
-                format!("{first_byte} bytes precede the first zip member; they were scanned as `{PREPENDED}`"),
+                if with_head {
+                    format!("{first_byte} bytes precede the first zip member; they were scanned as `{PREPENDED}`")
+                } else {
+                    format!("the file is also a zip archive behind its first {first_byte} bytes; both were scanned")
+                },
             )
             .at(0),
         );
-        let head: Arc<dyn Source> = Arc::new(SliceSource::new(src.clone(), 0, first_byte));
-        scan.member(PREPENDED, Data::Random(head), Hint::Sniff);
+        if with_head {
+            let head: Arc<dyn Source> = Arc::new(SliceSource::new(src.clone(), 0, first_byte));
+            scan.member(PREPENDED, Data::Random(head), Hint::Sniff);
+        }
     }
 
     for (i, local) in located {
@@ -852,10 +869,11 @@ fn scan_member(
     let want_crc = e.usize <= CRC_SMALL || (hint == Hint::Pickle && e.usize <= scan.opts.max_buffered_bytes);
     let raw = Arc::new(SliceSource::new(src.clone(), local.data, e.csize));
     let tap = ErrTap::default();
+    let mut actual_crc = None;
     let data = if e.method == 0 {
         if want_crc {
             match crc_of(raw.as_ref(), 0, raw.len()) {
-                Ok(crc) => check_crc(scan, notes, e, crc),
+                Ok(crc) => actual_crc = Some(crc),
                 Err(err) => {
                     notes.add(
                         scan,
@@ -890,7 +908,7 @@ fn scan_member(
             if res.is_ok() && buf.len() as u64 <= cap {
                 let mut crc = flate2::Crc::new();
                 crc.update(&buf);
-                check_crc(scan, notes, e, crc.sum());
+                actual_crc = Some(crc.sum());
                 Data::bytes(buf)
             } else {
                 Data::Stream(Box::new(io::Cursor::new(buf).chain(reader)), Some(e.usize))
@@ -910,7 +928,12 @@ fn scan_member(
             )),
         );
     }
-    if flags & FLAG_ENCRYPTED != 0 {
+    let encrypted = flags & FLAG_ENCRYPTED != 0;
+    // The CRC of an encrypted member is that of its plaintext: only a plaintext member can be checked.
+    if let Some(crc) = actual_crc.filter(|_| !encrypted || found != Format::Unknown) {
+        check_crc(scan, notes, e, crc);
+    }
+    if encrypted {
         if found == Format::Unknown {
             notes.add(
                 scan,
