@@ -57,10 +57,11 @@ impl Header {
         descr_has_object(&self.descr)
     }
 
-    /// Bytes of array data the header declares, when the dtype's size is known.
+    /// Bytes of array data the header declares, when the dtype's size is known (saturating:
+    /// no file holds `u64::MAX` bytes).
     pub fn data_len(&self) -> Option<u64> {
-        let n = self.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d))?;
-        n.checked_mul(itemsize(&self.descr)?)
+        let n = self.shape.iter().fold(1u64, |a, &d| a.saturating_mul(d));
+        Some(n.saturating_mul(itemsize(&self.descr)?))
     }
 }
 
