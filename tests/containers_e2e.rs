@@ -117,3 +117,14 @@ fn torch_legacy_tar() {
     assert_eq!(r.format, "pytorch-tar");
     assert_dangerous(&r, Some("storages"));
 }
+
+#[test]
+fn sevenz_archives() {
+    for solid in [false, true] {
+        let r = scan(sevenz(&[("archive/version", b"3\n"), ("archive/data.pkl", EVIL_PICKLE)], solid));
+        assert_eq!(r.format, "7z");
+        assert_dangerous(&r, DATA_PKL);
+        let r = scan(sevenz(&[("model.pt", &torch_zip(EVIL_PICKLE))], solid));
+        assert_dangerous(&r, Some("model.pt!archive/data.pkl"));
+    }
+}

@@ -58,6 +58,8 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
         ("lz4", lz4(&npy_f4(8))),
         ("zf", joblib_zf(&npy_f4(8))),
         ("tgz", gzip(&tar(&[("a.npy", &probe)]))),
+        ("7z", sevenz(&[("archive/data.pkl", EVIL_PICKLE), ("a.npy", &probe)], false)),
+        ("solid 7z", sevenz(&[("archive/data.pkl", EVIL_PICKLE), ("a.npy", &probe)], true)),
     ]
 }
 

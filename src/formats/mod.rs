@@ -4,6 +4,7 @@
 pub mod compress;
 pub mod numpy;
 pub mod pickle;
+pub mod sevenz;
 pub mod tar;
 pub mod zip;
 
@@ -79,14 +80,13 @@ fn scan_as(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Forma
             let inner = compress::scan(scan, c, data, hint);
             Format::Wrapped(c, Box::new(inner))
         }
-        Format::SevenZip => {
-            scan.finding(Finding::new(
-                "unsupported-archive",
-                Severity::Error,
-                "7z archives are not opened yet; their content cannot be judged",
-            ));
-            Format::SevenZip
-        }
+        Format::SevenZip => match data.into_random(scan.opts.max_buffered_bytes) {
+            Ok(src) => sevenz::scan(scan, src),
+            Err(e) => {
+                scan.finding(Finding::new("read-error", Severity::Error, format!("cannot read 7z archive: {e}")));
+                Format::SevenZip
+            }
+        },
         Format::Joblib | Format::Unknown => Format::Unknown,
     }
 }

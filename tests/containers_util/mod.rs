@@ -361,3 +361,22 @@ pub fn gunzip(data: &[u8]) -> Vec<u8> {
     flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out).unwrap();
     out
 }
+
+// ---------------------------------------------------------------- 7z
+
+/// A 7z archive (LZMA2), each member in its own block unless `solid`.
+pub fn sevenz(files: &[(&str, &[u8])], solid: bool) -> Vec<u8> {
+    use sevenz_rust2::{ArchiveEntry, ArchiveWriter};
+    let mut w = ArchiveWriter::new(std::io::Cursor::new(Vec::new())).unwrap();
+    if solid {
+        let entries = files.iter().map(|(n, _)| ArchiveEntry::new_file(n)).collect();
+        let readers =
+            files.iter().map(|(_, d)| sevenz_rust2::SourceReader::new(std::io::Cursor::new(d.to_vec()))).collect();
+        w.push_archive_entries(entries, readers).unwrap();
+    } else {
+        for (name, data) in files {
+            w.push_archive_entry(ArchiveEntry::new_file(name), Some(std::io::Cursor::new(data.to_vec()))).unwrap();
+        }
+    }
+    w.finish().unwrap().into_inner()
+}
