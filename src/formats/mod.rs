@@ -25,8 +25,11 @@ pub const CODES: &[crate::finding::CodeInfo] = &[crate::finding::CodeInfo {
 pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
     // A file that starts like a pickle or an array and ends like a zip is read as either by
     // different loaders (torch.load and np.load go by the head, zipfile by the end record).
+    // Members a loader reads as pickles (torch's data.pkl) are never opened as zips.
     let polyglot = match (&format, &data) {
-        (Format::Pickle | Format::TorchLegacy | Format::Npy, Data::Random(src)) => {
+        (Format::Pickle | Format::TorchLegacy | Format::Npy, Data::Random(src))
+            if scan.depth() == 0 || hint == Hint::Sniff =>
+        {
             zip::has_end_record(src.as_ref()).unwrap_or(false).then(|| src.clone())
         }
         _ => None,

@@ -404,10 +404,7 @@ mod tests {
             .unwrap();
         assert!(!h.has_object());
         assert_eq!(h.data_len(), Some(5 * (4 + 12 * 4)));
-        assert_eq!(
-            parse_header("{'descr': 'object', 'fortran_order': False, 'shape': (1,)}").unwrap().has_object(),
-            true
-        );
+        assert!(parse_header("{'descr': 'object', 'fortran_order': False, 'shape': (1,)}").unwrap().has_object());
         assert!(parse_header("{'descr': '<f4', 'fortran_order': False}").is_err());
         assert!(parse_header("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,)}").is_err());
         assert!(parse_header("{'descr': '<f4', 'fortran_order': 0, 'shape': (1,)}").is_err());
