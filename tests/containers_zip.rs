@@ -269,6 +269,14 @@ fn truncated_and_broken_archives_are_errors() {
     let r = scan(zip(&[m]));
     assert_eq!(one(&r, "zip-bad-local-header").member.as_deref(), Some("a.npy"));
 
+    // Garbage instead of the second central-directory entry: the first member is still scanned.
+    let mut z = zip(&[Z::stored("a.npy", &npy_probe()), Z::stored("b.npy", &npy_probe())]);
+    let second = z.windows(4).rposition(|w| w == b"PK\x01\x02").unwrap();
+    z[second..second + 4].copy_from_slice(b"XXXX");
+    let r = scan(z);
+    assert_eq!(one(&r, "zip-bad-central-directory").severity, Severity::Error);
+    assert_eq!(one(&r, "npy-bad-header").member.as_deref(), Some("a.npy"));
+
     // Corrupt deflate data.
     let mut m = Z::deflated("a.npy", &npy_probe());
     m.raw = vec![0xff; 40];

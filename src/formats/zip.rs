@@ -396,7 +396,11 @@ fn read_directory(src: &Arc<dyn Source>, dir: Directory, cd_size: u64, max: u64)
         }
         let r = Le(&h);
         if !r.sig(0, SIG_CENTRAL) {
-            out.malformed = Some(format!("no central-directory entry at offset {cd_pos}"));
+            // A digital signature or the end records may follow the entries inside a generous size.
+            let tail = [b"PK\x05\x05", SIG_END64, SIG_END].iter().any(|sig| r.sig(0, sig));
+            if !tail {
+                out.malformed = Some(format!("no central-directory entry at offset {cd_pos}"));
+            }
             break;
         }
         if out.entries.len() as u64 >= max {
