@@ -105,7 +105,8 @@ pub fn sniff(data: &mut Data, hint: Hint) -> io::Result<Format> {
         }
     };
     let mut fmt = sniff_head(&head, hint);
-    if fmt == Format::Unknown || fmt == Format::PickleProbe {
+    // Raw tensor bytes are never opened as an archive: skip the tail read for each storage.
+    if (fmt == Format::Unknown || fmt == Format::PickleProbe) && hint != Hint::RawData {
         if let Data::Random(src) = data {
             if crate::formats::zip::has_end_record(src.as_ref())? {
                 fmt = Format::Zip;

@@ -222,6 +222,13 @@ impl<'a> Scan<'a> {
 
     /// Scan a container member through the dispatcher. Returns the member's format.
     pub fn member(&mut self, name: &str, data: Data, hint: Hint) -> Format {
+        self.within(name, |s| dispatch(s, data, hint)).unwrap_or(Format::Unknown)
+    }
+
+    /// Run `f` in the context of container member `name` (its findings and imports carry the
+    /// member path), for containers that walk a member's layout themselves (torch's legacy tar).
+    /// `None` when the depth budget is spent.
+    pub fn within<R>(&mut self, name: &str, f: impl FnOnce(&mut Scan<'a>) -> R) -> Option<R> {
         if self.depth >= self.opts.max_depth {
             self.finding(
                 Finding::new(
@@ -231,7 +238,7 @@ impl<'a> Scan<'a> {
                 )
                 .member(name),
             );
-            return Format::Unknown;
+            return None;
         }
         let saved = self.member.take();
         self.member = Some(match &saved {
@@ -239,10 +246,10 @@ impl<'a> Scan<'a> {
             None => name.to_string(),
         });
         self.depth += 1;
-        let fmt = dispatch(self, data, hint);
+        let out = f(self);
         self.depth -= 1;
         self.member = saved;
-        fmt
+        Some(out)
     }
 }
 

@@ -23,6 +23,7 @@ pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
     formats::tar::CODES,
     formats::compress::CODES,
     formats::numpy::CODES,
+    formats::sevenz::CODES,
     lists::CODES,
     cli::CODES,
 ];

@@ -4,6 +4,7 @@
 pub mod compress;
 pub mod numpy;
 pub mod pickle;
+pub mod sevenz;
 pub mod tar;
 pub mod zip;
 
@@ -22,6 +23,25 @@ pub const CODES: &[crate::finding::CodeInfo] = &[crate::finding::CodeInfo {
 /// Route detected data to its parser; returns the format as finally understood
 /// (a zip may turn out to be a PyTorch checkpoint, a pickle a joblib dump).
 pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
+    // A file that starts like a pickle or an array and ends like a zip is read as either by
+    // different loaders (torch.load and np.load go by the head, zipfile by the end record).
+    // Members a loader reads as pickles (torch's data.pkl) are never opened as zips.
+    let polyglot = match (&format, &data) {
+        (Format::Pickle | Format::TorchLegacy | Format::Npy, Data::Random(src))
+            if scan.depth() == 0 || hint == Hint::Sniff =>
+        {
+            zip::has_end_record(src.as_ref()).unwrap_or(false).then(|| src.clone())
+        }
+        _ => None,
+    };
+    let format = scan_as(scan, format, data, hint);
+    if let Some(src) = polyglot {
+        zip::scan_appended(scan, src);
+    }
+    format
+}
+
+fn scan_as(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
     match format {
         Format::Pickle | Format::TorchLegacy => {
             scan.mark_model();
@@ -63,14 +83,13 @@ pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Form
             let inner = compress::scan(scan, c, data, hint);
             Format::Wrapped(c, Box::new(inner))
         }
-        Format::SevenZip => {
-            scan.finding(Finding::new(
-                "unsupported-archive",
-                Severity::Error,
-                "7z archives are not opened yet; their content cannot be judged",
-            ));
-            Format::SevenZip
-        }
+        Format::SevenZip => match data.into_random(scan.opts.max_buffered_bytes) {
+            Ok(src) => sevenz::scan(scan, src),
+            Err(e) => {
+                scan.finding(Finding::new("read-error", Severity::Error, format!("cannot read 7z archive: {e}")));
+                Format::SevenZip
+            }
+        },
         Format::Joblib | Format::Unknown => Format::Unknown,
     }
 }
