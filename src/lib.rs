@@ -8,6 +8,9 @@ pub mod detect;
 pub mod engine;
 pub mod finding;
 pub mod formats;
+pub mod git;
+pub mod hook;
+pub mod lfs;
 pub mod lists;
 pub mod source;
 
@@ -21,6 +24,8 @@ pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
     formats::compress::CODES,
     formats::numpy::CODES,
     lists::CODES,
+    lfs::CODES,
+    hook::CODES,
 ];
 
 /// Engine version: part of cache keys, bumped whenever verdicts for the same bytes may change.
