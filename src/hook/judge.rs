@@ -163,12 +163,14 @@ fn judge_lfs(
     config: &HookConfig,
     cache: Option<&Cache>,
 ) -> (Judged, Option<String>) {
-    let key = Cache::lfs_key(&p.oid);
-    if let Some(j) = cache.and_then(|c| c.get(&key)) {
-        return (Judged { cached: true, ..j }, None);
-    }
+    // Resolve first (a stat and an open): the object must be there and match the pointer
+    // before any cached verdict for its oid counts.
     match lfs::resolve(&config.lfs, repo.git_dir(), p) {
         Resolved::Found { source, .. } => {
+            let key = Cache::lfs_key(&p.oid);
+            if let Some(j) = cache.and_then(|c| c.get(&key)).filter(|j| j.size == p.size) {
+                return (Judged { cached: true, ..j }, None);
+            }
             let report = scan_source(display, Arc::new(source), &config.scan);
             (Judged::from_report(&report, Some(p.oid.clone())), Some(key))
         }
