@@ -1,4 +1,5 @@
 //! The `<old> <new> <ref>` lines pre-receive and post-receive read on stdin.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 use gix::bstr::{BString, ByteSlice};
 use gix::hash::Kind;

@@ -76,7 +76,7 @@ impl Judged {
     /// Distinct finding codes, most severe first.
     pub fn codes(&self) -> Vec<String> {
         let mut f: Vec<&Fact> = self.findings.iter().collect();
-        f.sort_by(|a, b| b.severity.cmp(&a.severity));
+        f.sort_by_key(|x| std::cmp::Reverse(x.severity));
         let mut out: Vec<String> = Vec::new();
         for x in f {
             if !out.contains(&x.code) {

@@ -172,7 +172,7 @@ fn describe(out: &mut Out<'_>, blob: &NewBlob, j: &Judged) {
         out.line(&format!("    also at {}{at}", super::escape_bytes(&p.path)));
     }
     let mut facts: Vec<_> = j.findings.iter().filter(|f| f.severity > crate::finding::Severity::Info).collect();
-    facts.sort_by(|a, b| b.severity.cmp(&a.severity));
+    facts.sort_by_key(|f| std::cmp::Reverse(f.severity));
     for f in facts.iter().take(5) {
         let mut loc = String::new();
         if let Some(m) = &f.member {
