@@ -9,6 +9,9 @@ pub mod detect;
 pub mod engine;
 pub mod finding;
 pub mod formats;
+pub mod git;
+pub mod hook;
+pub mod lfs;
 pub mod lists;
 pub mod policy;
 pub mod report;
@@ -26,6 +29,8 @@ pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
     formats::sevenz::CODES,
     lists::CODES,
     cli::CODES,
+    lfs::CODES,
+    hook::CODES,
 ];
 
 /// Engine version: part of cache keys, bumped whenever verdicts for the same bytes may change.

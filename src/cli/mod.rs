@@ -35,6 +35,17 @@ pub enum Command {
     /// Check a policy file, or print the built-in one
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run as a git server hook (reads git's ref updates on stdin)
+    #[command(subcommand)]
+    Hook(HookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// Scan what a push introduces; exit 1 rejects the push
+    PreReceive,
+    /// Record the verdicts of an accepted push as git notes and audit-log lines
+    PostReceive,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +126,8 @@ where
             writeln!(io::stdout(), "{}: ok ({rules} rules, {exceptions} exceptions)", file.display())?;
             Ok(report::EXIT_OK)
         }),
+        Command::Hook(HookCommand::PreReceive) => Ok(crate::hook::pre_receive::run()),
+        Command::Hook(HookCommand::PostReceive) => Ok(crate::hook::post_receive::run()),
         Command::Policy(PolicyCommand::ShowDefault) => {
             io::stdout().write_all(DEFAULT_POLICY.as_bytes()).map(|_| report::EXIT_OK).map_err(Into::into)
         }

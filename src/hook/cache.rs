@@ -1,0 +1,85 @@
+//! Content-addressed verdict cache: re-pushing content already judged reads none of its
+//! bytes. Keys are a blob id or an LFS oid plus the engine version, the scan budgets and
+//! the policy's salt; entries are JSON files written atomically (temp file + rename).
+
+use super::judge::Judged;
+use crate::engine::ScanOptions;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// A verdict cache in one directory (never inside the quarantine).
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    key: String,
+    engine: String,
+    fingerprint: String,
+    judged: Judged,
+}
+
+impl Cache {
+    pub fn new(dir: PathBuf, opts: &ScanOptions, salt: &str) -> Cache {
+        let mut h = Sha256::new();
+        // Everything besides the bytes that can change a verdict.
+        let budgets = format!(
+            "{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}",
+            crate::ENGINE_VERSION,
+            opts.max_depth,
+            opts.max_expanded_bytes,
+            opts.max_buffered_bytes,
+            opts.max_members,
+            opts.max_pickle_opcodes,
+            opts.max_pickle_values,
+            opts.max_nested_pickle_bytes,
+            salt
+        );
+        h.update(budgets.as_bytes());
+        let fingerprint = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+        Cache { dir, fingerprint }
+    }
+
+    /// Key of a git blob (`<kind>` is the hash name, so SHA-1 and SHA-256 never mix).
+    pub fn blob_key(id: &gix::ObjectId) -> String {
+        format!("{}-{}", id.kind(), id)
+    }
+
+    /// Key of an LFS object.
+    pub fn lfs_key(oid: &str) -> String {
+        format!("lfs-{oid}")
+    }
+
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        // Keys are built from validated hex ids; anything else never becomes a path.
+        let ok = key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && key.len() <= 100;
+        let tail = key.rsplit('-').next()?;
+        ok.then(|| self.dir.join(&self.fingerprint).join(tail.get(..2).unwrap_or("xx")).join(format!("{key}.json")))
+    }
+
+    pub fn get(&self, key: &str) -> Option<Judged> {
+        let text = std::fs::read(self.path(key)?).ok()?;
+        let e: Entry = serde_json::from_slice(&text).ok()?;
+        (e.key == key && e.engine == crate::ENGINE_VERSION && e.fingerprint == self.fingerprint).then_some(e.judged)
+    }
+
+    pub fn put(&self, key: &str, judged: &Judged) -> std::io::Result<()> {
+        let path = self.path(key).ok_or_else(|| std::io::Error::other("bad cache key"))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let entry = Entry {
+            key: key.to_string(),
+            engine: crate::ENGINE_VERSION.to_string(),
+            fingerprint: self.fingerprint.clone(),
+            judged: judged.clone(),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        serde_json::to_writer(&mut tmp, &entry)?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! Real git for the push-gate tests: a bare "server" repository with the modelgate hooks
+//! installed and a work repository that pushes to it over file://.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_modelgate");
+
+/// Bytes the engine in every branch rejects: a 7z archive it cannot open (`unsupported-archive`).
+pub const SEVENZ: &[u8] = b"7z\xbc\xaf\x27\x1c\x00\x04 pretend archive payload";
+/// A real dangerous pickle: `os.system('echo pwned')`.
+pub const EVIL_PICKLE: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0b\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+/// A benign pickle (protocol 4, the int 1).
+pub const GOOD_PICKLE: &[u8] = b"\x80\x04K\x01.";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub bare: PathBuf,
+    pub work: PathBuf,
+    pub home: PathBuf,
+}
+
+/// A git command with an isolated configuration.
+pub fn git_cmd(home: &Path, cwd: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.current_dir(cwd)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Tester")
+        .env("GIT_AUTHOR_EMAIL", "tester@example.com")
+        .env("GIT_COMMITTER_NAME", "Tester")
+        .env("GIT_COMMITTER_EMAIL", "tester@example.com")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_OBJECT_DIRECTORY")
+        .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
+        .env_remove("GIT_QUARANTINE_PATH")
+        .env_remove("GL_ID")
+        .env_remove("GL_PROJECT_PATH")
+        .env_remove("GL_REPOSITORY")
+        .env_remove("GL_USERNAME")
+        .env_remove("GL_PROTOCOL")
+        .stdin(Stdio::null());
+    c
+}
+
+impl Env {
+    /// SHA-1 repositories with the pre-receive hook.
+    pub fn new() -> Env {
+        Env::with_format("sha1")
+    }
+
+    pub fn with_format(format: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let home = root.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let bare = root.join("server.git");
+        let work = root.join("work");
+        let env = Env { dir, bare: bare.clone(), work: work.clone(), home };
+        env.run(&root, &["init", "-q", "--bare", &format!("--object-format={format}"), "server.git"]);
+        env.run(&root, &["init", "-q", "-b", "main", &format!("--object-format={format}"), "work"]);
+        env.run(&work, &["remote", "add", "origin", &format!("file://{}", bare.display())]);
+        env.install_hook("pre-receive");
+        env
+    }
+
+    pub fn install_hook(&self, name: &str) {
+        let path = self.bare.join("hooks").join(name);
+        std::fs::write(&path, format!("#!/bin/sh\nexec '{BIN}' hook {name}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    pub fn remove_hook(&self, name: &str) {
+        let _ = std::fs::remove_file(self.bare.join("hooks").join(name));
+    }
+
+    pub fn git(&self, cwd: &Path) -> Command {
+        git_cmd(&self.home, cwd)
+    }
+
+    /// Run git, panicking with its output on failure; returns stdout.
+    pub fn run(&self, cwd: &Path, args: &[&str]) -> String {
+        let o = self.git(cwd).args(args).output().expect("git runs");
+        assert!(o.status.success(), "git {args:?} failed:\n{}{}", show(&o.stdout), show(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// Run git in the work repository.
+    pub fn w(&self, args: &[&str]) -> String {
+        self.run(&self.work, args)
+    }
+
+    /// Run git in the bare repository.
+    pub fn b(&self, args: &[&str]) -> String {
+        self.run(&self.bare, args)
+    }
+
+    /// Write a file in the work tree (parents created).
+    pub fn write(&self, path: impl AsRef<Path>, bytes: &[u8]) {
+        let p = self.work.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    /// Add everything and commit; returns the commit id.
+    pub fn commit(&self, msg: &str) -> String {
+        self.w(&["add", "-A"]);
+        self.w(&["commit", "-q", "--allow-empty", "-m", msg]);
+        self.w(&["rev-parse", "HEAD"])
+    }
+
+    /// `git push origin <args>`: (accepted, combined output).
+    pub fn push(&self, args: &[&str]) -> (bool, String) {
+        self.push_env(args, &[])
+    }
+
+    pub fn push_env(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+        let mut c = self.git(&self.work);
+        c.args(["push", "origin"]).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().expect("git push runs");
+        (o.status.success(), format!("{}{}", show(&o.stdout), show(&o.stderr)))
+    }
+
+    /// The server's value of a ref, if any.
+    pub fn server_ref(&self, name: &str) -> Option<String> {
+        let o = self.git(&self.bare).args(["rev-parse", "--verify", "-q", name]).output().unwrap();
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    /// Blob id of bytes in the work repository's format (writes the object).
+    pub fn hash_object(&self, bytes: &[u8]) -> String {
+        let mut c = self.git(&self.work);
+        c.args(["hash-object", "-w", "--stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success());
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+}
+
+pub fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn short(id: &str) -> &str {
+    &id[..7]
+}
+
+/// Assert a push was rejected by modelgate (not by something else) and return its output.
+#[track_caller]
+pub fn assert_rejected(r: (bool, String)) -> String {
+    assert!(!r.0, "push was accepted:\n{}", r.1);
+    assert!(r.1.contains("pre-receive hook declined"), "rejected for another reason:\n{}", r.1);
+    assert!(r.1.contains("modelgate: push rejected"), "no modelgate message:\n{}", r.1);
+    r.1
+}
+
+#[track_caller]
+pub fn assert_accepted(r: (bool, String)) -> String {
+    assert!(r.0, "push was rejected:\n{}", r.1);
+    r.1
+}
+
+pub fn output_ok(o: &Output) -> bool {
+    o.status.success()
+}
