@@ -20,6 +20,14 @@ pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
     formats::tar::CODES,
     formats::compress::CODES,
     formats::numpy::CODES,
+    formats::safetensors::CODES,
+    formats::gguf::CODES,
+    formats::jinja::CODES,
+    formats::hdf5::CODES,
+    formats::keras::CODES,
+    formats::tensorflow::CODES,
+    formats::onnx::CODES,
+    formats::eicar::CODES,
     lists::CODES,
 ];
 

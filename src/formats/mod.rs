@@ -2,9 +2,18 @@
 //! hand container members back to the dispatcher; they never see policy, git or output.
 
 pub mod compress;
+pub mod eicar;
+pub mod gguf;
+pub mod hdf5;
+pub mod jinja;
+pub mod keras;
 pub mod numpy;
+pub mod onnx;
 pub mod pickle;
+pub mod protobuf;
+pub mod safetensors;
 pub mod tar;
+pub mod tensorflow;
 pub mod zip;
 
 use crate::detect::Format;
@@ -19,9 +28,40 @@ pub const CODES: &[crate::finding::CodeInfo] = &[crate::finding::CodeInfo {
     fix: "unpack the archive and push the model files themselves",
 }];
 
+/// Model formats with unmistakable magic bytes (checked before the pickle heuristics).
+pub fn sniff_model_magic(head: &[u8]) -> Option<Format> {
+    safetensors::sniff(head)
+        .or_else(|| gguf::sniff(head))
+        .or_else(|| hdf5::sniff(head))
+        .or_else(|| tensorflow::sniff_tflite(head))
+}
+
+/// Formats without magic (protobuf, JSON) whose head looks plausible; the parser decides.
+pub fn sniff_model_probe(head: &[u8]) -> Option<Format> {
+    protobuf::sniff_probe(head).or_else(|| keras::sniff_json(head))
+}
+
 /// Route detected data to its parser; returns the format as finally understood
 /// (a zip may turn out to be a PyTorch checkpoint, a pickle a joblib dump).
 pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
+    let (data, watch) = eicar::watch(scan, &format, data);
+    let out = route(scan, format, data, hint);
+    eicar::finish(scan, watch);
+    out
+}
+
+/// Random access to `data` for parsers that jump around (buffers a stream up to the budget).
+fn random(scan: &mut Scan<'_>, data: Data, what: &str) -> Option<std::sync::Arc<dyn crate::source::Source>> {
+    match data.into_random(scan.opts.max_buffered_bytes) {
+        Ok(src) => Some(src),
+        Err(e) => {
+            scan.finding(Finding::new("read-error", Severity::Error, format!("cannot read {what}: {e}")));
+            None
+        }
+    }
+}
+
+fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
     match format {
         Format::Pickle | Format::TorchLegacy => {
             scan.mark_model();
@@ -71,6 +111,32 @@ pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Form
             ));
             Format::SevenZip
         }
+        Format::Safetensors => {
+            safetensors::scan(scan, data);
+            Format::Safetensors
+        }
+        Format::Gguf => {
+            gguf::scan(scan, data);
+            Format::Gguf
+        }
+        Format::Hdf5 | Format::KerasH5 => match random(scan, data, "hdf5 file") {
+            Some(src) => hdf5::scan(scan, src.as_ref()),
+            None => Format::Hdf5,
+        },
+        Format::TfLite => match random(scan, data, "tflite model") {
+            Some(src) => tensorflow::scan_tflite(scan, src.as_ref()),
+            None => Format::TfLite,
+        },
+        Format::ProtobufProbe | Format::SavedModel | Format::KerasMetadata | Format::Onnx => {
+            match random(scan, data, "protobuf data") {
+                Some(src) => tensorflow::scan_saved_model(scan, src.as_ref())
+                    .or_else(|| onnx::scan(scan, src.as_ref()))
+                    .or_else(|| tensorflow::scan_keras_metadata(scan, src.as_ref()))
+                    .unwrap_or(Format::Unknown),
+                None => format,
+            }
+        }
+        Format::KerasConfig | Format::JsonProbe => keras::scan_json(scan, data),
         Format::Joblib | Format::Unknown => Format::Unknown,
     }
 }

@@ -1,0 +1,4 @@
+use crate::detect::Format;
+pub fn sniff_probe(_h: &[u8]) -> Option<Format> {
+    None
+}
