@@ -19,3 +19,8 @@ pub fn excerpt(s: &str, max: usize) -> String {
     }
     out
 }
+
+/// WIP
+pub fn scan_tokenizer_config(_scan: &mut crate::engine::Scan<'_>, _v: &serde_json::Value) -> bool {
+    false
+}

@@ -61,6 +61,17 @@ fn random(scan: &mut Scan<'_>, data: Data, what: &str) -> Option<std::sync::Arc<
     }
 }
 
+/// Protobuf models are told apart by their structure; anything else is unknown bytes.
+fn probe_protobuf(scan: &mut Scan<'_>, src: &dyn crate::source::Source) -> Format {
+    if !protobuf::plausible_fields(&crate::source::read_up_to(src, 0, crate::detect::HEAD).unwrap_or_default()) {
+        return Format::Unknown;
+    }
+    tensorflow::scan_saved_model(scan, src)
+        .or_else(|| onnx::scan(scan, src))
+        .or_else(|| tensorflow::scan_keras_metadata(scan, src))
+        .unwrap_or(Format::Unknown)
+}
+
 fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
     match format {
         Format::Pickle | Format::TorchLegacy => {
@@ -74,10 +85,15 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             }
         }
         Format::PickleProbe => {
+            // Protobuf has no magic and may start with a byte that is also a pickle opcode.
+            let retry = match &data {
+                Data::Random(src) if hint == Hint::Sniff => Some(src.clone()),
+                _ => None,
+            };
             let mut input = data.into_input();
             let out = pickle::scan_stream(scan, &mut input, pickle::Mode::Probe);
             if !out.is_pickle {
-                Format::Unknown
+                retry.map_or(Format::Unknown, |src| probe_protobuf(scan, src.as_ref()))
             } else if out.joblib {
                 scan.mark_model();
                 Format::Joblib
@@ -129,10 +145,7 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
         },
         Format::ProtobufProbe | Format::SavedModel | Format::KerasMetadata | Format::Onnx => {
             match random(scan, data, "protobuf data") {
-                Some(src) => tensorflow::scan_saved_model(scan, src.as_ref())
-                    .or_else(|| onnx::scan(scan, src.as_ref()))
-                    .or_else(|| tensorflow::scan_keras_metadata(scan, src.as_ref()))
-                    .unwrap_or(Format::Unknown),
+                Some(src) => probe_protobuf(scan, src.as_ref()),
                 None => format,
             }
         }
