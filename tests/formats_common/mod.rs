@@ -59,3 +59,38 @@ pub fn never_panics(bytes: &[u8]) {
         check(&b, &format!("bit flip at {i}"));
     }
 }
+
+/// A tiny protobuf encoder for fixtures.
+pub mod pb {
+    pub fn varint(mut v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+        out
+    }
+
+    /// A length-delimited field (string, bytes or nested message).
+    pub fn msg(field: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = varint(u64::from(field) << 3 | 2);
+        out.extend(varint(payload.len() as u64));
+        out.extend_from_slice(payload);
+        out
+    }
+
+    pub fn string(field: u32, s: &str) -> Vec<u8> {
+        msg(field, s.as_bytes())
+    }
+
+    pub fn int(field: u32, v: u64) -> Vec<u8> {
+        let mut out = varint(u64::from(field) << 3);
+        out.extend(varint(v));
+        out
+    }
+
+    pub fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
+        parts.concat()
+    }
+}
