@@ -937,16 +937,11 @@ fn check_expr(e: &Expr, out: &mut Vec<Issue>, depth: u32) {
 
 /// Check a template; `origin` (e.g. `tokenizer.chat_template`) prefixes evidence.
 pub fn check_template(src: &str, origin: &str) -> Vec<Finding> {
-    let src = match src.get(..MAX_TEMPLATE) {
-        Some(s) => s,
-        None => {
-            let mut end = MAX_TEMPLATE;
-            while !src.is_char_boundary(end) {
-                end -= 1;
-            }
-            src.get(..end).unwrap_or("")
-        }
-    };
+    let mut end = src.len().min(MAX_TEMPLATE);
+    while !src.is_char_boundary(end) {
+        end -= 1;
+    }
+    let src = src.get(..end).unwrap_or("");
     let mut out = Vec::new();
     let tags = match lex(src) {
         Ok(t) => t,
