@@ -82,7 +82,7 @@ fn gguf(version: u32, be: bool, kvs: &[(&str, V)], tensors: &[(&str, &[u64], u32
     while w.b.len() % 32 != 0 {
         w.b.push(0);
     }
-    w.b.extend(std::iter::repeat(0u8).take(data_len));
+    w.b.extend(std::iter::repeat_n(0u8, data_len));
     w.b
 }
 

@@ -290,6 +290,8 @@ struct Parser<'t> {
 }
 
 type PResult<T> = Result<T, ()>;
+/// Positional and keyword arguments of a call or filter.
+type Args = (Vec<Expr>, Vec<(String, Expr)>);
 
 impl<'t> Parser<'t> {
     fn peek(&self) -> Option<&'t Tok> {
@@ -603,7 +605,7 @@ impl<'t> Parser<'t> {
         Ok(if !slice && parts.len() == 1 { parts.pop().unwrap_or(Expr::Other) } else { Expr::Group(parts) })
     }
 
-    fn call_args(&mut self) -> PResult<(Vec<Expr>, Vec<(String, Expr)>)> {
+    fn call_args(&mut self) -> PResult<Args> {
         self.expect_op("(")?;
         let mut args = Vec::new();
         let mut kwargs = Vec::new();

@@ -44,10 +44,8 @@ pub fn sniff_model_probe(head: &[u8]) -> Option<Format> {
 /// Route detected data to its parser; returns the format as finally understood
 /// (a zip may turn out to be a PyTorch checkpoint, a pickle a joblib dump).
 pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
-    let (data, watch) = eicar::watch(scan, &format, data);
-    let out = route(scan, format, data, hint);
-    eicar::finish(scan, watch);
-    out
+    let data = eicar::check(scan, &format, data);
+    route(scan, format, data, hint)
 }
 
 /// Random access to `data` for parsers that jump around (buffers a stream up to the budget).
