@@ -291,3 +291,14 @@ fn mangled_inputs_never_panic() {
     never_panics(&keras_metadata(&[r#"{"class_name": "Lambda", "config": {"function": "x"}}"#]));
     never_panics(&tflite(&["FlexReadFile", "Custom"]));
 }
+
+#[test]
+fn savedmodel_starting_with_a_pickle_opcode_byte_is_still_found() {
+    // Field 5 (varint) is unknown to SavedModel and skipped by TensorFlow; its tag is `(`, a
+    // pickle opcode, so the file goes to the pickle probe first and must come back here.
+    let sm = cat(&[int(5, 1), tf2_model(&[node("p", "PyFunc", &["x"], &[])])]);
+    assert_eq!(sm[0], b'(');
+    let r = scan(&sm);
+    assert_eq!(r.format, "tensorflow-savedmodel", "{r:#?}");
+    assert_eq!(r.verdict, Verdict::Dangerous);
+}

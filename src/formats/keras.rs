@@ -258,6 +258,7 @@ const SPECIAL_CLASSES: &[&str] = &[
     "__keras_tensor__",
     "__dtype__",
     "__tensorshape__",
+    "__tuple__",
 ];
 
 fn last_component(s: &str) -> &str {
@@ -520,6 +521,7 @@ fn is_keras_class(cls: &str) -> bool {
 
 const KERAS_CLASSES: &str = "
 Sequential Functional Model InputLayer Input InputSpec KerasTensor TensorShape TFOpLambda SlicingOpLambda
+TensorSpec RaggedTensorSpec SparseTensorSpec TypeSpec
 Dense EinsumDense Activation Dropout SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout
 GaussianNoise AlphaDropout ActivityRegularization Flatten Reshape Permute RepeatVector Masking Identity
 Embedding Conv1D Conv2D Conv3D Conv1DTranspose Conv2DTranspose Conv3DTranspose Convolution1D Convolution2D

@@ -70,6 +70,22 @@ fn probe_protobuf(scan: &mut Scan<'_>, src: &dyn crate::source::Source) -> Forma
         .unwrap_or(Format::Unknown)
 }
 
+/// Formats told apart by content alone can hide a zip behind them (bytes prepended to an
+/// archive): when a zip end record is there, the archive is scanned too.
+fn also_zip(scan: &mut Scan<'_>, src: std::sync::Arc<dyn crate::source::Source>, found: Format) -> Format {
+    match zip::has_end_record(src.as_ref()) {
+        Ok(true) => {
+            let z = zip::scan(scan, src);
+            if found == Format::Unknown {
+                z
+            } else {
+                found
+            }
+        }
+        _ => found,
+    }
+}
+
 fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
     match format {
         Format::Pickle | Format::TorchLegacy => {
@@ -143,11 +159,21 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
         },
         Format::ProtobufProbe | Format::SavedModel | Format::KerasMetadata | Format::Onnx => {
             match random(scan, data, "protobuf data") {
-                Some(src) => probe_protobuf(scan, src.as_ref()),
+                Some(src) => {
+                    let found = probe_protobuf(scan, src.as_ref());
+                    also_zip(scan, src, found)
+                }
                 None => format,
             }
         }
-        Format::KerasConfig | Format::JsonProbe => keras::scan_json(scan, data),
+        Format::KerasConfig | Format::JsonProbe => {
+            let retry = match &data {
+                Data::Random(src) => Some(src.clone()),
+                Data::Stream(..) => None,
+            };
+            let found = keras::scan_json(scan, data);
+            retry.map_or(found.clone(), |src| also_zip(scan, src, found))
+        }
         Format::Joblib | Format::Unknown => Format::Unknown,
     }
 }
