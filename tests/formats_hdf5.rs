@@ -19,8 +19,15 @@ fn benign_models_are_safe() {
 #[test]
 fn lambda_layers_are_dangerous_in_every_layout() {
     // superblock 0 with a fixed string, superblock 0 with a variable-length string (global
-    // heap), superblock 3 / object header 2, and dense attribute storage (fractal heap + b-tree).
-    for f in ["keras_lambda_v0.h5", "keras_lambda_vlen.h5", "keras_lambda_latest.h5", "keras_lambda_dense_attrs.h5"] {
+    // heap), superblock 3 / object header 2, dense attribute storage (fractal heap + b-tree),
+    // and a 1024-byte user block in front of the superblock.
+    for f in [
+        "keras_lambda_v0.h5",
+        "keras_lambda_vlen.h5",
+        "keras_lambda_latest.h5",
+        "keras_lambda_dense_attrs.h5",
+        "keras_lambda_userblock.h5",
+    ] {
         let r = scan(&fixture(f));
         assert_eq!(r.format, "keras-h5", "{f}");
         assert_eq!(r.verdict, Verdict::Dangerous, "{f}: {r:#?}");

@@ -131,10 +131,29 @@ struct RootAttrs {
     names: Vec<String>,
 }
 
+/// Where the superblock of a file with a user block is: HDF5 looks at offsets 512, 1024,
+/// 2048, ... (offset 0 is found by [`sniff`]).
+pub fn find_superblock(src: &dyn Source) -> Option<u64> {
+    let mut at = 512u64;
+    while at.checked_add(8)? <= src.len() {
+        let mut sig = [0u8; 8];
+        if read_exact_at(src, at, &mut sig).is_ok() && sig == SIGNATURE {
+            return Some(at);
+        }
+        at = at.checked_mul(2)?;
+    }
+    None
+}
+
 /// Scan an HDF5 file's root attributes for Keras configs.
 pub fn scan(scan: &mut Scan<'_>, src: &dyn Source) -> Format {
+    scan_at(scan, src, 0)
+}
+
+/// Scan an HDF5 file whose superblock is at `at` (after a user block).
+pub fn scan_at(scan: &mut Scan<'_>, src: &dyn Source, at: u64) -> Format {
     scan.mark_model();
-    let attrs = match superblock(src).and_then(|(h5, root)| root_attributes(&h5, root)) {
+    let attrs = match superblock(src, at).and_then(|(h5, root)| root_attributes(&h5, root)) {
         Ok(a) => a,
         Err(e) => {
             scan.finding(Finding::new("hdf5-malformed", Severity::Error, format!("cannot read the root group: {e}")));
@@ -155,9 +174,8 @@ pub fn scan(scan: &mut Scan<'_>, src: &dyn Source) -> Format {
 }
 
 /// Parse the superblock; returns the file view and the root group's object header address.
-fn superblock(src: &dyn Source) -> Res<(H5<'_>, u64)> {
-    let mut head = vec![0u8; 256.min(src.len() as usize)];
-    read_exact_at(src, 0, &mut head).map_err(|e| format!("read error: {e}"))?;
+fn superblock(src: &dyn Source, at: u64) -> Res<(H5<'_>, u64)> {
+    let head = crate::source::read_up_to(src, at, 256).map_err(|e| format!("read error: {e}"))?;
     let mut c = Cur::new(&head);
     if c.bytes(8)? != SIGNATURE {
         return Err("no hdf5 signature".into());

@@ -174,6 +174,13 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             let found = keras::scan_json(scan, data);
             retry.map_or(found.clone(), |src| also_zip(scan, src, found))
         }
-        Format::Joblib | Format::Unknown => Format::Unknown,
+        Format::Joblib | Format::Unknown => match &data {
+            // HDF5 allows a user block before the superblock (h5py's `userblock_size`).
+            Data::Random(src) => match hdf5::find_superblock(src.as_ref()) {
+                Some(at) => hdf5::scan_at(scan, src.as_ref(), at),
+                None => Format::Unknown,
+            },
+            Data::Stream(..) => Format::Unknown,
+        },
     }
 }
