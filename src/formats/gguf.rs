@@ -195,7 +195,8 @@ fn parse(scan: &mut Scan<'_>, g: &mut G) -> Res<()> {
     if kvs > MAX_KV {
         return Err(bad(8, format!("metadata count {kvs} is implausible")));
     }
-    g.fits(kvs, 13, "metadata")?;
+    // Smallest entry: an empty key, a type and a one-byte value.
+    g.fits(kvs, if g.v1 { 9 } else { 13 }, "metadata")?;
     let mut alignment: u64 = 32;
     for _ in 0..kvs {
         let key_at = g.inp.pos();
@@ -229,7 +230,8 @@ fn parse(scan: &mut Scan<'_>, g: &mut G) -> Res<()> {
             skip_value(g, t, 0).map_err(|f| f.message_prefix(&key))?;
         }
     }
-    g.fits(tensors, 24, "tensor")?;
+    // Smallest tensor info: an empty name, no dimensions, a type and an offset.
+    g.fits(tensors, if g.v1 { 20 } else { 24 }, "tensor")?;
     let mut spans = Vec::new();
     for i in 0..tensors {
         let at = g.inp.pos();

@@ -125,10 +125,8 @@ impl H5<'_> {
 struct RootAttrs {
     /// (name, JSON text) of the Keras config attributes.
     configs: Vec<(String, String)>,
-    /// Problems that stop an attribute from being read (name, message).
+    /// Problems that stop a config attribute from being read.
     problems: Vec<String>,
-    /// Attribute names seen (compact and dense).
-    names: Vec<String>,
 }
 
 /// Where the superblock of a file with a user block is: HDF5 looks at offsets 512, 1024,
@@ -368,11 +366,8 @@ fn root_attributes(h5: &H5<'_>, root: u64) -> Res<RootAttrs> {
 /// Decode one attribute message; Keras config attributes are kept as text.
 fn attribute(h5: &H5<'_>, data: &[u8], attrs: &mut RootAttrs) {
     match parse_attribute(h5, data) {
-        Ok((name, None)) => attrs.names.push(name),
-        Ok((name, Some(text))) => {
-            attrs.names.push(name.clone());
-            attrs.configs.push((name, text));
-        }
+        Ok((_, None)) => {}
+        Ok((name, Some(text))) => attrs.configs.push((name, text)),
         Err((name, e)) => attrs.problems.push(match name {
             Some(n) => format!("cannot read root attribute {n:?}: {e}"),
             None => format!("cannot read a root attribute: {e}"),

@@ -838,6 +838,15 @@ fn string_builder(e: &Expr) -> bool {
     }
 }
 
+/// The value of an expression made only of string literals joined with `~` or `+`.
+fn const_str(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Str(s) => Some(s.clone()),
+        Expr::Concat(parts) => parts.iter().map(const_str).collect(),
+        _ => None,
+    }
+}
+
 fn attribute_issue(name: &str, how: &str) -> Option<Issue> {
     let bad = name.starts_with('_') || DANGEROUS_NAMES.contains(&name);
     bad.then(|| Issue {
@@ -870,7 +879,7 @@ fn check_expr(e: &Expr, out: &mut Vec<Issue>, depth: u32) {
         }
         Expr::Item(obj, key) => {
             match key.as_ref() {
-                Expr::Str(s) => out.extend(attribute_issue(s, "subscript")),
+                k if const_str(k).is_some() => out.extend(const_str(k).and_then(|s| attribute_issue(&s, "subscript"))),
                 k if string_builder(k) => out.push(Issue {
                     code: "chat-template-computed-attribute",
                     severity: Severity::Suspicious,
@@ -906,7 +915,8 @@ fn check_expr(e: &Expr, out: &mut Vec<Issue>, depth: u32) {
                 for a in named {
                     match a {
                         // `attribute=` takes dotted paths (`a.__class__`).
-                        Expr::Str(s) => {
+                        e if const_str(e).is_some() => {
+                            let s = const_str(e).unwrap_or_default();
                             for part in s.split('.') {
                                 out.extend(attribute_issue(part, &format!("|{name} filter")));
                             }
@@ -1105,6 +1115,8 @@ mod tests {
         assert_eq!(codes("{{ x|attr('_'*2 ~ 'class' ~ '_'*2) }}"), ["chat-template-computed-attribute"]);
         assert_eq!(codes("{{ x[('%c%c'|format(95,95)) ~ 'class'] }}"), ["chat-template-computed-attribute"]);
         assert_eq!(codes("{% include 'other.j2' %}"), ["chat-template-include"]);
+        assert_eq!(codes("{{ x['__cla' ~ 'ss__'] }}"), ["chat-template-sandbox-escape"]);
+        assert_eq!(codes("{{ x|attr('__glo' + 'bals__') }}"), ["chat-template-sandbox-escape"]);
         assert_eq!(codes("{{ x['role'] ~ x[loop.index0] }}"), Vec::<&str>::new());
     }
 

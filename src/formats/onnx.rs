@@ -182,7 +182,7 @@ fn node(r: &mut Reader<'_, '_>, w: &mut Walk, scope: &str) -> Result<(), Error> 
     for a in attrs {
         attribute(&mut r.sub(&a)?, w, &format!("node {} in {scope}", quote(&excerpt(&label, 120))))?;
     }
-    if !standard_domain(&domain) {
+    if !standard_domain(&domain) && w.custom.len() < MAX_FINDINGS {
         w.custom.entry((domain, op)).or_insert(label);
     }
     Ok(())

@@ -173,6 +173,10 @@ pub fn op_rule(op: &str) -> Option<&'static OpRule> {
 const MAX_NAME: usize = 1024;
 const MAX_INPUTS: usize = 16;
 const MAX_STR_ATTR: usize = 4096;
+/// TFLite operator codes read (real models have a few hundred at most).
+const MAX_OPERATOR_CODES: u32 = 100_000;
+/// Bytes of node names and strings kept while walking one SavedModel.
+const MAX_RETAINED: usize = 256 << 20;
 /// Keras JSON kept from one SavedModel's object graph.
 const MAX_KERAS_JSON: usize = 64 << 20;
 
@@ -197,6 +201,30 @@ struct Walk {
     findings: Vec<Finding>,
     keras: Vec<(String, String)>,
     keras_bytes: usize,
+    /// Bytes held by kept nodes.
+    retained: usize,
+}
+
+/// Ops the path tracing follows (see [`const_path`]).
+const TRACED_OPS: &[&str] = &["Const", "Identity", "Snapshot", "StringJoin", "ShardedFilename", "ShardedFilespec"];
+
+impl Walk {
+    /// Keep a node only when a rule or the path tracing needs it; memory stays bounded.
+    fn keep(&mut self, nodes: &mut Vec<Node>, n: Node) -> Result<(), Error> {
+        self.recognised = true;
+        if op_rule(&n.op).is_none() && !TRACED_OPS.contains(&n.op.as_str()) {
+            return Ok(());
+        }
+        self.retained += n.name.len()
+            + n.inputs.iter().map(String::len).sum::<usize>()
+            + n.const_str.as_ref().map_or(0, String::len)
+            + 64;
+        if self.retained > MAX_RETAINED {
+            return Err(Error { offset: n.offset, what: "graph too large to judge".into() });
+        }
+        nodes.push(n);
+        Ok(())
+    }
 }
 
 fn valid_op_name(op: &str) -> bool {
@@ -277,10 +305,7 @@ fn graph_def(r: &mut Reader<'_, '_>, w: &mut Walk) -> Result<(), Error> {
             match f.number {
                 1 | 2 | 4 if !f.is_len() => return Err(wrong(&f)),
                 3 if f.varint().is_none() => return Err(wrong(&f)),
-                1 => {
-                    nodes.push(node_def(&mut r.sub(&f)?)?);
-                    w.recognised = true;
-                }
+                1 => w.keep(&mut nodes, node_def(&mut r.sub(&f)?)?)?,
                 2 => library(&mut r.sub(&f)?, w)?,
                 _ => {}
             }
@@ -316,10 +341,7 @@ fn function_def(r: &mut Reader<'_, '_>, w: &mut Walk) -> Result<(), Error> {
                         }
                     }
                 }
-                3 => {
-                    nodes.push(node_def(&mut r.sub(&f)?)?);
-                    w.recognised = true;
-                }
+                3 => w.keep(&mut nodes, node_def(&mut r.sub(&f)?)?)?,
                 _ => {}
             }
         }
@@ -634,8 +656,8 @@ fn tflite_ops(f: &Flat<'_, '_>) -> Result<Vec<(u32, String)>, Error> {
     let Some(codes) = f.field(root, 1)? else { return Ok(out) };
     let vec = f.deref(codes)?;
     let n = f.u32(vec)?;
-    if u64::from(n) * 4 > f.b.len() {
-        return Err(Error { offset: vec, what: format!("operator code count {n} exceeds the file") });
+    if u64::from(n) * 4 > f.b.len() || n > MAX_OPERATOR_CODES {
+        return Err(Error { offset: vec, what: format!("operator code count {n} is implausible") });
     }
     for i in 0..n {
         let elem = vec + 4 + 4 * u64::from(i);
