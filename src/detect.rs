@@ -185,8 +185,11 @@ pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
         // Raw tensor bytes: only unmistakable magic above counts; a pickle header is probed.
         return if head.first() == Some(&0x80) { Format::PickleProbe } else { Format::Unknown };
     }
-    if let Some(f) = crate::formats::sniff_model_magic(head) {
-        return f;
+    // A member the loader unpickles is a pickle whatever magic it starts with.
+    if hint == Hint::Sniff {
+        if let Some(f) = crate::formats::sniff_model_magic(head) {
+            return f;
+        }
     }
     if starts(TORCH_LEGACY_MAGIC) {
         return Format::TorchLegacy;

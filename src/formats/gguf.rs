@@ -335,6 +335,12 @@ mod tests {
         assert_eq!(sniff(b"GGUF\x00\x00\x00\x02"), Some(Format::Gguf));
         assert_eq!(sniff(b"GGUF\x09\x00\x00\x00"), None);
         assert_eq!(sniff(b"GGML"), None);
+        // A member the loader unpickles is a pickle whatever its magic.
+        use crate::engine::Hint;
+        let head = b"GGUF\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+        assert_eq!(crate::detect::sniff_head(head, Hint::Sniff), Format::Gguf);
+        assert_eq!(crate::detect::sniff_head(head, Hint::Pickle), Format::Pickle);
+        assert_eq!(crate::detect::sniff_head(head, Hint::RawData), Format::Unknown);
     }
 
     #[test]

@@ -70,6 +70,19 @@ fn probe_protobuf(scan: &mut Scan<'_>, src: &dyn crate::source::Source) -> Forma
         .unwrap_or(Format::Unknown)
 }
 
+/// A file with a model format's magic can still be a pickle to a loader that ignores the
+/// magic (`torch.load` of a legacy file): when its first byte is a pickle opcode, probe it as
+/// a pickle too, so that a polyglot cannot hide a payload behind the magic.
+fn also_pickle(scan: &mut Scan<'_>, data: &Data) {
+    if let Data::Random(src) = data {
+        let first = crate::source::read_up_to(src.as_ref(), 0, 1).unwrap_or_default();
+        if first.first().is_some_and(|&b| pickle::is_opcode(b)) {
+            let mut input = crate::source::Input::random(src.clone());
+            pickle::scan_stream(scan, &mut input, pickle::Mode::Probe);
+        }
+    }
+}
+
 /// Formats told apart by content alone can hide a zip behind them (bytes prepended to an
 /// archive): when a zip end record is there, the archive is scanned too.
 fn also_zip(scan: &mut Scan<'_>, src: std::sync::Arc<dyn crate::source::Source>, found: Format) -> Format {
@@ -142,19 +155,27 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             Format::SevenZip
         }
         Format::Safetensors => {
+            also_pickle(scan, &data);
             safetensors::scan(scan, data);
             Format::Safetensors
         }
         Format::Gguf => {
+            also_pickle(scan, &data);
             gguf::scan(scan, data);
             Format::Gguf
         }
         Format::Hdf5 | Format::KerasH5 => match random(scan, data, "hdf5 file") {
-            Some(src) => hdf5::scan(scan, src.as_ref()),
+            Some(src) => {
+                also_pickle(scan, &Data::Random(src.clone()));
+                hdf5::scan(scan, src.as_ref())
+            }
             None => Format::Hdf5,
         },
         Format::TfLite => match random(scan, data, "tflite model") {
-            Some(src) => tensorflow::scan_tflite(scan, src.as_ref()),
+            Some(src) => {
+                also_pickle(scan, &Data::Random(src.clone()));
+                tensorflow::scan_tflite(scan, src.as_ref())
+            }
             None => Format::TfLite,
         },
         Format::ProtobufProbe | Format::SavedModel | Format::KerasMetadata | Format::Onnx => {
@@ -176,11 +197,11 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
         }
         Format::Joblib | Format::Unknown => match &data {
             // HDF5 allows a user block before the superblock (h5py's `userblock_size`).
-            Data::Random(src) => match hdf5::find_superblock(src.as_ref()) {
+            Data::Random(src) if hint == Hint::Sniff => match hdf5::find_superblock(src.as_ref()) {
                 Some(at) => hdf5::scan_at(scan, src.as_ref(), at),
                 None => Format::Unknown,
             },
-            Data::Stream(..) => Format::Unknown,
+            _ => Format::Unknown,
         },
     }
 }
