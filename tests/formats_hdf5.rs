@@ -64,3 +64,22 @@ fn mangled_files_never_panic() {
         never_panics(&fixture(f));
     }
 }
+
+#[test]
+fn self_referencing_continuations_are_bounded() {
+    // Object header v1 at 96 whose only message is a continuation to itself.
+    let mut b = fixture("keras_dense_v0.h5");
+    let root = 0x60usize;
+    assert_eq!(b[root], 1, "fixture layout changed");
+    let msg_at = root + 16;
+    b[root + 2..root + 4].copy_from_slice(&1u16.to_le_bytes());
+    b[root + 8..root + 12].copy_from_slice(&24u32.to_le_bytes());
+    b[msg_at..msg_at + 2].copy_from_slice(&0x10u16.to_le_bytes());
+    b[msg_at + 2..msg_at + 4].copy_from_slice(&16u16.to_le_bytes());
+    b[msg_at + 8..msg_at + 16].copy_from_slice(&(msg_at as u64).to_le_bytes());
+    b[msg_at + 16..msg_at + 24].copy_from_slice(&24u64.to_le_bytes());
+    let t = std::time::Instant::now();
+    let r = scan(&b);
+    assert!(has(&r, "hdf5-malformed"), "{r:#?}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -88,17 +88,26 @@ impl<'b> Cur<'b> {
     }
 }
 
+/// Bytes read from one file at most: crafted headers can point many times at the same data.
+const MAX_READ: u64 = 512 << 20;
+
 /// The file: sizes of offsets and lengths from the superblock, and the base address.
 struct H5<'a> {
     src: &'a dyn Source,
     o: usize,
     l: usize,
     base: u64,
+    spent: std::cell::Cell<u64>,
 }
 
 impl H5<'_> {
     /// `n` bytes at file address `addr` (relative to the base address).
     fn read(&self, addr: u64, n: usize) -> Res<Vec<u8>> {
+        let spent = self.spent.get().saturating_add(n as u64);
+        if spent > MAX_READ {
+            return Err(format!("more than {MAX_READ} bytes of structure read"));
+        }
+        self.spent.set(spent);
         let at = addr.checked_add(self.base).ok_or("address overflows")?;
         if at.checked_add(n as u64).is_none_or(|end| end > self.src.len()) {
             return Err(format!("{n} bytes at address {addr} run past the end of the file"));
@@ -205,7 +214,7 @@ fn superblock(src: &dyn Source, at: u64) -> Res<(H5<'_>, u64)> {
         }
         v => return Err(format!("unknown superblock version {v}")),
     };
-    Ok((H5 { src, o, l, base }, root))
+    Ok((H5 { src, o, l, base, spent: std::cell::Cell::new(0) }, root))
 }
 
 fn check_sizes(o: usize, l: usize) -> Res<()> {
