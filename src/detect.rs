@@ -57,6 +57,27 @@ pub enum Format {
     SevenZip,
     /// A compressed single stream and what it held.
     Wrapped(Compression, Box<Format>),
+    /// A safetensors file (u64 header length, JSON header, raw tensors).
+    Safetensors,
+    /// A GGUF (llama.cpp) model.
+    Gguf,
+    /// An HDF5 file; `KerasH5` once a Keras `model_config` was found in it.
+    Hdf5,
+    KerasH5,
+    /// A Keras model config (`config.json` of a `.keras` zip, or `model.to_json()` output).
+    KerasConfig,
+    /// A TensorFlow SavedModel `saved_model.pb`.
+    SavedModel,
+    /// A TensorFlow/Keras `keras_metadata.pb`.
+    KerasMetadata,
+    /// A TensorFlow Lite flatbuffer.
+    TfLite,
+    /// An ONNX model.
+    Onnx,
+    /// Bytes that may be a protobuf model (SavedModel, ONNX, Keras metadata); the structure decides.
+    ProtobufProbe,
+    /// Bytes that may be a JSON document (a Keras config); the content decides.
+    JsonProbe,
     /// Not a format modelgate knows.
     Unknown,
 }
@@ -75,6 +96,17 @@ impl Format {
             Format::Npy => "numpy".into(),
             Format::SevenZip => "7z".into(),
             Format::Wrapped(c, inner) => format!("{}:{}", c.label(), inner.label()),
+            Format::Safetensors => "safetensors".into(),
+            Format::Gguf => "gguf".into(),
+            Format::Hdf5 => "hdf5".into(),
+            Format::KerasH5 => "keras-h5".into(),
+            Format::KerasConfig => "keras-config".into(),
+            Format::SavedModel => "tensorflow-savedmodel".into(),
+            Format::KerasMetadata => "keras-metadata".into(),
+            Format::TfLite => "tflite".into(),
+            Format::Onnx => "onnx".into(),
+            Format::ProtobufProbe => "protobuf".into(),
+            Format::JsonProbe => "json".into(),
             Format::Unknown => "unknown".into(),
         }
     }
@@ -154,6 +186,12 @@ pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
         // Raw tensor bytes: only unmistakable magic above counts; a pickle header is probed.
         return if head.first() == Some(&0x80) { Format::PickleProbe } else { Format::Unknown };
     }
+    // A member the loader unpickles is a pickle whatever magic it starts with.
+    if hint == Hint::Sniff {
+        if let Some(f) = crate::formats::sniff_model_magic(head) {
+            return f;
+        }
+    }
     if starts(TORCH_LEGACY_MAGIC) {
         return Format::TorchLegacy;
     }
@@ -169,6 +207,9 @@ pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
     }
     if hint == Hint::Pickle {
         return Format::Pickle;
+    }
+    if let Some(f) = crate::formats::sniff_model_probe(head) {
+        return f;
     }
     if head.first().is_some_and(|&b| crate::formats::pickle::is_opcode(b)) {
         return Format::PickleProbe;

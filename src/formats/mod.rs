@@ -2,10 +2,19 @@
 //! hand container members back to the dispatcher; they never see policy, git or output.
 
 pub mod compress;
+pub mod eicar;
+pub mod gguf;
+pub mod hdf5;
+pub mod jinja;
+pub mod keras;
 pub mod numpy;
+pub mod onnx;
 pub mod pickle;
+pub mod protobuf;
+pub mod safetensors;
 pub mod sevenz;
 pub mod tar;
+pub mod tensorflow;
 pub mod zip;
 
 use crate::detect::Format;
@@ -19,6 +28,19 @@ pub const CODES: &[crate::finding::CodeInfo] = &[crate::finding::CodeInfo {
     summary: "an archive format modelgate cannot open yet holds data that may be a model",
     fix: "unpack the archive and push the model files themselves",
 }];
+
+/// Model formats with unmistakable magic bytes (checked before the pickle heuristics).
+pub fn sniff_model_magic(head: &[u8]) -> Option<Format> {
+    safetensors::sniff(head)
+        .or_else(|| gguf::sniff(head))
+        .or_else(|| hdf5::sniff(head))
+        .or_else(|| tensorflow::sniff_tflite(head))
+}
+
+/// Formats without magic (protobuf, JSON) whose head looks plausible; the parser decides.
+pub fn sniff_model_probe(head: &[u8]) -> Option<Format> {
+    protobuf::sniff_probe(head).or_else(|| keras::sniff_json(head))
+}
 
 /// Route detected data to its parser; returns the format as finally understood
 /// (a zip may turn out to be a PyTorch checkpoint, a pickle a joblib dump).
@@ -34,14 +56,66 @@ pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Form
         }
         _ => None,
     };
-    let format = scan_as(scan, format, data, hint);
+    let data = eicar::check(scan, &format, data);
+    let format = route(scan, format, data, hint);
     if let Some(src) = polyglot {
         zip::scan_appended(scan, src);
     }
     format
 }
 
-fn scan_as(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
+/// Random access to `data` for parsers that jump around (buffers a stream up to the budget).
+fn random(scan: &mut Scan<'_>, data: Data, what: &str) -> Option<std::sync::Arc<dyn crate::source::Source>> {
+    match data.into_random(scan.opts.max_buffered_bytes) {
+        Ok(src) => Some(src),
+        Err(e) => {
+            scan.finding(Finding::new("read-error", Severity::Error, format!("cannot read {what}: {e}")));
+            None
+        }
+    }
+}
+
+/// Protobuf models are told apart by their structure; anything else is unknown bytes.
+fn probe_protobuf(scan: &mut Scan<'_>, src: &dyn crate::source::Source) -> Format {
+    if !protobuf::plausible_fields(&crate::source::read_up_to(src, 0, crate::detect::HEAD).unwrap_or_default()) {
+        return Format::Unknown;
+    }
+    tensorflow::scan_saved_model(scan, src)
+        .or_else(|| onnx::scan(scan, src))
+        .or_else(|| tensorflow::scan_keras_metadata(scan, src))
+        .unwrap_or(Format::Unknown)
+}
+
+/// A file with a model format's magic can still be a pickle to a loader that ignores the
+/// magic (`torch.load` of a legacy file): when its first byte is a pickle opcode, probe it as
+/// a pickle too, so that a polyglot cannot hide a payload behind the magic.
+fn also_pickle(scan: &mut Scan<'_>, data: &Data) {
+    if let Data::Random(src) = data {
+        let first = crate::source::read_up_to(src.as_ref(), 0, 1).unwrap_or_default();
+        if first.first().is_some_and(|&b| pickle::is_opcode(b)) {
+            let mut input = crate::source::Input::random(src.clone());
+            pickle::scan_stream(scan, &mut input, pickle::Mode::Probe);
+        }
+    }
+}
+
+/// Formats told apart by content alone can hide a zip behind them (bytes prepended to an
+/// archive): when a zip end record is there, the archive is scanned too.
+fn also_zip(scan: &mut Scan<'_>, src: std::sync::Arc<dyn crate::source::Source>, found: Format) -> Format {
+    match zip::has_end_record(src.as_ref()) {
+        Ok(true) => {
+            let z = zip::scan(scan, src);
+            if found == Format::Unknown {
+                z
+            } else {
+                found
+            }
+        }
+        _ => found,
+    }
+}
+
+fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
     match format {
         Format::Pickle | Format::TorchLegacy => {
             scan.mark_model();
@@ -54,10 +128,15 @@ fn scan_as(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Forma
             }
         }
         Format::PickleProbe => {
+            // Protobuf has no magic and may start with a byte that is also a pickle opcode.
+            let retry = match &data {
+                Data::Random(src) if hint == Hint::Sniff => Some(src.clone()),
+                _ => None,
+            };
             let mut input = data.into_input();
             let out = pickle::scan_stream(scan, &mut input, pickle::Mode::Probe);
             if !out.is_pickle {
-                Format::Unknown
+                retry.map_or(Format::Unknown, |src| probe_protobuf(scan, src.as_ref()))
             } else if out.joblib {
                 scan.mark_model();
                 Format::Joblib
@@ -90,6 +169,54 @@ fn scan_as(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Forma
                 Format::SevenZip
             }
         },
-        Format::Joblib | Format::Unknown => Format::Unknown,
+        Format::Safetensors => {
+            also_pickle(scan, &data);
+            safetensors::scan(scan, data);
+            Format::Safetensors
+        }
+        Format::Gguf => {
+            also_pickle(scan, &data);
+            gguf::scan(scan, data);
+            Format::Gguf
+        }
+        Format::Hdf5 | Format::KerasH5 => match random(scan, data, "hdf5 file") {
+            Some(src) => {
+                also_pickle(scan, &Data::Random(src.clone()));
+                hdf5::scan(scan, src.as_ref())
+            }
+            None => Format::Hdf5,
+        },
+        Format::TfLite => match random(scan, data, "tflite model") {
+            Some(src) => {
+                also_pickle(scan, &Data::Random(src.clone()));
+                tensorflow::scan_tflite(scan, src.as_ref())
+            }
+            None => Format::TfLite,
+        },
+        Format::ProtobufProbe | Format::SavedModel | Format::KerasMetadata | Format::Onnx => {
+            match random(scan, data, "protobuf data") {
+                Some(src) => {
+                    let found = probe_protobuf(scan, src.as_ref());
+                    also_zip(scan, src, found)
+                }
+                None => format,
+            }
+        }
+        Format::KerasConfig | Format::JsonProbe => {
+            let retry = match &data {
+                Data::Random(src) => Some(src.clone()),
+                Data::Stream(..) => None,
+            };
+            let found = keras::scan_json(scan, data);
+            retry.map_or(found.clone(), |src| also_zip(scan, src, found))
+        }
+        Format::Joblib | Format::Unknown => match &data {
+            // HDF5 allows a user block before the superblock (h5py's `userblock_size`).
+            Data::Random(src) if hint == Hint::Sniff => match hdf5::find_superblock(src.as_ref()) {
+                Some(at) => hdf5::scan_at(scan, src.as_ref(), at),
+                None => Format::Unknown,
+            },
+            _ => Format::Unknown,
+        },
     }
 }

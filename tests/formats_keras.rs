@@ -1,0 +1,114 @@
+mod formats_common;
+use formats_common::*;
+use modelgate::finding::Verdict;
+use serde_json::json;
+
+fn layer(module: &str, class: &str, config: serde_json::Value) -> serde_json::Value {
+    json!({"module": module, "class_name": class, "config": config, "registered_name": null})
+}
+
+fn model(layers: Vec<serde_json::Value>) -> Vec<u8> {
+    let v = json!({"module": "keras", "class_name": "Functional", "config": {"name": "m", "layers": layers,
+        "input_layers": [["input", 0, 0]], "output_layers": [["dense", 0, 0]]},
+        "registered_name": "Functional", "build_config": {"input_shape": null},
+        "compile_config": {"optimizer": layer("keras.optimizers", "Adam", json!({"learning_rate": 0.001})),
+            "loss": layer("keras.losses", "MeanSquaredError", json!({})), "metrics": ["mae"]}});
+    serde_json::to_vec_pretty(&v).unwrap()
+}
+
+fn dense() -> serde_json::Value {
+    layer(
+        "keras.layers",
+        "Dense",
+        json!({"name": "dense", "units": 4, "activation": "relu",
+        "kernel_initializer": layer("keras.initializers", "GlorotUniform", json!({"seed": null})),
+        "dtype": layer("keras", "DTypePolicy", json!({"name": "float32"}))}),
+    )
+}
+
+#[test]
+fn ordinary_config_json_is_safe() {
+    let input = layer("keras.layers", "InputLayer", json!({"name": "input", "batch_shape": [null, 3]}));
+    assert_safe(&scan(&model(vec![input, dense()])), "keras-config");
+    assert_safe(&scan_stream(&model(vec![dense()])), "keras-config");
+}
+
+#[test]
+fn lambda_inside_nested_model_is_dangerous() {
+    let lam = layer(
+        "keras.layers",
+        "Lambda",
+        json!({"name": "sneaky", "function":
+        {"class_name": "__lambda__", "config": {"code": "4wEAAAAAAAAAAAAAAAEAAAADAAAA8xYAAACVAHQBAAAAAAAAAAAAAGQBpgEAAKsBAAAAAAAAAABTACkCTnoKZWNobyBwd25lZCkB2gVwcmludCkB2gF4cwEAAAAg",
+        "defaults": null, "closure": null}}}),
+    );
+    let inner = layer("keras", "Sequential", json!({"name": "inner", "layers": [dense(), lam]}));
+    let wrapped = layer("keras.layers", "TimeDistributed", json!({"name": "td", "layer": inner}));
+    let r = scan(&model(vec![wrapped]));
+    assert_eq!(r.verdict, Verdict::Dangerous, "{r:#?}");
+    let ev = evidence(&r, "keras-lambda-layer");
+    assert!(ev.contains("model/m/td/inner/sneaky") && ev.contains("echo pwned"), "{ev}");
+}
+
+#[test]
+fn arbitrary_callables_cve_2025_1550() {
+    let cases = [
+        (layer("os", "system", json!("echo pwned")), "keras-dangerous-object", Verdict::Dangerous),
+        (layer("subprocess", "Popen", json!({"args": ["echo", "x"]})), "keras-dangerous-object", Verdict::Dangerous),
+        (
+            json!({"module": "builtins", "class_name": "function", "config": "exec", "registered_name": "function"}),
+            "keras-dangerous-object",
+            Verdict::Dangerous,
+        ),
+        (
+            layer("keras.utils", "get_file", json!({"origin": "http://example.invalid/p", "cache_dir": "/tmp"})),
+            "keras-get-file",
+            Verdict::Dangerous,
+        ),
+        (
+            layer("keras.config", "enable_unsafe_deserialization", json!({})),
+            "keras-unsafe-deserialization",
+            Verdict::Dangerous,
+        ),
+        (
+            layer("keras.src.utils.torch_utils", "TorchModuleWrapper", json!({"module": "UEsDBA=="})),
+            "keras-torch-module-wrapper",
+            Verdict::Dangerous,
+        ),
+        (layer("my_project.layers", "Attention2", json!({})), "keras-unknown-object", Verdict::Suspicious),
+        (
+            layer("keras.layers", "StringLookup", json!({"vocabulary": "/etc/passwd"})),
+            "keras-vocabulary-file",
+            Verdict::Suspicious,
+        ),
+    ];
+    for (obj, code, verdict) in cases {
+        let r = scan(&model(vec![dense(), obj.clone()]));
+        assert_eq!(r.verdict, verdict, "{obj}: {r:#?}");
+        assert!(has(&r, code), "{obj}: {r:#?}");
+    }
+}
+
+#[test]
+fn legacy_configs_use_the_class_allowlist() {
+    let ok = json!({"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "Conv2D", "config": {"filters": 8, "kernel_regularizer": {"class_name": "L1L2", "config": {}}}},
+        {"class_name": "Bidirectional", "config": {"layer": {"class_name": "LSTM", "config": {}}}},
+        {"class_name": "Dense", "config": {"units": 1}}]}});
+    assert_safe(&scan(&serde_json::to_vec(&ok).unwrap()), "keras-config");
+    let custom = json!({"class_name": "Sequential", "config": {"layers": [{"class_name": "MyLayer", "config": {}}]}});
+    assert_eq!(scan(&serde_json::to_vec(&custom).unwrap()).verdict, Verdict::Suspicious);
+}
+
+#[test]
+fn other_json_is_not_a_model() {
+    for j in [&br#"{"architectures": ["LlamaForCausalLM"], "hidden_size": 4096}"#[..], b"{\"a\": ", b"{}"] {
+        let r = scan(j);
+        assert_eq!(r.verdict, Verdict::Unsupported, "{r:#?}");
+    }
+}
+
+#[test]
+fn mangled_configs_never_panic() {
+    never_panics(&model(vec![dense(), layer("keras.layers", "Lambda", json!({"function": "lambda x: x"}))]));
+}
