@@ -73,10 +73,12 @@ pub(super) struct Machine<'o> {
     memo_len: u64,
     proto: u8,
     pub imports: Vec<Import>,
+    /// For each import, the value whose construction its evidence shows (or NIL).
+    ev_src: Vec<Id>,
     pub findings: Vec<Finding>,
     pub nested: Vec<Nested>,
     derived_nested: HashMap<Id, u32>,
-    /// A `find_class` or `persistent_load` call happened (the stream is being loaded as a pickle).
+    /// A `find_class` call happened: from here on a loader has run code chosen by the stream.
     pub engaged: bool,
     pub joblib: bool,
     pub opcodes: u64,
@@ -104,6 +106,7 @@ impl<'o> Machine<'o> {
             memo_len: 0,
             proto: 0,
             imports: Vec::new(),
+            ev_src: Vec::new(),
             findings: Vec::new(),
             nested: Vec::new(),
             derived_nested: HashMap::new(),
@@ -342,6 +345,7 @@ impl<'o> Machine<'o> {
             member: self.suffix.clone(),
             evidence: None,
         });
+        self.ev_src.push(NIL);
         (self.imports.len() - 1) as u32
     }
 
@@ -373,8 +377,29 @@ impl<'o> Machine<'o> {
         }
     }
 
+    /// Every import referenced by `id`, following calls and containers `depth` levels down.
+    fn collect_imports(&self, id: Id, depth: u32, out: &mut Vec<u32>) {
+        match self.a.get(id) {
+            Value::Global(n) => {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+            Value::Tuple(c, _) | Value::List(c) | Value::Dict(c) | Value::Set(c) | Value::FrozenSet(c) if depth > 0 => {
+                for &i in self.a.items(&c) {
+                    self.collect_imports(i, depth - 1, out);
+                }
+            }
+            Value::Call(c) if depth > 0 => {
+                self.collect_imports(c.func, depth - 1, out);
+                self.collect_imports(c.args, depth - 1, out);
+            }
+            _ => {}
+        }
+    }
+
     /// Give the imports a call uses (as callable or argument) the call as evidence.
-    fn attach_evidence(&mut self, parts: &[Id], rendered: impl FnOnce(&Self) -> String) {
+    fn attach_evidence(&mut self, parts: &[Id], src: Id, rendered: impl FnOnce(&Self) -> String) {
         let mut bare = Vec::new();
         for (i, &p) in parts.iter().enumerate() {
             if p != NIL {
@@ -388,6 +413,9 @@ impl<'o> Machine<'o> {
         for n in bare {
             if let Some(imp) = self.imports.get_mut(n as usize) {
                 imp.evidence = Some(text.clone());
+            }
+            if let Some(s) = self.ev_src.get_mut(n as usize) {
+                *s = src;
             }
         }
     }
@@ -1104,14 +1132,26 @@ impl<'o> Machine<'o> {
     }
 
     fn persid(&mut self, pid: Id) -> R<()> {
-        self.engaged = true;
         self.call(CallKind::PersId, NIL, pid, NIL)
     }
 
     /// Push the result of a call and do the bookkeeping every call needs.
     fn call(&mut self, kind: CallKind, func: Id, args: Id, kwargs: Id) -> R<()> {
         let id = self.push_new(Value::Call(Call { kind, func, args, kwargs, state: NIL }))?;
-        self.attach_evidence(&[func, args, kwargs], |m| m.render(id));
+        self.attach_evidence(&[func, args, kwargs], id, |m| m.render(id));
+        if matches!(self.a.get(func), Value::Call(_)) {
+            // calling what a call returned: the whole chain is the evidence of its imports
+            let mut chain = Vec::new();
+            self.collect_imports(func, 3, &mut chain);
+            if !chain.is_empty() {
+                let text = self.render(id);
+                for n in chain {
+                    if let Some(imp) = self.imports.get_mut(n as usize) {
+                        imp.evidence = Some(text.clone());
+                    }
+                }
+            }
+        }
         if matches!(kind, CallKind::Reduce | CallKind::Obj | CallKind::Inst) {
             self.special_call(id, func, args);
         }
@@ -1127,16 +1167,24 @@ impl<'o> Machine<'o> {
         match self.a.get(inst) {
             Value::Global(_) => {
                 self.check_mutation(inst, b'b', |m| format!("{}.__setstate__({})", m.render(inst), m.render(state)));
-                self.attach_evidence(&[inst, state], |m| {
+                self.attach_evidence(&[inst, state], NIL, |m| {
                     format!("{}.__setstate__({})", m.render(inst), m.render(state))
                 });
             }
             Value::Call(mut c) => {
                 c.state = state;
                 self.a.set(inst, Value::Call(c));
-                self.attach_evidence(&[NIL, state], |m| {
-                    format!("{}.__setstate__({})", m.render(inst), m.render(state))
-                });
+                let setstate = |m: &Self| format!("{}.__setstate__({})", m.render(inst), m.render(state));
+                // the instance's class gets the fuller story: constructed, then given this state
+                if let Value::Global(n) = self.a.get(c.func) {
+                    if self.ev_src.get(n as usize) == Some(&inst) {
+                        let text = setstate(self);
+                        if let Some(imp) = self.imports.get_mut(n as usize) {
+                            imp.evidence = Some(text);
+                        }
+                    }
+                }
+                self.attach_evidence(&[NIL, state], NIL, setstate);
                 if super::joblib::is_wrapper(self, inst) {
                     self.joblib_array(inp, inst, state)?;
                 }
@@ -1180,7 +1228,7 @@ impl<'o> Machine<'o> {
                 msg: "a joblib array wrapper inside a pickle frame: the array position cannot be followed".into(),
             });
         }
-        if layout.aligned {
+        if layout.aligned && !layout.object {
             let pad = self.read_u8(inp)?;
             let got = inp.skip(u64::from(pad)).map_err(|e| self.io(e))?;
             if got < u64::from(pad) {
@@ -1194,6 +1242,7 @@ impl<'o> Machine<'o> {
                 super::run_stream(self.opts, self.depth, self.suffix.clone(), inp, Mode::Confident, true, &mut sink);
             self.engaged |= !sink.imports.is_empty();
             self.imports.extend(sink.imports);
+            self.ev_src.resize(self.imports.len(), NIL);
             self.findings.extend(sink.findings);
             if info.halted {
                 return Err(Halt::Layout {
