@@ -84,7 +84,9 @@ pub(super) struct Machine<'o> {
     pub opcodes: u64,
     opcode_limit: u64,
     op_at: u64,
-    frame_end: u64,
+    /// End of the frame CPython holds in its read buffer (reads crossing it drop the rest).
+    buf_end: u64,
+    straddled: bool,
     heap_budget: u64,
     mutated: Vec<(u32, u8)>,
 }
@@ -115,7 +117,8 @@ impl<'o> Machine<'o> {
             opcodes: 0,
             opcode_limit,
             op_at: 0,
-            frame_end: 0,
+            buf_end: 0,
+            straddled: false,
             heap_budget: opts.max_nested_pickle_bytes.max(1 << 20).saturating_mul(2).min(u64::from(u32::MAX / 2)),
             mutated: Vec::new(),
         }
@@ -149,7 +152,41 @@ impl<'o> Machine<'o> {
 
     // ----- reading -----
 
-    fn read_array<const N: usize>(&self, inp: &mut Input) -> R<[u8; N]> {
+    /// CPython reads a framed pickle from a file through a buffer holding the frame; a read
+    /// that needs more than the buffer has drops the buffer's rest and continues after it.
+    /// Picklers never write such streams, and loaders disagree on them: report and follow
+    /// what `pickle.load` on a file does.
+    fn pre_read(&mut self, inp: &mut Input, n: u64) -> R<()> {
+        let pos = inp.pos();
+        if pos < self.buf_end && pos.saturating_add(n) > self.buf_end {
+            self.straddle();
+            let drop = self.buf_end - pos;
+            self.buf_end = 0;
+            let got = inp.skip(drop).map_err(|e| self.io(e))?;
+            if got < drop {
+                return Err(self.truncated());
+            }
+        }
+        Ok(())
+    }
+
+    fn straddle(&mut self) {
+        if self.straddled {
+            return;
+        }
+        self.straddled = true;
+        let f = Finding::new(
+            "pickle-frame-straddle",
+            Severity::Dangerous,
+            "an opcode crosses the end of a pickle frame; loaders read such a stream differently (a scanner-evasion trick)",
+        )
+        .at(self.op_at)
+        .evidence(format!("frame ends at offset {}", self.buf_end));
+        self.finding(f);
+    }
+
+    fn read_array<const N: usize>(&mut self, inp: &mut Input) -> R<[u8; N]> {
+        self.pre_read(inp, N as u64)?;
         let mut out = [0u8; N];
         let buf = inp.fill_buf().map_err(|e| self.io(e))?;
         if let Some(src) = buf.get(..N) {
@@ -161,22 +198,34 @@ impl<'o> Machine<'o> {
         Ok(out)
     }
 
-    fn read_u8(&self, inp: &mut Input) -> R<u8> {
+    fn read_u8(&mut self, inp: &mut Input) -> R<u8> {
         Ok(self.read_array::<1>(inp)?[0])
     }
 
-    fn read_line(&self, inp: &mut Input, max: usize) -> R<Vec<u8>> {
-        match inp.read_line_max(max) {
-            Ok(l) => Ok(l),
+    fn read_line(&mut self, inp: &mut Input, max: usize) -> R<Vec<u8>> {
+        let pos = inp.pos();
+        let line = match inp.read_line_max(max) {
+            Ok(l) => l,
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                Err(Halt::Budget { at: self.op_at, msg: format!("a protocol-0 line is longer than {max} bytes") })
+                return Err(Halt::Budget {
+                    at: self.op_at,
+                    msg: format!("a protocol-0 line is longer than {max} bytes"),
+                })
             }
-            Err(e) => Err(self.io(e)),
+            Err(e) => return Err(self.io(e)),
+        };
+        if pos < self.buf_end && inp.pos() > self.buf_end {
+            // no newline in the frame's rest: CPython drops it and reads the line after the frame
+            self.straddle();
+            let cut = (self.buf_end - pos) as usize;
+            self.buf_end = 0;
+            return Ok(line.get(cut..).unwrap_or(&[]).to_vec());
         }
+        Ok(line)
     }
 
     /// A line that CPython requires to be non-empty (`len < 2` counts the newline).
-    fn read_arg_line(&self, inp: &mut Input, max: usize) -> R<Vec<u8>> {
+    fn read_arg_line(&mut self, inp: &mut Input, max: usize) -> R<Vec<u8>> {
         let l = self.read_line(inp, max)?;
         if l.is_empty() {
             return Err(self.truncated());
@@ -284,7 +333,10 @@ impl<'o> Machine<'o> {
 
     /// Read a counted payload of `n` bytes: small or pickle-looking constants are held whole,
     /// others keep a prefix and the rest is skipped. A pickle inside is scanned right away.
-    fn payload(&mut self, inp: &mut Input, n: u64, latin1: bool) -> R<Text> {
+    fn payload(&mut self, inp: &mut Input, n: u64, latin1: bool, readinto: bool) -> R<Text> {
+        if !readinto {
+            self.pre_read(inp, n)?;
+        }
         let head: Vec<u8> = inp.peek(n.min(nested::SNIFF_LEN as u64) as usize).map_err(|e| self.io(e))?.to_vec();
         let candidate = nested::sniff(&head);
         let max_nested = self.opts.max_nested_pickle_bytes;
@@ -556,7 +608,7 @@ impl<'o> Machine<'o> {
             b'S' => {
                 // The argument must be quoted: decide from the first byte before reading a long line.
                 let first = inp.peek(1).map_err(|e| self.io(e))?.first().copied();
-                if !matches!(first, Some(b'\'') | Some(b'"')) {
+                if inp.pos() >= self.buf_end && !matches!(first, Some(b'\'') | Some(b'"')) {
                     return Err(self.bad("the STRING opcode argument must be quoted"));
                 }
                 let l = self.read_line(inp, self.string_line_max())?;
@@ -565,12 +617,12 @@ impl<'o> Machine<'o> {
             }
             b'T' => {
                 let n = u32::from_le_bytes(self.read_array::<4>(inp)?);
-                let t = self.payload(inp, u64::from(n), true)?;
+                let t = self.payload(inp, u64::from(n), true, false)?;
                 self.push_new(Value::Str(t))?;
             }
             b'U' => {
                 let n = self.read_u8(inp)?;
-                let t = self.payload(inp, u64::from(n), true)?;
+                let t = self.payload(inp, u64::from(n), true, false)?;
                 self.push_new(Value::Str(t))?;
             }
             b'V' => {
@@ -828,6 +880,11 @@ impl<'o> Machine<'o> {
             }
             b'\x95' => {
                 let n = self.size8(inp, "FRAME length exceeds system's maximum")?;
+                if inp.pos().saturating_add(n) <= self.buf_end {
+                    // the new frame lies inside the buffered one: CPython changes nothing
+                    return Ok(());
+                }
+                self.pre_read(inp, n)?;
                 let pos = inp.pos();
                 let available = match inp.remaining() {
                     Some(r) => r >= n,
@@ -837,7 +894,7 @@ impl<'o> Machine<'o> {
                 if !available {
                     return Err(self.truncated());
                 }
-                self.frame_end = pos.saturating_add(n);
+                self.buf_end = pos.saturating_add(n);
             }
             _ => {
                 let shown = if (0x20..=0x7e).contains(&op) && op != b'\'' && op != b'\\' {
@@ -855,7 +912,7 @@ impl<'o> Machine<'o> {
         usize::try_from(self.opts.max_nested_pickle_bytes).unwrap_or(usize::MAX).max(NAME_LINE_MAX)
     }
 
-    fn size8(&self, inp: &mut Input, msg: &str) -> R<u64> {
+    fn size8(&mut self, inp: &mut Input, msg: &str) -> R<u64> {
         let n = u64::from_le_bytes(self.read_array::<8>(inp)?);
         if n > i64::MAX as u64 {
             return Err(self.bad(msg));
@@ -878,6 +935,7 @@ impl<'o> Machine<'o> {
             self.push_new(Value::Int(0))?;
             return Ok(());
         }
+        self.pre_read(inp, n)?;
         if n <= 8 {
             let mut b = [0u8; 8];
             let dst = b.get_mut(..n as usize).unwrap_or(&mut []);
@@ -913,7 +971,7 @@ impl<'o> Machine<'o> {
     }
 
     fn unicode(&mut self, inp: &mut Input, n: u64) -> R<()> {
-        let t = self.payload(inp, n, false)?;
+        let t = self.payload(inp, n, false, false)?;
         if t.full && !text::valid_utf8_surrogatepass(self.a.text(&t)) {
             return Err(self.bad("invalid utf-8 in BINUNICODE"));
         }
@@ -922,7 +980,7 @@ impl<'o> Machine<'o> {
     }
 
     fn bytes(&mut self, inp: &mut Input, n: u64, kind: BytesKind) -> R<()> {
-        let t = self.payload(inp, n, false)?;
+        let t = self.payload(inp, n, false, true)?;
         self.push_new(Value::Bytes(t, kind))?;
         Ok(())
     }
@@ -1222,7 +1280,7 @@ impl<'o> Machine<'o> {
     fn joblib_array(&mut self, inp: &mut Input, wrapper: Id, state: Id) -> R<()> {
         self.joblib = true;
         let layout = super::joblib::layout(self, state).map_err(|msg| Halt::Layout { at: self.op_at, msg })?;
-        if inp.pos() < self.frame_end {
+        if inp.pos() < self.buf_end {
             return Err(Halt::Layout {
                 at: self.op_at,
                 msg: "a joblib array wrapper inside a pickle frame: the array position cannot be followed".into(),
@@ -1469,6 +1527,17 @@ impl<'o> Machine<'o> {
     }
 
     // ----- results -----
+
+    /// After STOP: a file loader has already read the rest of the current frame, so the next
+    /// pickle starts where the frame ends. Picklers end their last frame at STOP.
+    pub fn end_stream(&mut self, inp: &mut Input) {
+        let pos = inp.pos();
+        if pos < self.buf_end {
+            self.straddle();
+            let _ = inp.skip(self.buf_end - pos);
+            self.buf_end = 0;
+        }
+    }
 
     /// Move imports, findings and nested results into `sink`.
     pub fn finish(mut self, sink: &mut Sink) {

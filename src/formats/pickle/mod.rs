@@ -80,6 +80,12 @@ pub const CODES: &[CodeInfo] = &[
         fix: "do not load the file; the inner pickle is assembled at load time to hide it from scanners",
     },
     CodeInfo {
+        code: "pickle-frame-straddle",
+        severity: Severity::Dangerous,
+        summary: "an opcode crosses the end of a pickle frame, which loaders read in different ways",
+        fix: "do not load the file; picklers never write such frames, it is built to fool scanners",
+    },
+    CodeInfo {
         code: "pickle-trailing-data",
         severity: Severity::Info,
         summary: "bytes that are not a pickle follow the last pickle stream",
@@ -199,6 +205,7 @@ fn run_stream(
         info.outcome.joblib |= m.joblib;
         match res {
             Ok(top) => {
+                m.end_stream(inp);
                 info.outcome.is_pickle = true;
                 info.outcome.streams += 1;
                 info.halted = false;
