@@ -398,7 +398,7 @@ impl Gen {
             }
             62 => {
                 // small structures that exercise CPython's type checks
-                let t: &[u8] = *self.rng.pick(TEMPLATES);
+                let t = self.rng.pick(TEMPLATES);
                 out.extend_from_slice(t);
             }
             _ => out.push(b'.'),

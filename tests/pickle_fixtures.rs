@@ -390,9 +390,7 @@ fn memo_key_error_ext_and_module_override() {
 fn t27_dangerous_outranks_error() {
     // payload, then a budget runs out: the verdict stays dangerous
     let mut bytes = P::proto(4).call1_sg("os", "system", CMD).pop().bytes();
-    for _ in 0..1000 {
-        bytes.push(b'N');
-    }
+    bytes.extend(std::iter::repeat_n(b'N', 1000));
     bytes.push(b'.');
     let opts = ScanOptions { max_pickle_opcodes: 100, ..ScanOptions::default() };
     let r = scan_with(&bytes, &opts);
@@ -443,7 +441,7 @@ fn t28_millions_of_opcodes_end_in_a_budget_finding() {
     assert_eq!(r.verdict.as_str(), "error");
     // values budget: a growing stack
     let mut bytes = vec![0x80, 4];
-    bytes.extend(std::iter::repeat(b'N').take(100_000));
+    bytes.extend(std::iter::repeat_n(b'N', 100_000));
     bytes.push(b'.');
     let opts = ScanOptions { max_pickle_values: 10_000, ..ScanOptions::default() };
     let r = scan_with(&bytes, &opts);
@@ -453,7 +451,7 @@ fn t28_millions_of_opcodes_end_in_a_budget_finding() {
 #[test]
 fn t28_protocol0_line_budget() {
     let mut bytes = b"S'".to_vec();
-    bytes.extend(std::iter::repeat(b'a').take(2 << 20));
+    bytes.extend(std::iter::repeat_n(b'a', 2 << 20));
     bytes.extend_from_slice(b"'\n0cos\nsystem\n.");
     let opts = ScanOptions { max_nested_pickle_bytes: 1 << 20, ..ScanOptions::default() };
     let r = scan_with(&bytes, &opts);
@@ -543,12 +541,4 @@ fn performance_of_a_large_state_dict() {
     assert_eq!(r.verdict.as_str(), "safe", "{}", dump(&r));
     eprintln!("{} bytes scanned in {spent:?}", bytes.len());
     assert!(spent.as_secs() < 30);
-}
-
-#[test]
-#[ignore]
-fn dump_fixtures() {
-    for (n, b, _) in fx::all() {
-        std::fs::write(format!("/tmp/fx-{n}.pkl"), b).unwrap();
-    }
 }

@@ -441,7 +441,7 @@ pub fn legacy_torch(payload_in: Option<usize>) -> Vec<u8> {
         .stop()
         .bytes();
     let keys = P::proto(2).mark().str("0").op(b'l').stop().bytes();
-    let mut parts = vec![magic, proto, sysinfo, object, keys];
+    let mut parts = [magic, proto, sysinfo, object, keys];
     if let Some(i) = payload_in {
         // the payload's result is discarded, the original value stays
         let p = P::proto(2).call1("os", "system", CMD).pop().bytes();
@@ -621,7 +621,7 @@ pub fn joblib(n: u64, object: bool, array_data: &[u8]) -> Vec<u8> {
     if object {
         v.extend(P::proto(4).empty_list().call1_sg("os", "system", "echo from object array").append().stop().bytes());
     } else if array_data.is_empty() {
-        v.extend(std::iter::repeat(0u8).take((n * 8) as usize));
+        v.extend(std::iter::repeat_n(0u8, (n * 8) as usize));
     } else {
         v.extend_from_slice(array_data);
     }

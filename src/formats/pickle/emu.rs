@@ -89,6 +89,10 @@ pub(super) struct Machine<'o> {
     straddled: bool,
     heap_budget: u64,
     mutated: Vec<(u32, u8)>,
+    /// Imports without evidence yet (skip evidence work when zero).
+    bare: usize,
+    /// Reused buffer for elements popped off the stack.
+    scratch: Vec<Id>,
 }
 
 type R<T> = Result<T, Halt>;
@@ -121,6 +125,8 @@ impl<'o> Machine<'o> {
             straddled: false,
             heap_budget: opts.max_nested_pickle_bytes.max(1 << 20).saturating_mul(2).min(u64::from(u32::MAX / 2)),
             mutated: Vec::new(),
+            bare: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -281,6 +287,19 @@ impl<'o> Machine<'o> {
         self.stack.last().copied().ok_or_else(|| self.underflow())
     }
 
+    /// Pop everything from `from` up (into a reused buffer; hand it back with `give_back`).
+    fn take_stack(&mut self, from: usize) -> Vec<Id> {
+        let mut v = std::mem::take(&mut self.scratch);
+        v.clear();
+        v.extend_from_slice(self.stack.get(from..).unwrap_or(&[]));
+        self.stack.truncate(from);
+        v
+    }
+
+    fn give_back(&mut self, v: Vec<Id>) {
+        self.scratch = v;
+    }
+
     fn marker(&mut self) -> R<usize> {
         let Some(mark) = self.marks.pop() else {
             return Err(self.bad("could not find MARK"));
@@ -337,8 +356,14 @@ impl<'o> Machine<'o> {
         if !readinto {
             self.pre_read(inp, n)?;
         }
-        let head: Vec<u8> = inp.peek(n.min(nested::SNIFF_LEN as u64) as usize).map_err(|e| self.io(e))?.to_vec();
-        let candidate = nested::sniff(&head);
+        let mut head = [0u8; nested::SNIFF_LEN];
+        let head_len = {
+            let h = inp.peek(n.min(nested::SNIFF_LEN as u64) as usize).map_err(|e| self.io(e))?;
+            let k = h.len().min(head.len());
+            head.get_mut(..k).unwrap_or(&mut []).copy_from_slice(h.get(..k).unwrap_or(&[]));
+            k
+        };
+        let candidate = nested::sniff(head.get(..head_len).unwrap_or(&[]));
         let max_nested = self.opts.max_nested_pickle_bytes;
         let room = (self.a.heap.len() as u64).saturating_add(n) <= self.heap_budget;
         let full = room && (n <= HOLD_SMALL || (candidate.is_some() && n <= max_nested));
@@ -398,6 +423,7 @@ impl<'o> Machine<'o> {
             evidence: None,
         });
         self.ev_src.push(NIL);
+        self.bare += 1;
         (self.imports.len() - 1) as u32
     }
 
@@ -411,10 +437,10 @@ impl<'o> Machine<'o> {
     /// Imports referenced by `id` (itself, or inside it up to `depth` levels) without evidence yet.
     fn collect_bare(&self, id: Id, depth: u32, out: &mut Vec<u32>) {
         match self.a.get(id) {
-            Value::Global(n) => {
-                if self.imports.get(n as usize).is_some_and(|i| i.evidence.is_none()) && !out.contains(&n) {
-                    out.push(n);
-                }
+            Value::Global(n)
+                if self.imports.get(n as usize).is_some_and(|i| i.evidence.is_none()) && !out.contains(&n) =>
+            {
+                out.push(n);
             }
             Value::Tuple(c, _) | Value::List(c) | Value::Dict(c) | Value::Set(c) | Value::FrozenSet(c) if depth > 0 => {
                 for &i in self.a.items(&c) {
@@ -432,11 +458,7 @@ impl<'o> Machine<'o> {
     /// Every import referenced by `id`, following calls and containers `depth` levels down.
     fn collect_imports(&self, id: Id, depth: u32, out: &mut Vec<u32>) {
         match self.a.get(id) {
-            Value::Global(n) => {
-                if !out.contains(&n) {
-                    out.push(n);
-                }
-            }
+            Value::Global(n) if !out.contains(&n) => out.push(n),
             Value::Tuple(c, _) | Value::List(c) | Value::Dict(c) | Value::Set(c) | Value::FrozenSet(c) if depth > 0 => {
                 for &i in self.a.items(&c) {
                     self.collect_imports(i, depth - 1, out);
@@ -452,6 +474,9 @@ impl<'o> Machine<'o> {
 
     /// Give the imports a call uses (as callable or argument) the call as evidence.
     fn attach_evidence(&mut self, parts: &[Id], src: Id, rendered: impl FnOnce(&Self) -> String) {
+        if self.bare == 0 {
+            return;
+        }
         let mut bare = Vec::new();
         for (i, &p) in parts.iter().enumerate() {
             if p != NIL {
@@ -464,6 +489,9 @@ impl<'o> Machine<'o> {
         let text = rendered(self);
         for n in bare {
             if let Some(imp) = self.imports.get_mut(n as usize) {
+                if imp.evidence.is_none() {
+                    self.bare = self.bare.saturating_sub(1);
+                }
                 imp.evidence = Some(text.clone());
             }
             if let Some(s) = self.ev_src.get_mut(n as usize) {
@@ -685,8 +713,9 @@ impl<'o> Machine<'o> {
             }
             b'l' => {
                 let i = self.marker()?;
-                let items = self.stack.split_off(i);
+                let items = self.take_stack(i);
                 let c = self.a.cont(KEEP, &items);
+                self.give_back(items);
                 self.push_new(Value::List(c))?;
             }
             b'd' => {
@@ -694,16 +723,18 @@ impl<'o> Machine<'o> {
                 if (self.stack.len() - i) % 2 != 0 {
                     return Err(self.bad("odd number of items for DICT"));
                 }
-                let items = self.stack.split_off(i);
+                let items = self.take_stack(i);
                 self.check_keys_hashable(items.iter().step_by(2))?;
                 let c = self.a.cont(KEEP * 2, &items);
+                self.give_back(items);
                 self.push_new(Value::Dict(c))?;
             }
             b'\x91' => {
                 let i = self.marker()?;
-                let items = self.stack.split_off(i);
+                let items = self.take_stack(i);
                 self.check_keys_hashable(items.iter())?;
                 let c = self.a.cont(KEEP, &items);
+                self.give_back(items);
                 self.push_new(Value::FrozenSet(c))?;
             }
             b'a' => {
@@ -782,8 +813,9 @@ impl<'o> Machine<'o> {
                 let name = String::from_utf8_lossy(&n).into_owned();
                 let g = self.import(module, name, "INST");
                 let gid = self.alloc(Value::Global(g))?;
-                let items = self.stack.split_off(mark);
+                let items = self.take_stack(mark);
                 let args = self.new_tuple(&items)?;
+                self.give_back(items);
                 self.call(CallKind::Inst, gid, args, NIL)?;
             }
             b'o' => {
@@ -791,8 +823,9 @@ impl<'o> Machine<'o> {
                 if self.stack.len() < mark + 1 {
                     return Err(self.underflow());
                 }
-                let items = self.stack.split_off(mark + 1);
+                let items = self.take_stack(mark + 1);
                 let args = self.new_tuple(&items)?;
+                self.give_back(items);
                 let cls = self.pop()?;
                 if self.a.get(cls).known_not_callable() {
                     return Err(self.bad(format!("'{}' object is not callable", self.a.get(cls).type_name())));
@@ -1009,8 +1042,9 @@ impl<'o> Machine<'o> {
         if len < n || len - n < self.fence {
             return Err(self.underflow());
         }
-        let items = self.stack.split_off(len - n);
+        let items = self.take_stack(len - n);
         let id = self.new_tuple(&items)?;
+        self.give_back(items);
         self.push(id)
     }
 
@@ -1058,7 +1092,7 @@ impl<'o> Machine<'o> {
             return Ok(());
         }
         let target = self.stack.get(x - 1).copied().unwrap_or(NIL);
-        let items = self.stack.split_off(x);
+        let items = self.take_stack(x);
         match self.a.get(target) {
             Value::List(mut c) => {
                 self.a.extend(&mut c, &items);
@@ -1088,6 +1122,7 @@ impl<'o> Machine<'o> {
             }
             v => return Err(self.bad(format!("'{}' object has no attribute 'append'", v.type_name()))),
         }
+        self.give_back(items);
         Ok(())
     }
 
@@ -1103,7 +1138,7 @@ impl<'o> Machine<'o> {
             return Err(self.bad("odd number of items for SETITEMS"));
         }
         let target = self.stack.get(x - 1).copied().unwrap_or(NIL);
-        let items = self.stack.split_off(x);
+        let items = self.take_stack(x);
         match self.a.get(target) {
             Value::Dict(mut c) => {
                 self.check_keys_hashable(items.iter().step_by(2))?;
@@ -1119,7 +1154,11 @@ impl<'o> Machine<'o> {
             Value::Bytes(t, BytesKind::ByteArray) => {
                 let n = i64::try_from(t.len).unwrap_or(i64::MAX);
                 for kv in items.chunks_exact(2) {
-                    if self.int_in(kv[0], -n, n).is_none() || self.int_in(kv[1], 0, 256).is_none() {
+                    let (k, v) = match kv {
+                        [k, v] => (*k, *v),
+                        _ => (NIL, NIL),
+                    };
+                    if self.int_in(k, -n, n).is_none() || self.int_in(v, 0, 256).is_none() {
                         return Err(self.bad("bytearray item assignment needs an index and a byte value"));
                     }
                 }
@@ -1133,6 +1172,7 @@ impl<'o> Machine<'o> {
             }
             v => return Err(self.bad(format!("'{}' object does not support item assignment", v.type_name()))),
         }
+        self.give_back(items);
         Ok(())
     }
 
@@ -1146,7 +1186,7 @@ impl<'o> Machine<'o> {
             return Ok(());
         }
         let target = self.stack.get(mark - 1).copied().unwrap_or(NIL);
-        let items = self.stack.split_off(mark);
+        let items = self.take_stack(mark);
         match self.a.get(target) {
             Value::Set(mut c) => {
                 self.check_keys_hashable(items.iter())?;
@@ -1161,6 +1201,7 @@ impl<'o> Machine<'o> {
             }
             v => return Err(self.bad(format!("'{}' object has no attribute 'add'", v.type_name()))),
         }
+        self.give_back(items);
         Ok(())
     }
 
@@ -1205,6 +1246,9 @@ impl<'o> Machine<'o> {
                 let text = self.render(id);
                 for n in chain {
                     if let Some(imp) = self.imports.get_mut(n as usize) {
+                        if imp.evidence.is_none() {
+                            self.bare = self.bare.saturating_sub(1);
+                        }
                         imp.evidence = Some(text.clone());
                     }
                 }
@@ -1299,6 +1343,7 @@ impl<'o> Machine<'o> {
             let info =
                 super::run_stream(self.opts, self.depth, self.suffix.clone(), inp, Mode::Confident, true, &mut sink);
             self.engaged |= !sink.imports.is_empty();
+            self.bare += sink.imports.iter().filter(|i| i.evidence.is_none()).count();
             self.imports.extend(sink.imports);
             self.ev_src.resize(self.imports.len(), NIL);
             self.findings.extend(sink.findings);

@@ -48,10 +48,10 @@ pub(super) fn sniff(prefix: &[u8]) -> Option<Encoding> {
     }
     let hex = text.strip_prefix(b"0x").or_else(|| text.strip_prefix(b"0X")).unwrap_or(text);
     let digits: Vec<u8> = hex.iter().copied().filter(|c| !is_sep(*c)).take(4).collect();
-    if digits.len() == 4 && digits.iter().all(u8::is_ascii_hexdigit) {
-        let b0 = hex_val(digits[0]) * 16 + hex_val(digits[1]);
-        let b1 = hex_val(digits[2]) * 16 + hex_val(digits[3]);
-        if is_header(&[b0, b1]) {
+    if let [a, b, c, d] = digits[..] {
+        if digits.iter().all(u8::is_ascii_hexdigit)
+            && is_header(&[hex_val(a) * 16 + hex_val(b), hex_val(c) * 16 + hex_val(d)])
+        {
             return Some(Encoding::Hex);
         }
     }
@@ -124,7 +124,7 @@ pub(super) fn decode_base64(data: &[u8], max: usize) -> Option<Vec<u8>> {
         let n = clean.iter().rev().take_while(|&&c| c == b'=').count();
         clean.get(..clean.len() - n)?
     };
-    if body.iter().any(|&c| c == b'=') {
+    if body.contains(&b'=') {
         return None;
     }
     let engine = if body.iter().any(|&c| c == b'-' || c == b'_') {

@@ -209,7 +209,10 @@ impl Arena {
             // an element not kept could override the ones we have
             return None;
         }
-        items.chunks_exact(2).rev().find(|kv| self.as_str(kv[0]).as_deref() == Some(key)).map(|kv| kv[1])
+        items.chunks_exact(2).rev().find_map(|kv| match kv {
+            [k, v] if self.as_str(*k).as_deref() == Some(key) => Some(*v),
+            _ => None,
+        })
     }
 
     /// All elements of a tuple, when every one was kept.
@@ -298,12 +301,14 @@ fn render_into(a: &Arena, imports: &[Import], id: Id, out: &mut String, depth: u
         Value::Dict(c) => {
             out.push('{');
             for (i, kv) in a.items(&c).chunks_exact(2).enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
+                if let [k, v] = kv {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    render_into(a, imports, *k, out, depth + 1);
+                    out.push_str(": ");
+                    render_into(a, imports, *v, out, depth + 1);
                 }
-                render_into(a, imports, kv[0], out, depth + 1);
-                out.push_str(": ");
-                render_into(a, imports, kv[1], out, depth + 1);
             }
             let shown = u64::from(c.kept / 2);
             if c.count / 2 > shown {
