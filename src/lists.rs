@@ -23,10 +23,13 @@
 //! `pickle.loads` can never be allowed). `allow("functools.partial", ..)` works;
 //! `allow("os", ..)` and `allow("torch.*", ..)` are refused with an error.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 use crate::engine::Import;
 use crate::finding::{CodeInfo, Finding, Severity};
 use std::collections::HashSet;
 
+/// Finding codes of import classification.
 pub const CODES: &[CodeInfo] = &[
     CodeInfo {
         code: "pickle-import-dangerous",

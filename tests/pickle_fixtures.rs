@@ -542,3 +542,15 @@ fn performance_of_a_large_state_dict() {
     eprintln!("{} bytes scanned in {spent:?}", bytes.len());
     assert!(spent.as_secs() < 30);
 }
+
+#[test]
+fn t28_repeated_imports_are_bounded() {
+    let mut p = P::proto(2);
+    for _ in 0..150_000 {
+        p = p.global("collections", "OrderedDict").pop();
+    }
+    let bytes = p.call1("os", "system", CMD).stop().bytes();
+    let r = scan(&bytes);
+    assert_dangerous(&r, "os.system('echo pwned')");
+    assert!(r.imports.len() <= 70_000, "{} import records", r.imports.len());
+}

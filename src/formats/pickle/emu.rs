@@ -43,6 +43,14 @@ const PREFIX: u64 = 256;
 const NESTED_DEPTH_MAX: u32 = 6;
 /// Stream bytes a FRAME may declare before availability is checked by position only.
 const FRAME_PEEK_MAX: u64 = 16 << 20;
+/// Import records kept per pickle; past this a repeated name is not recorded again.
+const IMPORT_RECORDS_MAX: usize = 1 << 16;
+/// Distinct imported names per pickle.
+const IMPORT_NAMES_MAX: usize = 1 << 18;
+/// Constants scanned as nested pickles per pickle.
+const NESTED_MAX: usize = 1000;
+/// Findings of one code per pickle.
+const SAME_CODE_MAX: usize = 100;
 
 /// Result of scanning a pickle found inside a constant or passed to a loader.
 pub(super) struct Nested {
@@ -93,6 +101,9 @@ pub(super) struct Machine<'o> {
     bare: usize,
     /// Reused buffer for elements popped off the stack.
     scratch: Vec<Id>,
+    /// (module, name) as written -> first import record, once records are many.
+    names: HashMap<(String, String), u32>,
+    nested_scans: usize,
 }
 
 type R<T> = Result<T, Halt>;
@@ -127,6 +138,8 @@ impl<'o> Machine<'o> {
             mutated: Vec::new(),
             bare: 0,
             scratch: Vec::new(),
+            names: HashMap::new(),
+            nested_scans: 0,
         }
     }
 
@@ -409,8 +422,27 @@ impl<'o> Machine<'o> {
 
     // ----- imports, evidence -----
 
-    fn import(&mut self, module: String, name: String, opcode: &'static str) -> u32 {
+    fn import(&mut self, module: String, name: String, opcode: &'static str) -> R<u32> {
         self.engaged = true;
+        // many imports: repeated names share one record, so memory stays bounded
+        if self.imports.len() >= IMPORT_RECORDS_MAX {
+            if self.names.is_empty() {
+                for (i, imp) in self.imports.iter().enumerate() {
+                    let key = imp.raw.clone().unwrap_or_else(|| (imp.module.clone(), imp.name.clone()));
+                    self.names.entry(key).or_insert(i as u32);
+                }
+            }
+            if let Some(&i) = self.names.get(&(module.clone(), name.clone())) {
+                return Ok(i);
+            }
+            if self.names.len() >= IMPORT_NAMES_MAX {
+                return Err(Halt::Budget {
+                    at: self.op_at,
+                    msg: format!("more than {IMPORT_NAMES_MAX} distinct imported names"),
+                });
+            }
+            self.names.insert((module.clone(), name.clone()), self.imports.len() as u32);
+        }
         let (m, n) = if self.proto < 3 { super::compat_map(&module, &name) } else { (module.clone(), name.clone()) };
         let raw = if m != module || n != name { Some((module, name)) } else { None };
         self.imports.push(Import {
@@ -424,7 +456,7 @@ impl<'o> Machine<'o> {
         });
         self.ev_src.push(NIL);
         self.bare += 1;
-        (self.imports.len() - 1) as u32
+        Ok((self.imports.len() - 1) as u32)
     }
 
     fn global_path(&self, id: Id) -> Option<(&str, &str)> {
@@ -505,6 +537,9 @@ impl<'o> Machine<'o> {
     }
 
     fn finding(&mut self, f: Finding) {
+        if self.findings.iter().filter(|g| g.code == f.code).count() >= SAME_CODE_MAX {
+            return;
+        }
         let f = match &self.suffix {
             Some(s) => f.member(s.clone()),
             None => f,
@@ -795,7 +830,7 @@ impl<'o> Machine<'o> {
                 let module = String::from_utf8(m).map_err(|_| self.bad("invalid utf-8 in GLOBAL module name"))?;
                 let n = self.read_arg_line(inp, NAME_LINE_MAX)?;
                 let name = String::from_utf8(n).map_err(|_| self.bad("invalid utf-8 in GLOBAL name"))?;
-                let g = self.import(module, name, "GLOBAL");
+                let g = self.import(module, name, "GLOBAL")?;
                 self.push_new(Value::Global(g))?;
             }
             b'\x93' => self.stack_global()?,
@@ -811,7 +846,7 @@ impl<'o> Machine<'o> {
                 }
                 let module = String::from_utf8_lossy(&m).into_owned();
                 let name = String::from_utf8_lossy(&n).into_owned();
-                let g = self.import(module, name, "INST");
+                let g = self.import(module, name, "INST")?;
                 let gid = self.alloc(Value::Global(g))?;
                 let items = self.take_stack(mark);
                 let args = self.new_tuple(&items)?;
@@ -896,7 +931,7 @@ impl<'o> Machine<'o> {
                     return Err(self.bad("EXT specifies code <= 0"));
                 }
                 if self.engaged {
-                    self.import("copyreg".into(), format!("_inverted_registry[{code}]"), opname);
+                    self.import("copyreg".into(), format!("_inverted_registry[{code}]"), opname)?;
                 }
                 return Err(self.dynamic(
                     "pickle-extension-code",
@@ -1212,7 +1247,7 @@ impl<'o> Machine<'o> {
             (Value::Str(m), Value::Str(n)) if m.full && n.full => {
                 let ms = String::from_utf8_lossy(self.a.text(&m)).into_owned();
                 let ns = String::from_utf8_lossy(self.a.text(&n)).into_owned();
-                let g = self.import(ms, ns, "STACK_GLOBAL");
+                let g = self.import(ms, ns, "STACK_GLOBAL")?;
                 self.push_new(Value::Global(g))?;
                 Ok(())
             }
@@ -1530,6 +1565,19 @@ impl<'o> Machine<'o> {
 
     /// Scan `data` as a pickle found at `offset`; returns the index of the result, or NIL.
     fn scan_nested(&mut self, data: &[u8], enc: Encoding, offset: u64, trampoline: bool, truncated: bool) -> u32 {
+        self.nested_scans += 1;
+        if self.nested_scans > NESTED_MAX {
+            if self.nested_scans == NESTED_MAX + 1 {
+                let f = Finding::new(
+                    "pickle-budget-exceeded",
+                    Severity::Error,
+                    format!("more than {NESTED_MAX} constants hold pickles; the rest were not scanned"),
+                )
+                .at(offset);
+                self.finding(f);
+            }
+            return NIL;
+        }
         let data = if enc == Encoding::Raw {
             data.to_vec()
         } else {

@@ -36,6 +36,7 @@ pub struct Outcome {
     pub streams: usize,
 }
 
+/// Finding codes the pickle parser emits.
 pub const CODES: &[CodeInfo] = &[
     CodeInfo {
         code: "pickle-malformed",
@@ -308,6 +309,39 @@ mod tests {
         assert_eq!(compat_map("__builtin__", "xrange"), ("builtins".into(), "range".into()));
         assert_eq!(compat_map("copy_reg", "_reconstructor"), ("copyreg".into(), "_reconstructor".into()));
         assert_eq!(compat_map("os", "system"), ("os".into(), "system".into()));
+    }
+
+    fn one(bytes: &[u8], mode: Mode) -> (StreamInfo, Sink, u64) {
+        let opts = ScanOptions::default();
+        let mut sink = Sink::default();
+        let mut input = crate::source::Data::bytes(bytes.to_vec()).into_input();
+        let info = run_stream(&opts, 0, None, &mut input, mode, true, &mut sink);
+        (info, sink, input.pos())
+    }
+
+    #[test]
+    fn single_pickle_stops_after_stop() {
+        // the torch 0.1 tar layout: a small pickle, then raw data
+        let mut bytes = b"\x80\x02(K\x07X\x02\x00\x00\x00abctorch\nFloatStorage\n\x87t.".to_vec();
+        let end = bytes.len() as u64;
+        bytes.extend_from_slice(b"\x00\x01raw storage bytes");
+        let (info, sink, pos) = one(&bytes, Mode::Confident);
+        assert_eq!(pos, end);
+        assert_eq!(info.outcome.streams, 1);
+        assert_eq!(
+            info.top,
+            Some(Simple::Tuple(vec![Simple::Tuple(vec![
+                Simple::Int(7),
+                Simple::Str("ab".into()),
+                Simple::Global("torch".into(), "FloatStorage".into()),
+            ])]))
+        );
+        assert_eq!(sink.imports.len(), 1);
+        assert!(sink.findings.is_empty());
+        let (info, _, _) = one(b"I12\n.", Mode::Probe);
+        assert_eq!(info.top, Some(Simple::Int(12)));
+        let (info, sink, _) = one(b"not a pickle", Mode::Probe);
+        assert!(!info.outcome.is_pickle && info.top.is_none() && sink.findings.is_empty());
     }
 
     #[test]
