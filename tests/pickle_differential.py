@@ -9,6 +9,7 @@ way modelgate scans them (stop at the first failure).
 import io
 import json
 import pickle
+import resource
 import sys
 
 
@@ -53,6 +54,9 @@ class Recorder(pickle.Unpickler):
 
     def find_class(self, module, name):
         self.calls.append([module, name])
+        # names that are no Python module path cannot be imported
+        if not all(c.isidentifier() for c in module.split(".")) or not all(c.isidentifier() for c in name.split(".")):
+            raise ModuleNotFoundError(module)
         return standin()
 
     def persistent_load(self, pid):
@@ -65,26 +69,35 @@ def clean(s):
 
 
 def run(data):
+    """The find_class calls, and whether a MemoryError cut the run short (modelgate
+    models a machine without that limit: a memo index of 2**31 is fine to it)."""
     f = io.BytesIO(data)
     calls = []
     first = True
+    memory = False
     while True:
         if not first and f.tell() >= len(data):
             break
         try:
             Recorder(f, calls).load()
+        except MemoryError:
+            memory = True
+            break
         except BaseException:
             break
         first = False
-    return [[clean(m), clean(n)] for m, n in calls]
+    return [[clean(m), clean(n)] for m, n in calls], memory
 
 
 def main():
+    # a hostile memo index makes CPython allocate gigabytes: fail fast instead
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
     out = sys.stdout
     with open(sys.argv[1]) as cases:
         for line in cases:
             data = bytes.fromhex(line.strip())
-            out.write(json.dumps({"calls": run(data)}) + "\n")
+            calls, memory = run(data)
+            out.write(json.dumps({"calls": calls, "memory": memory}) + "\n")
 
 
 if __name__ == "__main__":

@@ -446,6 +446,13 @@ fn reported(r: &FileReport) -> Vec<(String, String)> {
         .collect()
 }
 
+fn importable(path: &str) -> bool {
+    path.split('.').all(|c| {
+        let mut chars = c.chars();
+        chars.next().is_some_and(|f| f.is_alphabetic() || f == '_') && chars.all(|ch| ch.is_alphanumeric() || ch == '_')
+    })
+}
+
 fn python() -> Option<&'static str> {
     ["python3", "python"]
         .into_iter()
@@ -504,7 +511,13 @@ fn find_class_calls_match_cpython() {
         }
         let r = common::scan(bytes);
         let got = reported(&r);
-        if got != expect {
+        // a stream that fails on its first, unimportable name is no pickle to modelgate
+        let unimportable_tail = expect.len() == got.len() + 1
+            && expect.starts_with(&got)
+            && expect.last().is_some_and(|(m, n)| !importable(m) || !importable(n));
+        // CPython ran out of memory (a huge memo index): modelgate reads on, so it may see more
+        let memory_cut = v["memory"].as_bool() == Some(true) && got.starts_with(&expect);
+        if got != expect && !unimportable_tail && !memory_cut {
             failures.push(format!(
                 "{name}: {}\n  cpython:   {expect:?}\n  modelgate: {got:?}\n{}",
                 hex(bytes),

@@ -423,7 +423,18 @@ impl<'o> Machine<'o> {
     // ----- imports, evidence -----
 
     fn import(&mut self, module: String, name: String, opcode: &'static str) -> R<u32> {
+        // find_class("onfig = 1", ...) (a text file read as protocol 0) cannot import anything:
+        // CPython fails right there, so such a call neither runs code nor makes bytes a pickle
+        if !plausible(&module) || !plausible(&name) {
+            self.record(module.clone(), name.clone(), opcode)?;
+            let shown: String = format!("{module}.{name}").chars().take(60).collect();
+            return Err(self.bad(format!("cannot import {shown:?}: not a Python module path")));
+        }
         self.engaged = true;
+        self.record(module, name, opcode)
+    }
+
+    fn record(&mut self, module: String, name: String, opcode: &'static str) -> R<u32> {
         // many imports: repeated names share one record, so memory stays bounded
         if self.imports.len() >= IMPORT_RECORDS_MAX {
             if self.names.is_empty() {
@@ -931,7 +942,7 @@ impl<'o> Machine<'o> {
                     return Err(self.bad("EXT specifies code <= 0"));
                 }
                 if self.engaged {
-                    self.import("copyreg".into(), format!("_inverted_registry[{code}]"), opname)?;
+                    self.record("copyreg".into(), format!("_inverted_registry[{code}]"), opname)?;
                 }
                 return Err(self.dynamic(
                     "pickle-extension-code",
@@ -1756,6 +1767,15 @@ impl<'o> Machine<'o> {
         };
         self.finding(f);
     }
+}
+
+/// A dotted path of Python identifiers (what an importable module or attribute path looks like).
+fn plausible(path: &str) -> bool {
+    !path.is_empty()
+        && path.split('.').all(|c| {
+            let mut chars = c.chars();
+            chars.next().is_some_and(|f| f.is_alphabetic() || f == '_') && chars.all(|ch| ch.is_alphanumeric() || ch == '_')
+        })
 }
 
 /// Inflate zlib or gzip data, at most `max` bytes of output.

@@ -218,7 +218,8 @@ fn run_stream(
             Err(halt) => {
                 info.halted = true;
                 let confident_first = first && mode == Mode::Confident;
-                if m.engaged || confident_first || halt.always_reported() {
+                // budgets count for the first pickle; after it, bytes that never import are just data
+                if m.engaged || confident_first || (first && halt.always_reported()) {
                     info.outcome.is_pickle = true;
                     if m.engaged || confident_first {
                         info.outcome.streams += 1;
