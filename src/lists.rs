@@ -383,6 +383,10 @@ const CODE_NAMES: &[&str] = &[
 /// A dunder attribute in the name part (walking to `__globals__`, `__builtins__`, ...) or a
 /// name that runs code.
 fn attribute_danger(path: &[&str], name_start: usize) -> Option<String> {
+    let module = path.get(..name_start).unwrap_or(&[]);
+    if module.len() > 1 && module.last() == Some(&"__main__") {
+        return Some("importing a package's __main__ runs its command-line entry point".into());
+    }
     let name = path.get(name_start..).unwrap_or(&[]);
     if let Some(d) = name.iter().find(|c| is_dunder(c)) {
         if !is_dunder_exempt(path) {
@@ -588,6 +592,7 @@ mod tests {
             ("somelib", "system"),
             ("mylib", "Thing.exec_module"),
             ("torch", "_utils.builtins.eval"),
+            ("tkinter.__main__", "x"),
         ] {
             assert!(matches!(class(&l, m, n), Class::Dangerous(_)), "{m}.{n}");
         }

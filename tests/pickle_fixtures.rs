@@ -333,6 +333,14 @@ fn t10_garbage_that_never_imports_is_not_a_pickle() {
     assert!(r.findings.is_empty());
     let r = scan(b"\x89PNG\r\n\x1a\n");
     assert_eq!(r.verdict.as_str(), "unsupported", "{}", dump(&r));
+    // a word list read as protocol 0 imports cat.dog and fails: nothing ran, no pickle
+    let r = scan(b"cat\ndog\nfish\nbird\n");
+    assert_eq!(r.verdict.as_str(), "unsupported", "{}", dump(&r));
+    let r = scan(b"config = 1\nvalue = 2\n");
+    assert_eq!(r.verdict.as_str(), "unsupported", "{}", dump(&r));
+    // but a denylisted import before the failure runs code at import time
+    let r = scan(b"ctkinter.__main__\nx\nfish\n");
+    assert_eq!(r.verdict.as_str(), "dangerous", "{}", dump(&r));
     // with a header the stream is a pickle, and a malformed pickle is never safe
     let r = scan(b"\x80\x04\x95\xff\xff\x00\x00\x00\x00\x00\x00N.");
     assert_eq!(must(&r, "pickle-malformed").severity, Severity::Dangerous);

@@ -88,6 +88,8 @@ pub(super) struct Machine<'o> {
     derived_nested: HashMap<Id, u32>,
     /// A `find_class` call happened: from here on a loader has run code chosen by the stream.
     pub engaged: bool,
+    /// A load-time object was called or mutated (code ran, as far as the loader is concerned).
+    pub called: bool,
     pub joblib: bool,
     pub opcodes: u64,
     opcode_limit: u64,
@@ -128,6 +130,7 @@ impl<'o> Machine<'o> {
             nested: Vec::new(),
             derived_nested: HashMap::new(),
             engaged: false,
+            called: false,
             joblib: false,
             opcodes: 0,
             opcode_limit,
@@ -560,6 +563,7 @@ impl<'o> Machine<'o> {
 
     /// BUILD/SETITEM/APPEND/ADDITEMS on an object `find_class` returned: monkey-patching.
     fn check_mutation(&mut self, target: Id, op: u8, evidence: impl FnOnce(&Self) -> String) {
+        self.called = true;
         let Value::Global(n) = self.a.get(target) else { return };
         if self.mutated.contains(&(n, op)) {
             return;
@@ -1282,6 +1286,9 @@ impl<'o> Machine<'o> {
 
     /// Push the result of a call and do the bookkeeping every call needs.
     fn call(&mut self, kind: CallKind, func: Id, args: Id, kwargs: Id) -> R<()> {
+        if kind != CallKind::PersId {
+            self.called = true;
+        }
         let id = self.push_new(Value::Call(Call { kind, func, args, kwargs, state: NIL }))?;
         self.attach_evidence(&[func, args, kwargs], id, |m| m.render(id));
         if matches!(self.a.get(func), Value::Call(_)) {
@@ -1320,6 +1327,7 @@ impl<'o> Machine<'o> {
                 });
             }
             Value::Call(mut c) => {
+                self.called = true;
                 c.state = state;
                 self.a.set(inst, Value::Call(c));
                 let setstate = |m: &Self| format!("{}.__setstate__({})", m.render(inst), m.render(state));
@@ -1774,7 +1782,8 @@ fn plausible(path: &str) -> bool {
     !path.is_empty()
         && path.split('.').all(|c| {
             let mut chars = c.chars();
-            chars.next().is_some_and(|f| f.is_alphabetic() || f == '_') && chars.all(|ch| ch.is_alphanumeric() || ch == '_')
+            chars.next().is_some_and(|f| f.is_alphabetic() || f == '_')
+                && chars.all(|ch| ch.is_alphanumeric() || ch == '_')
         })
 }
 

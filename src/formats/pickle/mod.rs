@@ -138,6 +138,33 @@ pub fn scan_one(scan: &mut Scan<'_>, input: &mut Input, mode: Mode) -> (Outcome,
     (info.outcome, info.top)
 }
 
+/// The raw `(module, name)` of every `find_class` call the emulator makes for `data`: pickles
+/// back to back, up to the first failure, without following nested pickles or deciding
+/// whether the bytes are a pickle at all. For the differential test against CPython.
+#[doc(hidden)]
+pub fn find_class_calls(data: &[u8]) -> Vec<(String, String)> {
+    let opts = ScanOptions::default();
+    let mut input = crate::source::Data::bytes(data.to_vec()).into_input();
+    let mut out = Vec::new();
+    let mut first = true;
+    while first || input.peek(1).is_ok_and(|b| !b.is_empty()) {
+        first = false;
+        let mut m = Machine::new(&opts, 0, None, opts.max_pickle_opcodes);
+        let res = m.run(&mut input);
+        out.extend(
+            m.imports
+                .iter()
+                .filter(|i| !i.opcode.starts_with("EXT"))
+                .map(|i| i.raw.clone().unwrap_or_else(|| (i.module.clone(), i.name.clone()))),
+        );
+        match res {
+            Ok(_) => m.end_stream(&mut input),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 /// Imports and findings collected by one or more runs, before they reach the [`Scan`].
 /// Member paths in here are relative to the scanned data (nested pickles only).
 #[derive(Default)]
@@ -218,10 +245,21 @@ fn run_stream(
             Err(halt) => {
                 info.halted = true;
                 let confident_first = first && mode == Mode::Confident;
+                // Bytes that are not declared a pickle count as one when they fail only after
+                // running something: a call, or a denylisted import. A word list read as
+                // protocol 0 ("cat\ndog\n...") imports cat.dog and fails: that is no pickle.
+                let ran = m.engaged
+                    && (m.called
+                        || m.imports.iter().any(|i| {
+                            matches!(
+                                opts.lists.classify(i),
+                                crate::lists::Class::Dangerous(_) | crate::lists::Class::Denied(_)
+                            )
+                        }));
                 // budgets count for the first pickle; after it, bytes that never import are just data
-                if m.engaged || confident_first || (first && halt.always_reported()) {
+                if ran || confident_first || (first && halt.always_reported()) {
                     info.outcome.is_pickle = true;
-                    if m.engaged || confident_first {
+                    if ran || confident_first {
                         info.outcome.streams += 1;
                     }
                     m.report_halt(&halt, confident_first);
