@@ -39,6 +39,8 @@ const NAME_LINE_MAX: usize = 1 << 20;
 const HOLD_SMALL: u64 = 64 * 1024;
 /// Prefix kept of constants that are not held whole.
 const PREFIX: u64 = 256;
+/// Constants this short (module and class names) are held whole even past the heap budget.
+const TINY: u64 = 64;
 /// How deep pickles nested in constants are followed.
 const NESTED_DEPTH_MAX: u32 = 6;
 /// Stream bytes a FRAME may declare before availability is checked by position only.
@@ -382,7 +384,8 @@ impl<'o> Machine<'o> {
         let candidate = nested::sniff(head.get(..head_len).unwrap_or(&[]));
         let max_nested = self.opts.max_nested_pickle_bytes;
         let room = (self.a.heap.len() as u64).saturating_add(n) <= self.heap_budget;
-        let full = room && (n <= HOLD_SMALL || (candidate.is_some() && n <= max_nested));
+        let full = n <= TINY || (room && (n <= HOLD_SMALL || (candidate.is_some() && n <= max_nested)));
+        let prefix = if room { PREFIX } else { TINY };
         let at = self.a.heap.len();
         let mut scanned_part: Option<(Vec<u8>, bool)> = None;
         if full {
@@ -393,7 +396,7 @@ impl<'o> Machine<'o> {
                 return Err(self.io(e));
             }
         } else {
-            let keep = if candidate.is_some() { n.min(max_nested).max(PREFIX.min(n)) } else { PREFIX.min(n) };
+            let keep = if candidate.is_some() { n.min(max_nested).max(prefix.min(n)) } else { prefix.min(n) };
             let mut part = vec![0u8; keep as usize];
             inp.read_exact(&mut part).map_err(|e| self.io(e))?;
             let rest = n - keep;
@@ -401,7 +404,7 @@ impl<'o> Machine<'o> {
             if skipped < rest {
                 return Err(self.truncated());
             }
-            self.a.heap.extend_from_slice(part.get(..PREFIX.min(n) as usize).unwrap_or(&[]));
+            self.a.heap.extend_from_slice(part.get(..prefix.min(n) as usize).unwrap_or(&[]));
             if candidate.is_some() {
                 scanned_part = Some((part, keep < n));
             }
@@ -1046,8 +1049,11 @@ impl<'o> Machine<'o> {
         if let Some(enc) = nested::sniff(bytes) {
             nested_idx = self.scan_nested(bytes, enc, self.op_at, false, false);
         }
-        let mut t = if latin1 { self.new_str(&text::latin1_to_utf8(bytes)) } else { self.new_str(bytes) };
+        let room = (self.a.heap.len() as u64).saturating_add(bytes.len() as u64) <= self.heap_budget;
+        let kept = if room || bytes.len() as u64 <= TINY { bytes } else { bytes.get(..TINY as usize).unwrap_or(bytes) };
+        let mut t = if latin1 { self.new_str(&text::latin1_to_utf8(kept)) } else { self.new_str(kept) };
         t.len = bytes.len() as u64;
+        t.full = kept.len() == bytes.len();
         t.nested = nested_idx;
         self.push_new(Value::Str(t))?;
         Ok(())

@@ -144,12 +144,19 @@ impl Arena {
     }
 
     pub fn items(&self, c: &Cont) -> &[Id] {
+        if c.at == NIL {
+            return &[];
+        }
         let start = c.at as usize;
         self.items.get(start..start + usize::from(c.kept)).unwrap_or(&[])
     }
 
     /// A new container holding the first elements of `src` (all of them counted).
+    /// Empty containers get their slots on first use.
     pub fn cont(&mut self, cap: u16, src: &[Id]) -> Cont {
+        if src.is_empty() {
+            return Cont { at: NIL, kept: 0, cap, count: 0 };
+        }
         let at = self.items.len() as u32;
         let kept = src.len().min(usize::from(cap));
         self.items.extend_from_slice(src.get(..kept).unwrap_or(&[]));
@@ -167,6 +174,10 @@ impl Arena {
 
     /// Append elements to a growable container (only the first `cap` are kept).
     pub fn extend(&mut self, c: &mut Cont, src: &[Id]) {
+        if c.at == NIL && !src.is_empty() {
+            c.at = self.items.len() as u32;
+            self.items.resize(self.items.len() + usize::from(c.cap), NIL);
+        }
         for &id in src {
             if c.kept < c.cap {
                 if let Some(slot) = self.items.get_mut(c.at as usize + usize::from(c.kept)) {
