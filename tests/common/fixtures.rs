@@ -367,6 +367,8 @@ pub fn benign_strings() -> Vec<u8> {
         .bin(b"\x80\x07 not a pickle")
         .str("fake-header")
         .bin(b"\x80\x02\xff\xfe garbage that fails at once")
+        .str("pixels")
+        .bin(b"\x80\x02N.\x10\x20\x30\x40\x50\x60\x70")
         .setitems()
         .stop()
         .bytes()

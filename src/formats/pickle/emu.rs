@@ -1631,11 +1631,13 @@ impl<'o> Machine<'o> {
         let mut input = Data::bytes(data).into_input();
         let info =
             super::run_stream(self.opts, self.depth + 1, Some(suffix), &mut input, Mode::Probe, false, &mut sink);
+        // a few bytes such as `\x80\x02N.` at the start of array data are a pickle by chance
+        let is_pickle = info.outcome.is_pickle && (trampoline || !sink.imports.is_empty() || info.first_len >= 16);
         self.nested.push(Nested {
             offset,
             encoding: enc,
             sink,
-            is_pickle: info.outcome.is_pickle,
+            is_pickle,
             failure: info.failure,
             trampoline,
             truncated,

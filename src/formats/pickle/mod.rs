@@ -197,6 +197,8 @@ struct StreamInfo {
     failure: Option<(u64, String)>,
     /// The last run did not reach STOP.
     halted: bool,
+    /// Bytes the first pickle took.
+    first_len: u64,
 }
 
 /// Run pickles back to back from `inp` (one only when `single`), collecting into `sink`.
@@ -234,6 +236,9 @@ fn run_stream(
         match res {
             Ok(top) => {
                 m.end_stream(inp);
+                if first {
+                    info.first_len = inp.pos().saturating_sub(start);
+                }
                 info.outcome.is_pickle = true;
                 info.outcome.streams += 1;
                 info.halted = false;
