@@ -1628,11 +1628,14 @@ impl<'o> Machine<'o> {
         let preview: String =
             data.iter().take(24).map(|&b| if (0x20..0x7f).contains(&b) { char::from(b) } else { '.' }).collect();
         let mut sink = Sink::default();
+        let data_len = data.len() as u64;
         let mut input = Data::bytes(data).into_input();
         let info =
             super::run_stream(self.opts, self.depth + 1, Some(suffix), &mut input, Mode::Probe, false, &mut sink);
-        // a few bytes such as `\x80\x02N.` at the start of array data are a pickle by chance
-        let is_pickle = info.outcome.is_pickle && (trampoline || !sink.imports.is_empty() || info.first_len >= 16);
+        // array data that happens to start like `\x80\x02N.` is a pickle by chance; a hidden
+        // pickle fills its whole constant
+        let is_pickle =
+            info.outcome.is_pickle && (trampoline || !sink.imports.is_empty() || info.first_len == data_len);
         self.nested.push(Nested {
             offset,
             encoding: enc,
