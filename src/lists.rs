@@ -256,6 +256,11 @@ impl Lists {
             }
         }
         let resolved_path = split(resolved.0, resolved.1);
+        if paths.iter().any(|(m, n)| m.split('.').count() + n.split('.').count() > MAX_COMPONENTS) {
+            return Class::Dangerous(format!(
+                "a path of more than {MAX_COMPONENTS} components (an attribute walk no library needs)"
+            ));
+        }
         let exact_user_allow = self.user_allow.iter().any(|r| r.pat.is_exact() && r.pat.matches(&resolved_path));
         for &(m, n) in &paths {
             if let Some(r) = self.deny_hit(&self.deny, m, n) {
@@ -344,6 +349,9 @@ impl Lists {
         out
     }
 }
+
+/// Longest dotted path judged component by component.
+const MAX_COMPONENTS: usize = 64;
 
 fn split<'a>(module: &'a str, name: &'a str) -> Vec<&'a str> {
     module.split('.').chain(name.split('.')).collect()

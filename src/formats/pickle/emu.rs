@@ -1398,10 +1398,23 @@ impl<'o> Machine<'o> {
             }
         }
         if layout.object {
+            if self.depth + 1 > NESTED_DEPTH_MAX {
+                return Err(Halt::Layout {
+                    at: self.op_at,
+                    msg: format!("joblib object arrays nested more than {NESTED_DEPTH_MAX} levels deep"),
+                });
+            }
             // the array is a whole pickle of its own, loaded with the standard unpickler
             let mut sink = Sink::default();
-            let info =
-                super::run_stream(self.opts, self.depth, self.suffix.clone(), inp, Mode::Confident, true, &mut sink);
+            let info = super::run_stream(
+                self.opts,
+                self.depth + 1,
+                self.suffix.clone(),
+                inp,
+                Mode::Confident,
+                true,
+                &mut sink,
+            );
             self.engaged |= !sink.imports.is_empty();
             self.bare += sink.imports.iter().filter(|i| i.evidence.is_none()).count();
             self.imports.extend(sink.imports);

@@ -2,6 +2,19 @@
 //! `find_class` call (import), reconstructs the calls a load would make as evidence, and
 //! follows pickles hidden in constants, joblib arrays and back-to-back pickle streams.
 //! Nothing is executed and only bounded state is kept, whatever the input.
+//!
+//! Decisions on top of the emulation (see `run_stream`):
+//! - A stream is scanned pickle after pickle. The first one decides whether the bytes are a
+//!   pickle at all: in [`Mode::Confident`] they are, and any failure is `pickle-malformed`
+//!   (dangerous: a loader has run everything before the error). In [`Mode::Probe`] a failure
+//!   counts only when the pickle ran something first (a call, or a denylisted import);
+//!   otherwise the bytes are not a pickle. Later pickles follow the probe rule; bytes after
+//!   the last one are `pickle-trailing-data`.
+//! - Protocol-0/1 strings are decoded as latin-1 (never failing, like `encoding='latin1'`),
+//!   and frames are read as `pickle.load` reads a file; streams on which loaders disagree
+//!   (an opcode crossing a frame end) are reported as `pickle-frame-straddle`.
+//! - Names that cannot be a Python module path end the pickle at `find_class`, as importing
+//!   them would.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod compat;
