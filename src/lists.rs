@@ -623,6 +623,8 @@ mod tests {
         {
             assert_eq!(class(&l, m, n), Class::Unknown, "{m}.{n}");
         }
+        let deep = vec!["a"; 100].join(".");
+        assert!(matches!(class(&l, "mylib", &deep), Class::Dangerous(_)));
         let mut raw = imp("builtins", "set");
         raw.raw = Some(("__builtin__".into(), "set".into()));
         assert_eq!(l.classify(&raw), Class::Allowed);
