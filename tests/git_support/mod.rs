@@ -10,7 +10,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_modelgate");
 /// Bytes the engine in every branch rejects: a 7z archive it cannot open (`unsupported-archive`).
 pub const SEVENZ: &[u8] = b"7z\xbc\xaf\x27\x1c\x00\x04 pretend archive payload";
 /// A real dangerous pickle: `os.system('echo pwned')`.
-pub const EVIL_PICKLE: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0b\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+pub const EVIL_PICKLE: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
 /// A benign pickle (protocol 4, the int 1).
 pub const GOOD_PICKLE: &[u8] = b"\x80\x04K\x01.";
 
