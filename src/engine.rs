@@ -30,6 +30,8 @@ pub struct ScanOptions {
     pub max_pickle_values: usize,
     /// Bytes of one string/bytes constant read to look for a nested pickle.
     pub max_nested_pickle_bytes: u64,
+    /// Hand every top-level file to clamd too (the policy's `[clamav]`).
+    pub clamav: Option<Arc<crate::clamav::ClamavConfig>>,
 }
 
 impl Default for ScanOptions {
@@ -43,6 +45,7 @@ impl Default for ScanOptions {
             max_pickle_opcodes: 50_000_000,
             max_pickle_values: 4_000_000,
             max_nested_pickle_bytes: 64 << 20,
+            clamav: None,
         }
     }
 }
@@ -303,14 +306,21 @@ pub fn scan_path(path: &std::path::Path, display: &str, opts: &ScanOptions) -> F
     }
 }
 
-/// Scan random-access bytes (a file, an LFS object, a blob).
+/// Scan random-access bytes (a file, an LFS object, a blob); clamd sees them too when configured.
 pub fn scan_source(display: &str, src: Arc<dyn Source>, opts: &ScanOptions) -> FileReport {
     let size = src.len();
-    scan_data(display, Data::Random(src), Some(size), opts)
+    let clamav = opts.clamav.as_ref().map(|c| (c.clone(), src.clone()));
+    scan_top(display, Data::Random(src), Some(size), opts, clamav)
 }
 
 /// Scan any data; `size` is reported as-is.
 pub fn scan_data(display: &str, data: Data, size: Option<u64>, opts: &ScanOptions) -> FileReport {
+    scan_top(display, data, size, opts, None)
+}
+
+type ClamavJob = (Arc<crate::clamav::ClamavConfig>, Arc<dyn Source>);
+
+fn scan_top(display: &str, data: Data, size: Option<u64>, opts: &ScanOptions, clamav: Option<ClamavJob>) -> FileReport {
     let mut scan = Scan::new(opts);
     let format = {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&mut scan, data, Hint::Sniff)));
@@ -329,6 +339,11 @@ pub fn scan_data(display: &str, data: Data, size: Option<u64>, opts: &ScanOption
             format!("decompressed data exceeds the budget of {} bytes", opts.max_expanded_bytes),
         );
         scan.finding(f);
+    }
+    if let Some((cfg, src)) = clamav {
+        for f in crate::clamav::check(&cfg, src.as_ref()) {
+            scan.finding(f);
+        }
     }
     let Scan { out_imports: imports, out_findings: mut findings, model, .. } = scan;
     findings.extend(opts.lists.classify_all(&imports));

@@ -4,6 +4,7 @@
 //! imports) -> `policy` (decide) -> `report` (render).
 #![forbid(unsafe_code)]
 
+pub mod clamav;
 pub mod cli;
 pub mod detect;
 pub mod engine;
@@ -20,6 +21,7 @@ pub mod source;
 /// Every module's finding-code table (see [`finding::all_codes`]).
 pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
     engine::CODES,
+    clamav::CODES,
     formats::CODES,
     formats::pickle::CODES,
     formats::zip::CODES,

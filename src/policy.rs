@@ -367,7 +367,7 @@ struct RawIgnore {
     reason: Option<Spanned<String>>,
 }
 
-const SECTIONS: &[&str] = &["actions", "limits", "allow", "deny", "rule", "ignore"];
+const SECTIONS: &[&str] = &["actions", "limits", "allow", "deny", "rule", "ignore", "clamav"];
 
 const MIB: i64 = 1 << 20;
 /// `(key, min, max)` of every `[limits]` budget.
@@ -423,6 +423,13 @@ impl Loader<'_> {
         let mut options = ScanOptions::default();
         if let Some(raw) = root.get("limits").and_then(|v| self.table::<RawLimits>(v, "limits")) {
             self.limits(raw, &mut options);
+        }
+        if let Some(v) = root.get("clamav") {
+            match self.table::<crate::clamav::RawClamav>(v, "clamav").map(|raw| raw.validate(v.span())) {
+                Some(Ok(c)) => options.clamav = Some(Arc::new(c)),
+                Some(Err(problems)) => problems.into_iter().for_each(|(span, key, msg)| self.problem(span, key, msg)),
+                None => {}
+            }
         }
 
         let mut lists = Lists::builtin();
