@@ -202,7 +202,10 @@ def modelaudit_verdict(code, out):
         v = "error"
     else:
         v = "safe"
-    notes = sorted({i.get("message", "")[:70] for i in doc.get("issues", []) if i.get("severity") in ("critical", "warning")})
+    shown = ("critical", "warning") if v != "error" else ("critical", "warning", "info", "debug")
+    notes = sorted({i.get("message", "")[:70] for i in doc.get("issues", []) if i.get("severity") in shown})
+    if not notes and v == "error":
+        notes = sorted({c.get("message", "")[:70] for c in doc.get("checks", []) if c.get("status") == "failed"})
     return v, "; ".join(notes[:2])
 
 
@@ -278,7 +281,7 @@ def main():
     r.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "modelgate"))
     c = sub.add_parser("corpus")
     c.add_argument("--modelaudit", default="/tmp/peers-ma")
-    c.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "corpus"))
+    c.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "corpus"), help="default: ../shared/corpus")
     c.add_argument("--jobs", type=int, default=2)
     a = ap.parse_args()
     if a.cmd == "gen":
