@@ -58,6 +58,11 @@ impl ObjectView {
         self.kind
     }
 
+    /// The directory whose `info/alternates` make up this view (exists while `self` lives).
+    pub fn store_dir(&self) -> &Path {
+        self.store_dir.path()
+    }
+
     /// A fresh object store handle with this view.
     pub fn odb(&self) -> std::io::Result<gix::odb::Handle> {
         gix::odb::at(self.store_dir.path(), self.kind)

@@ -23,8 +23,27 @@ pub fn run() -> i32 {
     run_with(&HookConfig::default())
 }
 
+/// `modelgate hook post-receive [--policy FILE]`: the same policy lookup as pre-receive; a
+/// policy that cannot be loaded is reported (the push has already landed).
+pub fn run_policy(policy_flag: Option<&std::path::Path>) -> i32 {
+    let probe = HookEnv::from_env();
+    match super::gate::load_policy(policy_flag, &probe.git_dir) {
+        Ok((policy, _)) => run_with(&super::gate::hook_config(&policy)),
+        Err(e) => {
+            let mut stderr = std::io::stderr().lock();
+            let mut out = Out::new(&mut stderr, probe.gitlab);
+            out.line("modelgate: warning: scan results not recorded: the policy cannot be loaded");
+            for l in format!("{e:#}").lines() {
+                out.line(&format!("modelgate: {l}"));
+            }
+            out.flush();
+            1
+        }
+    }
+}
+
 pub fn run_with(config: &HookConfig) -> i32 {
-    let env = HookEnv::from_env();
+    let env = HookEnv::from_env_with(config.bypass.pusher_env.as_deref());
     let mut stdin = std::io::stdin().lock();
     let mut stderr = std::io::stderr().lock();
     run_io(&env, config, &mut stdin, &mut stderr)
