@@ -7,8 +7,15 @@ use std::process::{Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_modelgate");
 
-/// Bytes the engine in every branch rejects: a 7z archive it cannot open (`unsupported-archive`).
-pub const SEVENZ: &[u8] = b"7z\xbc\xaf\x27\x1c\x00\x04 pretend archive payload";
+/// A 7z signature with nothing valid behind it: judged `error` (the archive cannot be opened).
+pub const BROKEN_7Z: &[u8] = b"7z\xbc\xaf\x27\x1c\x00\x04 pretend archive payload";
+/// The file the push tests expect the gate to reject, with what the rejection shows.
+pub const BAD: &[u8] = BROKEN_7Z;
+pub const BAD_CODE: &str = "sevenz-unreadable";
+pub const BAD_SHOWN: &str = "ERROR (7z)";
+pub const BAD_VERDICT: &str = "error";
+pub const BAD_FORMAT: &str = "7z";
+pub const BAD_FIX: &str = "fix: unpack the archive";
 /// A real dangerous pickle: `os.system('echo pwned')`.
 pub const EVIL_PICKLE: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0b\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
 /// A benign pickle (protocol 4, the int 1).
