@@ -1091,7 +1091,7 @@ impl Loader<'_> {
             g.max_file_size = self.bytes(v, "gate.max_file_size", 1, i64::MAX);
         }
         if let Some(v) = &raw.max_file_read_bytes {
-            g.max_file_read_bytes = self.bytes(v, "gate.max_file_read_bytes", MIB, 64 * TIB).unwrap_or(0);
+            g.max_file_read_bytes = self.bytes(v, "gate.max_file_read_bytes", 1, 64 * TIB).unwrap_or(0);
         }
         if let Some(v) = &raw.max_push_read_bytes {
             g.max_push_read_bytes = self.bytes(v, "gate.max_push_read_bytes", 1, 64 * TIB).unwrap_or(0);

@@ -16,11 +16,6 @@ fn lfs_env() -> Env {
     e
 }
 
-fn sha256_hex(b: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[test]
 fn lfs_object_is_resolved_and_scanned() {
     let e = lfs_env();

@@ -50,6 +50,11 @@ pub fn git_cmd(home: &Path, cwd: &Path) -> Command {
         .env_remove("GL_REPOSITORY")
         .env_remove("GL_USERNAME")
         .env_remove("GL_PROTOCOL")
+        .env_remove("GITEA_REPO_USER_NAME")
+        .env_remove("GITEA_REPO_NAME")
+        .env_remove("GITEA_PUSHER_NAME")
+        .env_remove("MODELGATE_POLICY")
+        .env_remove("MODELGATE")
         .stdin(Stdio::null());
     c
 }
@@ -153,6 +158,71 @@ impl Env {
         assert!(o.status.success());
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
+}
+
+impl Env {
+    /// Write a policy file in the test directory and return its path.
+    pub fn policy(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Install the hooks with `modelgate install --policy <policy> [args] <bare>`.
+    pub fn install_gate(&self, policy: Option<&Path>, args: &[&str]) -> String {
+        let mut c = Command::new(BIN);
+        c.arg("install").args(args);
+        if let Some(p) = policy {
+            c.arg("--policy").arg(p);
+        }
+        let o = c.arg(&self.bare).output().unwrap();
+        assert!(o.status.success(), "install failed:\n{}{}", show(&o.stdout), show(&o.stderr));
+        show(&o.stdout)
+    }
+
+    /// Audit log lines of the server repository.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.bare.join("modelgate/audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// A safetensors file with one F32 tensor of two values, and optional metadata.
+pub fn safetensors(metadata: Option<(&str, &str)>) -> Vec<u8> {
+    let meta = metadata.map(|(k, v)| format!(",\"__metadata__\":{{{}:{}}}", json(k), json(v))).unwrap_or_default();
+    let header = format!("{{\"w\":{{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}{meta}}}");
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out
+}
+
+fn json(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// sha256 of bytes, lowercase hex (an LFS oid).
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A Git LFS pointer to `bytes`.
+pub fn pointer(bytes: &[u8]) -> Vec<u8> {
+    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize {}\n", sha256_hex(bytes), bytes.len())
+        .into_bytes()
+}
+
+/// Store `bytes` in a Gitea-layout LFS store; returns the oid.
+pub fn put_gitea_object(root: &Path, bytes: &[u8]) -> String {
+    let oid = sha256_hex(bytes);
+    let p = root.join(&oid[0..2]).join(&oid[2..4]).join(&oid[4..]);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+    oid
 }
 
 pub fn show(b: &[u8]) -> String {
