@@ -50,7 +50,8 @@ pub fn find_policy(flag: Option<&Path>, env: Option<OsString>, git_dir: &Path, s
     if let Some(e) = env.filter(|e| !e.is_empty()) {
         return PolicySource::Env(PathBuf::from(e));
     }
-    let repo = git_dir.join(REPO_POLICY);
+    // Absolute, so that messages name the file plainly (hooks run with `GIT_DIR=.`).
+    let repo = std::fs::canonicalize(git_dir).unwrap_or_else(|_| git_dir.to_path_buf()).join(REPO_POLICY);
     // `symlink_metadata`: a dangling link is still "there" and then fails to load.
     if std::fs::symlink_metadata(&repo).is_ok() {
         return PolicySource::Repo(repo);
@@ -112,7 +113,10 @@ impl PolicyDecider<'_> {
         let g = &self.policy.gate;
         if judged.verdict != Verdict::Dangerous {
             if judged.findings.iter().any(|f| GATE_FAILURE_CODES.contains(&f.code.as_str())) {
-                return (g.on_error, Some(format!("the gate could not judge this file: policy on_error = {}", g.on_error)));
+                return (
+                    g.on_error,
+                    Some(format!("the gate could not judge this file: policy on_error = {}", g.on_error)),
+                );
             }
             if judged.findings.iter().any(|f| f.code == "lfs-object-missing") {
                 return (g.lfs_missing, Some(format!("policy lfs_missing = {}", g.lfs_missing)));
@@ -131,8 +135,7 @@ impl PolicyDecider<'_> {
                 imports: !judged.imports.is_empty(),
             };
             let d = self.policy.decide_facts(&subject, judged.verdict, &facts);
-            let why =
-                d.rule.map(|r| format!("policy rule at {}:{}: {}", self.policy.origin, r.line, r.reason));
+            let why = d.rule.map(|r| format!("policy rule at {}:{}: {}", self.policy.origin, r.line, r.reason));
             if best.as_ref().is_none_or(|(a, _)| d.action > *a) {
                 best = Some((d.action, why));
             }
@@ -168,7 +171,7 @@ mod tests {
     #[test]
     fn lookup_order() {
         let dir = tempfile::tempdir().unwrap();
-        let git = dir.path().join("repo.git");
+        let git = dir.path().canonicalize().unwrap().join("repo.git");
         std::fs::create_dir_all(&git).unwrap();
         let system = dir.path().join("system.toml");
         let flag = dir.path().join("flag.toml");

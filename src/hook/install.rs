@@ -49,7 +49,10 @@ pub enum Outcome {
     Updated(PathBuf),
     Unchanged(PathBuf),
     /// A foreign hook was replaced (`--force`) and kept at the backup path.
-    Replaced { path: PathBuf, backup: PathBuf },
+    Replaced {
+        path: PathBuf,
+        backup: PathBuf,
+    },
     Removed(PathBuf),
     /// Removed, and the backup of the hook it had replaced put back.
     Restored(PathBuf),
@@ -165,11 +168,18 @@ pub fn install(opts: &Options, repo: Option<&Path>, global: Option<&Path>) -> Re
         let now = current(path)?;
         if matches!(now, Current::Foreign) {
             if !opts.force {
-                bail!("{} exists and was not written by modelgate; use --force to replace it (it is kept as {})",
-                    path.display(), backup_of(path).display());
+                bail!(
+                    "{} exists and was not written by modelgate; use --force to replace it (it is kept as {})",
+                    path.display(),
+                    backup_of(path).display()
+                );
             }
             if std::fs::symlink_metadata(backup_of(path)).is_ok() {
-                bail!("{} exists and so does {}; move one of them away first", path.display(), backup_of(path).display());
+                bail!(
+                    "{} exists and so does {}; move one of them away first",
+                    path.display(),
+                    backup_of(path).display()
+                );
             }
         }
         plan.push((path.clone(), want, now));

@@ -180,6 +180,7 @@ pub(crate) fn run_pool<J: Jobs>(jobs: Arc<J>, limits: &Limits) -> Vec<Judged> {
     let shared = Arc::new(Shared {
         jobs,
         file_read_bytes: limits.file_read_bytes,
+        file_timeout: limits.file_timeout,
         next: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
         push: Arc::new(PushMeter::new(limits.push_read_bytes)),
@@ -207,6 +208,11 @@ pub(crate) fn run_pool<J: Jobs>(jobs: Arc<J>, limits: &Limits) -> Vec<Judged> {
                     wake = Some(wake.map_or(r.started + t, |w| w.min(r.started + t)));
                 }
             }
+        }
+        // Workers register the file they start without telling this thread: look again
+        // soon so that a new file's deadline is not missed.
+        if limits.file_timeout.is_some() {
+            wake = Some(wake.map_or(now + POLL, |w| w.min(now + POLL)));
         }
         let msg = match wake {
             Some(w) => rx.recv_timeout(w.saturating_duration_since(now)),
@@ -268,11 +274,15 @@ pub(crate) fn run_pool<J: Jobs>(jobs: Arc<J>, limits: &Limits) -> Vec<Judged> {
         .collect()
 }
 
+/// How often the waiting thread looks for files past their deadline.
+const POLL: Duration = Duration::from_millis(20);
+
 /// What the workers share with the thread that waits for them. Owned, so that an
 /// abandoned worker can outlive the call.
 struct Shared<J> {
     jobs: Arc<J>,
     file_read_bytes: Option<u64>,
+    file_timeout: Option<Duration>,
     next: AtomicUsize,
     stop: AtomicBool,
     push: Arc<PushMeter>,
@@ -324,12 +334,12 @@ fn worker<J: Jobs>(shared: &Shared<J>, id: usize, tx: &mpsc::Sender<Done>) {
             return;
         }
         let meter = Arc::new(FileMeter::new(shared.file_read_bytes, shared.push.clone()));
+        let started = Instant::now();
         if let Some(s) = lock(&shared.slots).get_mut(id) {
-            s.running = Some(Running { index, started: Instant::now(), meter: meter.clone() });
+            s.running = Some(Running { index, started, meter: meter.clone() });
         }
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            shared.jobs.judge(&mut local, index, &meter)
-        }));
+        let run =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.jobs.judge(&mut local, index, &meter)));
         let (judged, key) = match run {
             Ok(out) => out,
             Err(_) => (budget_judged("internal-error", "the gate panicked while judging this file".into()), None),
@@ -350,6 +360,15 @@ fn worker<J: Jobs>(shared: &Shared<J>, id: usize, tx: &mpsc::Sender<Done>) {
             Some(Stop::PushBytes) => {
                 budget_judged("gate-push-budget-exceeded", "not judged: the push's byte budget ran out".to_string())
             }
+        };
+        // Finished, but late: the budget holds whether or not the waiting thread noticed in
+        // time (what was found dangerous stays dangerous). A complete judgement stays cached.
+        let judged = match shared.file_timeout.filter(|t| started.elapsed() > *t) {
+            Some(t) if judged.verdict != crate::finding::Verdict::Dangerous => budget_judged(
+                "gate-file-timeout",
+                format!("the scan did not finish within the file time budget of {}", show_duration(t)),
+            ),
+            _ => judged,
         };
         let abandoned = {
             let mut slots = lock(&shared.slots);
@@ -445,8 +464,9 @@ pub(crate) fn judge_lfs_object(
         match lfs::sha256_of(source.as_ref()) {
             Ok(h) if h == p.oid => {}
             Ok(h) => {
-                let f = Finding::new("lfs-object-mismatch", Severity::Error, "lfs object content does not hash to its oid")
-                    .evidence(format!("sha256:{} (content hashes to sha256:{h})", p.oid));
+                let f =
+                    Finding::new("lfs-object-mismatch", Severity::Error, "lfs object content does not hash to its oid")
+                        .evidence(format!("sha256:{} (content hashes to sha256:{h})", p.oid));
                 return (Judged::from_findings(vec![f], p.size, Some(p.oid.clone())), None);
             }
             Err(e) => return (unreadable(&format!("cannot read lfs object sha256:{}: {e}", p.oid)), None),

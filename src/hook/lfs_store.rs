@@ -101,7 +101,10 @@ pub fn parse_oid(text: &str) -> Result<String> {
 
 impl LfsRun<'_> {
     fn cache(&self) -> Option<Cache> {
-        self.config.cache_dir.as_ref().map(|d| Cache::new(under(&self.base, d), &self.config.scan, &self.config.cache_salt))
+        self.config
+            .cache_dir
+            .as_ref()
+            .map(|d| Cache::new(under(&self.base, d), &self.config.scan, &self.config.cache_salt))
     }
 
     fn decide(&self, oid: &str, j: Judged) -> ObjectVerdict {
@@ -335,7 +338,9 @@ impl LfsRun<'_> {
                                     summary.quarantined += 1;
                                     v.quarantined = Some(dest);
                                 }
-                                Err(e) => out.line(&format!("modelgate: warning: cannot quarantine sha256:{oid}: {e:#}")),
+                                Err(e) => {
+                                    out.line(&format!("modelgate: warning: cannot quarantine sha256:{oid}: {e:#}"))
+                                }
                             }
                         }
                     }

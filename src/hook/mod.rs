@@ -189,10 +189,11 @@ impl HookEnv {
             None if gitlab => var("GL_USERNAME"),
             None => var("GITEA_PUSHER_NAME"),
         };
-        let forge_repo = var("GL_PROJECT_PATH").or_else(|| match (var("GITEA_REPO_USER_NAME"), var("GITEA_REPO_NAME")) {
-            (Some(owner), Some(name)) => Some(format!("{owner}/{name}")),
-            _ => None,
-        });
+        let forge_repo =
+            var("GL_PROJECT_PATH").or_else(|| match (var("GITEA_REPO_USER_NAME"), var("GITEA_REPO_NAME")) {
+                (Some(owner), Some(name)) => Some(format!("{owner}/{name}")),
+                _ => None,
+            });
         let count = var("GIT_PUSH_OPTION_COUNT").and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
         let push_options =
             (0..count.min(1000)).filter_map(|i| std::env::var(format!("GIT_PUSH_OPTION_{i}")).ok()).collect();

@@ -153,7 +153,11 @@ pub fn pre_receive(
     for (blob, j, why) in &tagged {
         let codes = j.codes().join(", ");
         let why = why.as_deref().map(|w| format!("; {w}")).unwrap_or_default();
-        out.line(&format!("modelgate: warning: {} is {} ({codes}){why}; accepted and recorded", where_(blob), j.verdict));
+        out.line(&format!(
+            "modelgate: warning: {} is {} ({codes}){why}; accepted and recorded",
+            where_(blob),
+            j.verdict
+        ));
     }
     if let Some(b) = bypass.filter(|_| !rejected.is_empty()) {
         s.bypassed = rejected.len();
