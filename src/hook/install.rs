@@ -199,6 +199,8 @@ pub fn install(opts: &Options, repo: Option<&Path>, global: Option<&Path>) -> Re
             Current::Foreign => {
                 let backup = backup_of(&path);
                 std::fs::rename(&path, &backup).with_context(|| format!("cannot move {} aside", path.display()))?;
+                // Dispatchers run every executable in a `.d` directory: the backup must not be one.
+                set_exec(&backup, false)?;
                 write_hook(&path, &want)?;
                 Outcome::Replaced { path: path.clone(), backup }
             }
@@ -221,6 +223,19 @@ pub fn install(opts: &Options, repo: Option<&Path>, global: Option<&Path>) -> Re
         }
     }
     Ok(out)
+}
+
+/// Add (for whoever may read it) or remove the executable bits of a regular file.
+fn set_exec(path: &Path, on: bool) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = std::fs::symlink_metadata(path)?;
+    if !m.is_file() {
+        return Ok(());
+    }
+    let mode = m.permissions().mode();
+    let mode = if on { mode | ((mode & 0o444) >> 2) } else { mode & !0o111 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot change the mode of {}", path.display()))
 }
 
 /// Write an executable hook atomically (temporary file beside it, then rename).
@@ -248,6 +263,7 @@ pub fn uninstall(flavor: Flavor, repo: Option<&Path>, global: Option<&Path>) -> 
                 let backup = backup_of(&path);
                 if std::fs::symlink_metadata(&backup).is_ok() {
                     std::fs::rename(&backup, &path).with_context(|| format!("cannot restore {}", backup.display()))?;
+                    set_exec(&path, true)?;
                     out.push(Outcome::Restored(path.clone()));
                 } else {
                     out.push(Outcome::Removed(path.clone()));
