@@ -274,6 +274,9 @@ pub(crate) fn run_pool<J: Jobs>(jobs: Arc<J>, limits: &Limits) -> Vec<Judged> {
         .collect()
 }
 
+/// Files of no known format are cached from this size on.
+const CACHE_MIN_UNKNOWN: u64 = 1 << 20;
+
 /// How often the waiting thread looks for files past their deadline.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -346,7 +349,9 @@ fn worker<J: Jobs>(shared: &Shared<J>, id: usize, tx: &mpsc::Sender<Done>) {
         };
         let judged = match meter.stopped() {
             None => {
-                if let (Some(c), Some(key)) = (shared.jobs.cache(), key) {
+                // Small files of no known format cost less to judge again than to cache.
+                let worth = judged.is_model() || judged.size >= CACHE_MIN_UNKNOWN;
+                if let (Some(c), Some(key), true) = (shared.jobs.cache(), key, worth) {
                     // A cache that cannot be written only costs a rescan next time.
                     let _ = c.put(&key, &judged);
                 }
