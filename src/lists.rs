@@ -1,27 +1,684 @@
-//! PLACEHOLDER (being written): allow/deny lists and import classification.
+//! Allow and deny lists: the judgement on each name a pickle imports.
+//!
+//! Every import is a dotted path `module.name` (the name may itself be dotted: protocol 4
+//! resolves it attribute by attribute). It is
+//! - **dangerous** when a deny rule covers the path, any sub-path that an attribute walk in
+//!   the name reaches (`pathlib` + `os.system` reaches `os.system`), or when the name walks
+//!   through a dunder attribute or ends in a code-running name (`eval`, `system`, ...);
+//!   the raw (pre-renaming) path is checked too;
+//! - **safe** when an allow rule matches the resolved path exactly;
+//! - **unknown** (suspicious) otherwise. A denylist alone loses the race against new
+//!   gadgets, so anything outside the allowlist of what real checkpoints import is flagged.
+//!
+//! Patterns: components separated by `.`; in a component `*` matches any run of characters,
+//! `?` one character and `[A-Z]` a class; a `**` component matches any number of
+//! components; a trailing `.*` matches everything below the prefix. A deny rule always
+//! covers the path and everything below it (a rule for module `M` covers `M.*`).
+//!
+//! Policy additions: `deny` entries always win. `allow` entries add to the allowlist with
+//! two limits, so that a policy cannot silently re-open the built-in denylist: a wildcard or
+//! prefix allow that could cover a built-in deny rule is refused, and an exact allow may
+//! override a built-in deny rule only when that rule is not "core" (code execution,
+//! process, import and unpickling primitives such as `builtins.eval`, `os`, `subprocess`,
+//! `pickle.loads` can never be allowed). `allow("functools.partial", ..)` works;
+//! `allow("os", ..)` and `allow("torch.*", ..)` are refused with an error.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 use crate::engine::Import;
-use crate::finding::Finding;
+use crate::finding::{CodeInfo, Finding, Severity};
+use std::collections::HashSet;
 
-pub const CODES: &[crate::finding::CodeInfo] = &[];
+/// Finding codes of import classification.
+pub const CODES: &[CodeInfo] = &[
+    CodeInfo {
+        code: "pickle-import-dangerous",
+        severity: Severity::Dangerous,
+        summary: "the pickle imports a name on the built-in denylist (code execution, processes, files, network)",
+        fix: "do not load the file; if the model is needed, re-export its weights as safetensors",
+    },
+    CodeInfo {
+        code: "pickle-import-denied",
+        severity: Severity::Dangerous,
+        summary: "the pickle imports a name the policy denies",
+        fix: "remove the object from the saved model, or change the policy's deny entry",
+    },
+    CodeInfo {
+        code: "pickle-import-unknown",
+        severity: Severity::Suspicious,
+        summary: "the pickle imports a name outside the allowlist of what model files normally import",
+        fix: "check the name; if the library is trusted, add it to the policy allowlist",
+    },
+];
 
+/// A parsed pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pattern {
+    comps: Vec<String>,
+    /// Matches paths below `comps` too (deny rules, or a trailing `.*`).
+    prefix: bool,
+    /// A trailing `.*`: only paths strictly below match.
+    strict: bool,
+}
+
+impl Pattern {
+    fn parse(text: &str, prefix: bool) -> Result<Pattern, String> {
+        let (body, strict) = match text.strip_suffix(".*") {
+            Some(b) => (b, true),
+            None => (text, false),
+        };
+        if body.is_empty() {
+            return Err(format!("invalid pattern '{text}': empty"));
+        }
+        let comps: Vec<String> = body.split('.').map(str::to_string).collect();
+        for c in &comps {
+            let ok = !c.is_empty()
+                && c.chars().all(|ch| ch.is_alphanumeric() || matches!(ch, '_' | '*' | '?' | '[' | ']' | '-'));
+            if !ok {
+                return Err(format!("invalid pattern '{text}': bad component '{c}'"));
+            }
+        }
+        Ok(Pattern { comps, prefix: prefix || strict, strict })
+    }
+
+    fn is_exact(&self) -> bool {
+        !self.prefix && self.comps.iter().all(|c| !has_wild(c))
+    }
+
+    fn matches(&self, path: &[&str]) -> bool {
+        if self.strict && path.len() <= self.comps.len() && !self.comps.iter().any(|c| c == "**") {
+            return false;
+        }
+        match_comps(&self.comps, path, self.prefix)
+    }
+}
+
+fn has_wild(c: &str) -> bool {
+    c.contains(['*', '?', '['])
+}
+
+/// Match pattern components against path components (`**` spans any number).
+fn match_comps(pat: &[String], path: &[&str], prefix: bool) -> bool {
+    match pat.split_first() {
+        None => prefix || path.is_empty(),
+        Some((p, rest)) if p == "**" => {
+            (0..=path.len()).any(|k| path.get(k..).is_some_and(|tail| match_comps(rest, tail, prefix)))
+        }
+        Some((p, rest)) => match path.split_first() {
+            Some((c, tail)) => glob(p.as_bytes(), c.as_bytes()) && match_comps(rest, tail, prefix),
+            None => false,
+        },
+    }
+}
+
+/// `*`, `?` and `[a-z]` classes within one component.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|k| s.get(k..).is_some_and(|t| glob(rest, t))),
+        Some((b'?', rest)) => s.split_first().is_some_and(|(_, t)| glob(rest, t)),
+        Some((b'[', rest)) => {
+            let Some(close) = rest.iter().position(|&b| b == b']') else { return false };
+            let (class, after) = (rest.get(..close).unwrap_or(&[]), rest.get(close + 1..).unwrap_or(&[]));
+            let Some((&c, t)) = s.split_first() else { return false };
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                let lo = class.get(i).copied().unwrap_or(0);
+                if class.get(i + 1) == Some(&b'-') && i + 2 < class.len() {
+                    let hi = class.get(i + 2).copied().unwrap_or(0);
+                    hit |= lo <= c && c <= hi;
+                    i += 3;
+                } else {
+                    hit |= lo == c;
+                    i += 1;
+                }
+            }
+            hit && glob(after, t)
+        }
+        Some((&b, rest)) => s.split_first().is_some_and(|(&c, t)| c == b && glob(rest, t)),
+    }
+}
+
+/// Could some path match both patterns? (Wildcards are assumed to match anything.)
+fn overlaps(a: &Pattern, b: &Pattern) -> bool {
+    let n = a.comps.len().min(b.comps.len());
+    if a.comps.iter().chain(&b.comps).any(|c| c == "**") {
+        return true;
+    }
+    let compatible = (0..n).all(|i| match (a.comps.get(i), b.comps.get(i)) {
+        (Some(x), Some(y)) => has_wild(x) || has_wild(y) || x == y,
+        _ => false,
+    });
+    let lengths_ok = if a.comps.len() == b.comps.len() {
+        true
+    } else if a.comps.len() < b.comps.len() {
+        a.prefix
+    } else {
+        b.prefix
+    };
+    compatible && lengths_ok
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    pat: Pattern,
+    reason: String,
+    /// Core rules cannot be overridden by a policy allow entry.
+    core: bool,
+}
+
+/// Allow/deny lists: the built-in ones plus policy additions.
 #[derive(Debug, Clone, Default)]
-pub struct Lists {}
+pub struct Lists {
+    allow: Vec<Rule>,
+    deny: Vec<Rule>,
+    user_allow: Vec<Rule>,
+    user_deny: Vec<Rule>,
+}
+
+/// What the lists say about one import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    /// On the built-in denylist (reason).
+    Dangerous(String),
+    /// Denied by a policy entry (reason).
+    Denied(String),
+    /// Allowlisted.
+    Allowed,
+    /// Neither: suspicious.
+    Unknown,
+}
 
 impl Lists {
     /// The built-in lists.
     pub fn builtin() -> Lists {
-        Lists {}
+        let mut l = Lists::default();
+        for (group, reason, core) in DENY {
+            for p in group.split_whitespace() {
+                if let Ok(pat) = Pattern::parse(p, true) {
+                    l.deny.push(Rule { pat, reason: (*reason).to_string(), core: *core });
+                }
+            }
+        }
+        for (group, reason) in ALLOW {
+            for p in group.split_whitespace() {
+                if let Ok(pat) = Pattern::parse(p, false) {
+                    l.allow.push(Rule { pat, reason: (*reason).to_string(), core: false });
+                }
+            }
+        }
+        l
     }
+
     /// Add a policy allow entry: `module`, `module.*` or `module.name` (name may be dotted).
-    pub fn allow(&mut self, _pattern: &str, _reason: &str) -> Result<(), String> {
+    /// Refused (with the reason) when it would re-open the built-in denylist; see the module docs.
+    pub fn allow(&mut self, pattern: &str, reason: &str) -> Result<(), String> {
+        // a bare module means everything in it
+        let text = if pattern.contains('.') { pattern.to_string() } else { format!("{pattern}.*") };
+        let pat = Pattern::parse(&text, false)?;
+        if pat.is_exact() {
+            let path: Vec<&str> = pat.comps.iter().map(String::as_str).collect();
+            if let Some(why) = attribute_danger(&path, 1) {
+                return Err(format!("refusing to allow {pattern}: {why}"));
+            }
+            if let Some(r) = self.deny.iter().find(|r| r.core && r.pat.matches(&path)) {
+                return Err(format!("refusing to allow {pattern}: it is on the built-in denylist ({})", r.reason));
+            }
+        } else if let Some(r) = self.deny.iter().find(|r| overlaps(&pat, &r.pat)) {
+            return Err(format!(
+                "refusing to allow {pattern}: a wildcard allow would cover the built-in deny rule {} ({}); allow exact names instead",
+                r.pat.comps.join("."),
+                r.reason
+            ));
+        }
+        self.user_allow.push(Rule { pat, reason: reason.to_string(), core: false });
         Ok(())
     }
+
     /// Add a policy deny entry (same pattern syntax); deny always wins over allow.
-    pub fn deny(&mut self, _pattern: &str, _reason: &str) -> Result<(), String> {
+    pub fn deny(&mut self, pattern: &str, reason: &str) -> Result<(), String> {
+        let pat = Pattern::parse(pattern, true)?;
+        self.user_deny.push(Rule { pat, reason: reason.to_string(), core: false });
         Ok(())
     }
+
+    /// Classify one import.
+    pub fn classify(&self, imp: &Import) -> Class {
+        let resolved = (imp.module.as_str(), imp.name.as_str());
+        let mut paths = vec![resolved];
+        if let Some((m, n)) = &imp.raw {
+            paths.push((m.as_str(), n.as_str()));
+        }
+        for &(m, n) in &paths {
+            if let Some(r) = self.deny_hit(&self.user_deny, m, n) {
+                return Class::Denied(r.reason.clone());
+            }
+        }
+        let resolved_path = split(resolved.0, resolved.1);
+        if paths.iter().any(|(m, n)| m.split('.').count() + n.split('.').count() > MAX_COMPONENTS) {
+            return Class::Dangerous(format!(
+                "a path of more than {MAX_COMPONENTS} components (an attribute walk no library needs)"
+            ));
+        }
+        let exact_user_allow = self.user_allow.iter().any(|r| r.pat.is_exact() && r.pat.matches(&resolved_path));
+        for &(m, n) in &paths {
+            if let Some(r) = self.deny_hit(&self.deny, m, n) {
+                if r.core || !exact_user_allow {
+                    return Class::Dangerous(r.reason.clone());
+                }
+            }
+        }
+        for &(m, n) in &paths {
+            let comps = split(m, n);
+            let name_start = comps.len() - n.split('.').count();
+            if let Some(why) = attribute_danger(&comps, name_start) {
+                return Class::Dangerous(why);
+            }
+        }
+        if self.allow.iter().chain(&self.user_allow).any(|r| r.pat.matches(&resolved_path)) {
+            return Class::Allowed;
+        }
+        Class::Unknown
+    }
+
+    /// True when the import is allowlisted and not denied.
+    pub fn is_allowlisted(&self, imp: &Import) -> bool {
+        self.classify(imp) == Class::Allowed
+    }
+
+    /// The first deny rule covering `module.name` or a sub-path an attribute walk in `name` reaches.
+    fn deny_hit<'r>(&self, rules: &'r [Rule], module: &str, name: &str) -> Option<&'r Rule> {
+        let comps = split(module, name);
+        let name_len = name.split('.').count();
+        let name_start = comps.len() - name_len;
+        let mut starts = vec![0];
+        if name_len >= 2 {
+            starts.extend(name_start..comps.len() - 1);
+        }
+        starts.into_iter().find_map(|s| {
+            let sub = comps.get(s..).unwrap_or(&[]);
+            rules.iter().find(|r| r.pat.matches(sub))
+        })
+    }
+
     /// Findings for imports that are not allowlisted (suspicious) or are denylisted (dangerous).
-    pub fn classify_all(&self, _imports: &[Import]) -> Vec<Finding> {
-        Vec::new()
+    /// One finding per distinct name per member.
+    pub fn classify_all(&self, imports: &[Import]) -> Vec<Finding> {
+        let mut seen: HashSet<(Option<&str>, String)> = HashSet::new();
+        let mut out = Vec::new();
+        for imp in imports {
+            let path = imp.full_name();
+            if !seen.insert((imp.member.as_deref(), path.clone())) {
+                continue;
+            }
+            let written = match &imp.raw {
+                Some((m, n)) => format!(" (written as {m}.{n})"),
+                None => String::new(),
+            };
+            let f = match self.classify(imp) {
+                Class::Allowed => continue,
+                Class::Dangerous(reason) => Finding::new(
+                    "pickle-import-dangerous",
+                    Severity::Dangerous,
+                    format!("imports {path}{written}: {reason}"),
+                ),
+                Class::Denied(reason) => Finding::new(
+                    "pickle-import-denied",
+                    Severity::Dangerous,
+                    format!("imports {path}{written}, denied by policy: {reason}"),
+                ),
+                Class::Unknown => {
+                    let note =
+                        if imp.module == "__main__" { " (a class of the script that saved the file)" } else { "" };
+                    Finding::new(
+                        "pickle-import-unknown",
+                        Severity::Suspicious,
+                        format!(
+                            "imports {path}{written}{note}, which is not on the allowlist of names model files import"
+                        ),
+                    )
+                }
+            };
+            let mut f = f.at(imp.offset).evidence(imp.evidence.clone().unwrap_or_else(|| path.clone()));
+            if let Some(m) = &imp.member {
+                f = f.member(m.clone());
+            }
+            out.push(f);
+        }
+        out
+    }
+}
+
+/// Longest dotted path judged component by component.
+const MAX_COMPONENTS: usize = 64;
+
+fn split<'a>(module: &'a str, name: &'a str) -> Vec<&'a str> {
+    module.split('.').chain(name.split('.')).collect()
+}
+
+fn is_dunder(c: &str) -> bool {
+    c.len() > 4 && c.starts_with("__") && c.ends_with("__")
+}
+
+/// `copyreg.__newobj__`/`__newobj_ex__` only do what the NEWOBJ opcodes do.
+fn is_dunder_exempt(path: &[&str]) -> bool {
+    matches!(path, ["copyreg" | "copy_reg", "__newobj__" | "__newobj_ex__"])
+}
+
+/// Names that run code whatever module they come from.
+const CODE_NAMES: &[&str] = &[
+    "eval",
+    "exec",
+    "execfile",
+    "system",
+    "popen",
+    "popen2",
+    "popen3",
+    "popen4",
+    "__import__",
+    "run_code",
+    "_run_code",
+    "_run_module_code",
+    "runcode",
+    "runsource",
+    "open",
+    "getattr",
+    "setattr",
+    "delattr",
+];
+
+/// A dunder attribute in the name part (walking to `__globals__`, `__builtins__`, ...) or a
+/// name that runs code.
+fn attribute_danger(path: &[&str], name_start: usize) -> Option<String> {
+    let module = path.get(..name_start).unwrap_or(&[]);
+    if module.len() > 1 && module.last() == Some(&"__main__") {
+        return Some("importing a package's __main__ runs its command-line entry point".into());
+    }
+    let name = path.get(name_start..).unwrap_or(&[]);
+    if let Some(d) = name.iter().find(|c| is_dunder(c)) {
+        if !is_dunder_exempt(path) {
+            return Some(format!("walks through the special attribute {d}, a way to reach arbitrary code"));
+        }
+    }
+    let last = name.last().copied().unwrap_or("");
+    if CODE_NAMES.contains(&last) || last.starts_with("exec") || last.starts_with("spawn") {
+        return Some(format!("{last} runs code or reaches arbitrary objects"));
+    }
+    None
+}
+
+/// Built-in deny rules: (patterns, reason, core). Each rule covers the path and everything below it.
+const DENY: &[(&str, &str, bool)] = &[
+    (
+        "builtins.eval builtins.exec builtins.execfile builtins.compile builtins.__import__ builtins.apply
+         __builtin__.eval __builtin__.exec __builtin__.execfile __builtin__.compile __builtin__.__import__
+         __builtin__.apply",
+        "runs arbitrary Python code",
+        true,
+    ),
+    (
+        "builtins.getattr builtins.setattr builtins.delattr builtins.globals builtins.locals builtins.vars
+         builtins.breakpoint builtins.input builtins.help builtins.exit builtins.quit builtins.reload
+         builtins.raw_input builtins.file builtins.open
+         __builtin__.getattr __builtin__.setattr __builtin__.delattr __builtin__.globals __builtin__.locals
+         __builtin__.vars __builtin__.input __builtin__.raw_input __builtin__.reload __builtin__.file
+         __builtin__.open __builtin__.exit __builtin__.quit",
+        "reaches arbitrary objects, namespaces or files",
+        true,
+    ),
+    ("os posix nt subprocess _posixsubprocess pty _winapi msvcrt", "runs processes or touches the file system", true),
+    ("runpy code codeop", "runs arbitrary Python code", true),
+    ("importlib imp zipimport pkgutil pkg_resources", "imports arbitrary modules", true),
+    ("marshal", "loads Python bytecode", true),
+    ("ctypes _ctypes cffi", "calls native code", true),
+    ("sys", "changes the interpreter (modules, paths, exit)", true),
+    ("pickle _pickle cPickle shelve copyreg.add_extension copyreg.remove_extension copyreg.clear_extension_cache", "unpickles or re-wires unpickling", true),
+    (
+        "types.CodeType types.FunctionType types.LambdaType types.MethodType types.ModuleType
+         types.BuiltinFunctionType types.BuiltinMethodType types.new_class types.prepare_class
+         types.resolve_bases types.CellType types.FrameType types.GeneratorType types.coroutine
+         types.DynamicClassAttribute types.TracebackType",
+        "builds code objects or functions",
+        true,
+    ),
+    ("multiprocessing torch.multiprocessing", "starts processes", true),
+    (
+        "dill.loads dill.load dill._dill.loads dill._dill.load dill._dill._create_function dill._dill._create_code
+         dill._dill._import_module dill._dill._get_attr dill._dill._eval_repr dill._dill._create_filehandle
+         dill._dill._load_type dill._dill._create_type dill._dill._create_cell",
+        "dill rebuilds functions, code and modules",
+        true,
+    ),
+    (
+        "cloudpickle srsly.cloudpickle joblib.externals.cloudpickle",
+        "cloudpickle rebuilds functions and code",
+        true,
+    ),
+    (
+        "torch.load torch.serialization.load torch.jit torch.hub torch.package torch._inductor torch.utils.cpp_extension
+         torch.ops.load_library torch.classes.load_library torch._dynamo torch.fx torch.compiler
+         torch.utils.collect_env torch.utils._config_module torch.utils.bottleneck torch.utils.data.datapipes
+         torch.distributed.rpc torch.distributed.launch torch.distributed.run torch.distributed.elastic
+         torch.testing._internal torch._export torch.export.load torch._C._jit torch.backends._coreml",
+        "PyTorch code-loading or code-running gadget",
+        true,
+    ),
+    ("numpy.load numpy.lib.npyio numpy.lib._npyio_impl numpy.lib.format", "loads other (pickled) files", true),
+    ("joblib.load joblib.numpy_pickle.load joblib.numpy_pickle_compat sklearn.externals.joblib.load sklearn.externals.joblib.numpy_pickle.load", "loads another pickle file", true),
+    ("pandas.read_pickle pandas.io.pickle pandas.eval pandas.core.computation numexpr", "loads pickles or evaluates expressions", true),
+    ("yaml", "YAML loaders can construct arbitrary Python objects", true),
+    ("pip ensurepip venv distutils setuptools", "installs packages or writes files", true),
+    ("bdb pdb cProfile profile _lsprof timeit trace doctest", "runs code through a debugger, profiler or test runner", true),
+    ("pydoc", "runs pagers or locates arbitrary objects", true),
+    ("idlelib lib2to3 test _pyrepl", "development tool module with code-running gadgets", true),
+    ("_osx_support _aix_support uuid._get_command_stdout uuid._popen platform._syscmd_file platform._syscmd_ver platform.popen", "runs shell commands", true),
+    ("inspect", "reaches arbitrary attributes and source", true),
+    ("numpy.testing numpy.f2py numpy.distutils numpy.ctypeslib", "numpy gadget that compiles or runs code", true),
+    ("operator.attrgetter operator.methodcaller _operator.attrgetter _operator.methodcaller", "calls arbitrary attributes of objects", false),
+    ("functools.partial functools.partialmethod _functools.partial", "binds arguments to arbitrary callables (gadget chains)", false),
+    ("socket _socket ssl _ssl http httplib urllib urllib2 urllib3 requests aiohttp httpx webbrowser", "network access", false),
+    ("ftplib smtplib poplib imaplib nntplib telnetlib xmlrpc socketserver asyncio", "network or subprocess access", false),
+    ("shutil tempfile zipfile tarfile glob fileinput dbm sqlite3 mailbox", "file-system access", false),
+    ("io.FileIO _io.FileIO io.open _io.open io.open_code _io.open_code codecs.open gzip.open gzip.GzipFile bz2.open bz2.BZ2File lzma.open lzma.LZMAFile", "opens or writes files", false),
+    ("logging.FileHandler logging.handlers logging.config", "writes files or opens network connections", false),
+    ("signal atexit _thread threading faulthandler resource gc", "changes process behaviour", false),
+    ("numpy.memmap numpy.core.memmap numpy._core.memmap numpy.fromfile numpy.save numpy.savez numpy.savez_compressed numpy.savetxt numpy.loadtxt numpy.genfromtxt numpy.ndarray.tofile numpy.ndarray.dump", "reads or writes files", false),
+    ("sklearn.utils._testing", "test helpers that run code or write files", false),
+    ("pathlib.*.write_text pathlib.*.write_bytes pathlib.*.unlink pathlib.*.rmdir pathlib.*.rename pathlib.*.replace pathlib.*.touch pathlib.*.mkdir pathlib.*.chmod pathlib.*.symlink_to pathlib.*.hardlink_to pathlib.*.open", "writes or removes files", false),
+];
+
+/// Built-in allow rules: what real checkpoints (PyTorch, NumPy, joblib/scikit-learn) import.
+/// Only constructors of data live here; their arguments are checked separately.
+const ALLOW: &[(&str, &str)] = &[
+    // torch.save: tensors are rebuilt from storages by these helpers (no code, only data).
+    ("torch._utils._rebuild_* torch._tensor._rebuild_from_type torch._tensor._rebuild_from_type_v2", "tensor rebuild helpers"),
+    // storages are referenced by class in persistent ids; TypedStorage/UntypedStorage hold bytes.
+    ("torch.*Storage torch.cuda.*Storage torch.storage.UntypedStorage torch.storage.TypedStorage", "storage classes"),
+    // pickled storages: the argument is itself scanned as a (nested) pickle.
+    ("torch.storage._load_from_bytes", "storage bytes, scanned as a nested pickle"),
+    ("torch.Size torch.device torch.Tensor torch._tensor.Tensor torch.serialization._get_layout", "tensor metadata"),
+    ("torch.nn.parameter.Parameter torch.nn.parameter.Buffer torch.nn.parameter.UninitializedParameter torch.nn.parameter.UninitializedBuffer", "parameters"),
+    // whole-model pickles: nn.Module classes are rebuilt with __new__ and a state dict.
+    ("torch.nn.modules.*.[A-Z]*", "torch.nn module classes"),
+    (
+        "torch.float torch.double torch.half torch.bfloat16 torch.float16 torch.float32 torch.float64
+         torch.complex32 torch.complex64 torch.complex128 torch.cfloat torch.cdouble torch.chalf
+         torch.uint8 torch.uint16 torch.uint32 torch.uint64 torch.int8 torch.int16 torch.short torch.int32
+         torch.int torch.int64 torch.long torch.bool torch.qint8 torch.quint8 torch.qint32 torch.quint4x2
+         torch.quint2x4 torch.float8_e4m3fn torch.float8_e5m2 torch.float8_e4m3fnuz torch.float8_e5m2fnuz",
+        "dtype singletons",
+    ),
+    (
+        "torch.strided torch.sparse_coo torch.sparse_csr torch.sparse_csc torch.sparse_bsr torch.sparse_bsc
+         torch._mkldnn torch.contiguous_format torch.channels_last torch.channels_last_3d torch.preserve_format
+         torch.per_tensor_affine torch.per_channel_affine torch.per_tensor_symmetric torch.per_channel_symmetric
+         torch.per_channel_affine_float_qparams",
+        "layout, memory-format and quantization singletons",
+    ),
+    // NumPy arrays and scalars: rebuilt from a dtype, a shape and raw bytes.
+    (
+        "numpy.core.multiarray._reconstruct numpy._core.multiarray._reconstruct numpy.core.multiarray.scalar
+         numpy._core.multiarray.scalar numpy.ndarray numpy.dtype numpy.core.numeric._frombuffer
+         numpy._core.numeric._frombuffer numpy.dtypes.*DType numpy.ma.core._mareconstruct numpy.ma.core.MaskedArray",
+        "array reconstruction",
+    ),
+    (
+        "numpy.bool_ numpy.bool numpy.int8 numpy.int16 numpy.int32 numpy.int64 numpy.uint8 numpy.uint16 numpy.uint32
+         numpy.uint64 numpy.float16 numpy.float32 numpy.float64 numpy.longdouble numpy.complex64 numpy.complex128
+         numpy.clongdouble numpy.str_ numpy.bytes_ numpy.void numpy.object_ numpy.datetime64 numpy.timedelta64
+         numpy.intc numpy.uintc numpy.intp numpy.uintp numpy.longlong numpy.ulonglong numpy.half numpy.single
+         numpy.double numpy.csingle numpy.cdouble numpy.short numpy.ushort numpy.byte numpy.ubyte",
+        "scalar types",
+    ),
+    // RNG states saved with training checkpoints; the constructors look generators up by name.
+    (
+        "numpy.random._pickle.__randomstate_ctor numpy.random._pickle.__generator_ctor
+         numpy.random._pickle.__bit_generator_ctor numpy.random._mt19937.MT19937 numpy.random._pcg64.PCG64
+         numpy.random._pcg64.PCG64DXSM numpy.random._philox.Philox numpy.random._sfc64.SFC64
+         numpy.random.mtrand.RandomState",
+        "random generator state",
+    ),
+    ("collections.OrderedDict collections.defaultdict collections.Counter collections.deque", "containers (state dicts)"),
+    (
+        "builtins.set builtins.frozenset builtins.bytearray builtins.bytes builtins.slice builtins.complex
+         builtins.range builtins.list builtins.tuple builtins.dict builtins.int builtins.float builtins.str
+         builtins.bool builtins.object",
+        "built-in data constructors",
+    ),
+    // protocol 0-2 encodings of bytes and objects.
+    ("_codecs.encode copyreg._reconstructor copyreg.__newobj__ copyreg.__newobj_ex__", "protocol 0-2 object and bytes encoding"),
+    (
+        "datetime.datetime datetime.date datetime.time datetime.timedelta datetime.timezone decimal.Decimal
+         fractions.Fraction uuid.UUID argparse.Namespace types.SimpleNamespace re._compile
+         pathlib.Path pathlib.PosixPath pathlib.WindowsPath pathlib.PurePath pathlib.PurePosixPath pathlib.PureWindowsPath",
+        "value types found in checkpoint metadata (training arguments, timestamps)",
+    ),
+    // joblib dumps: the wrapper only describes the raw array bytes that follow it.
+    ("joblib.numpy_pickle.NumpyArrayWrapper sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper", "joblib array wrapper"),
+    // scikit-learn estimators and the sparse matrices they hold: classes rebuilt from a state dict.
+    ("sklearn.**.[A-Z]* scipy.sparse.**.*_matrix scipy.sparse.**.*_array", "scikit-learn estimator and scipy sparse classes"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn imp(module: &str, name: &str) -> Import {
+        Import {
+            module: module.into(),
+            name: name.into(),
+            raw: None,
+            opcode: "GLOBAL",
+            offset: 0,
+            member: None,
+            evidence: None,
+        }
+    }
+
+    fn class(l: &Lists, m: &str, n: &str) -> Class {
+        l.classify(&imp(m, n))
+    }
+
+    #[test]
+    fn builtin_classification() {
+        let l = Lists::builtin();
+        for (m, n) in [
+            ("os", "system"),
+            ("posix", "system"),
+            ("builtins", "eval"),
+            ("subprocess", "Popen"),
+            ("asyncio.unix_events", "_UnixSubprocessTransport._start"),
+            ("pathlib", "os.system"),
+            ("collections", "OrderedDict.__init__.__globals__"),
+            ("torch._utils", "_rebuild_tensor.__globals__"),
+            ("torch.serialization", "load"),
+            ("pip._internal.cli.main", "main"),
+            ("numpy.testing._private.utils", "runstring"),
+            ("torch.utils.bottleneck.__main__", "run_cprofile"),
+            ("pandas", "eval"),
+            ("somelib", "system"),
+            ("mylib", "Thing.exec_module"),
+            ("torch", "_utils.builtins.eval"),
+            ("tkinter.__main__", "x"),
+        ] {
+            assert!(matches!(class(&l, m, n), Class::Dangerous(_)), "{m}.{n}");
+        }
+        for (m, n) in [
+            ("torch._utils", "_rebuild_tensor_v2"),
+            ("torch", "FloatStorage"),
+            ("collections", "OrderedDict"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("torch", "float32"),
+            ("torch.nn.modules.linear", "Linear"),
+            ("copyreg", "__newobj__"),
+            ("sklearn.linear_model._logistic", "LogisticRegression"),
+            ("numpy.random._pickle", "__randomstate_ctor"),
+            ("torch", "_utils._rebuild_tensor"),
+        ] {
+            assert_eq!(class(&l, m, n), Class::Allowed, "{m}.{n}");
+        }
+        for (m, n) in
+            [("__main__", "Net"), ("builtins", "print"), ("torch.nn.modules.linear", "helper"), ("torch", "_utils")]
+        {
+            assert_eq!(class(&l, m, n), Class::Unknown, "{m}.{n}");
+        }
+        let deep = vec!["a"; 100].join(".");
+        assert!(matches!(class(&l, "mylib", &deep), Class::Dangerous(_)));
+        let mut raw = imp("builtins", "set");
+        raw.raw = Some(("__builtin__".into(), "set".into()));
+        assert_eq!(l.classify(&raw), Class::Allowed);
+    }
+
+    #[test]
+    fn policy_entries() {
+        let mut l = Lists::builtin();
+        assert!(l.allow("os", "x").is_err());
+        assert!(l.allow("os.system", "x").is_err());
+        assert!(l.allow("torch.*", "x").is_err());
+        assert!(l.allow("builtins.eval", "x").is_err());
+        assert!(l.allow("mylib.Thing.__reduce__", "x").is_err());
+        assert!(l.allow("bad pattern", "x").is_err());
+        assert_eq!(
+            class(&l, "functools", "partial"),
+            Class::Dangerous("binds arguments to arbitrary callables (gadget chains)".into())
+        );
+        l.allow("functools.partial", "we use it").unwrap();
+        assert_eq!(class(&l, "functools", "partial"), Class::Allowed);
+        l.allow("mylib.*", "ours").unwrap();
+        assert_eq!(class(&l, "mylib.models", "Net"), Class::Allowed);
+        assert_eq!(class(&l, "mylib", "x"), Class::Allowed);
+        l.deny("mylib.models.Bad", "broken").unwrap();
+        assert_eq!(class(&l, "mylib.models", "Bad"), Class::Denied("broken".into()));
+        l.deny("torch.FloatStorage", "no").unwrap();
+        assert_eq!(class(&l, "torch", "FloatStorage"), Class::Denied("no".into()));
+        l.allow("mylib", "all of it").unwrap();
+        assert_eq!(class(&l, "mylib.sub", "Y"), Class::Allowed);
+    }
+
+    #[test]
+    fn one_finding_per_name_and_member() {
+        let l = Lists::builtin();
+        let mut a = imp("os", "system");
+        a.evidence = Some("os.system('echo pwned')".into());
+        let b = imp("os", "system");
+        let mut c = imp("os", "system");
+        c.member = Some("x.pkl".into());
+        let d = imp("torch", "FloatStorage");
+        let f = l.classify_all(&[a, b, c, d, imp("__main__", "Net")]);
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].code, "pickle-import-dangerous");
+        assert_eq!(f[0].evidence.as_deref(), Some("os.system('echo pwned')"));
+        assert_eq!(f[1].member.as_deref(), Some("x.pkl"));
+        assert_eq!(f[2].code, "pickle-import-unknown");
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob(b"*Storage", b"FloatStorage"));
+        assert!(!glob(b"*Storage", b"FloatStorageX"));
+        assert!(glob(b"[A-Z]*", b"Linear"));
+        assert!(!glob(b"[A-Z]*", b"linear"));
+        assert!(glob(b"_rebuild_*", b"_rebuild_tensor_v2"));
     }
 }

@@ -5,6 +5,7 @@ use containers_util::*;
 use modelgate::engine::ScanOptions;
 use modelgate::finding::{Severity, Verdict};
 use modelgate::source::{FileSource, Source};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[test]
@@ -213,7 +214,8 @@ fn bombs_are_bounded() {
     assert_eq!(one(&r, "expansion-budget-exceeded").severity, Severity::Error);
     assert_eq!(one(&r, "zip-compression-ratio").member.as_deref(), Some("archive/data.pkl"));
     assert!(find(&r, "zip-member-corrupt").is_empty(), "the budget is not damage: {:#?}", r.findings);
-    assert_eq!(r.verdict, Verdict::Error);
+    // Zeros are also not a pickle, and a data.pkl the loader cannot read is malformed.
+    assert_eq!(r.verdict, Verdict::Dangerous);
 
     // A nested archive must be buffered whole to be opened: the budget stops that too.
     let inner = zip(&[Z::stored("zeros.bin", &zeros)]);
@@ -287,7 +289,7 @@ fn truncated_and_broken_archives_are_errors() {
 /// An 8 GiB torch checkpoint of 4,096 stored 2 MiB tensors (a sparse file) is judged without
 /// reading its tensors.
 #[test]
-fn huge_torch_zip_is_judged_fast() {
+fn huge_torch_zip_reads_no_tensor_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.pt");
     let n = 4096u64;
@@ -348,14 +350,31 @@ fn huge_torch_zip_is_judged_fast() {
     file.write_all(&tail).unwrap();
     drop(file);
 
-    let src = FileSource::open(&path).unwrap();
+    let src = Arc::new(Counting { inner: FileSource::open(&path).unwrap(), read: AtomicU64::new(0) });
     assert!(src.len() > 8 << 30);
-    let start = std::time::Instant::now();
-    let r = modelgate::engine::scan_source("big.pt", Arc::new(src), &ScanOptions::default());
-    let took = start.elapsed();
+    let r = modelgate::engine::scan_source("big.pt", src.clone(), &ScanOptions::default());
     assert_eq!(r.format, "pytorch");
     assert!(r.findings.is_empty(), "{:#?}", &r.findings[..r.findings.len().min(5)]);
     assert_eq!(r.verdict, Verdict::Safe);
-    // Milliseconds in release; generous for an unoptimised test build on a shared machine.
-    assert!(took < std::time::Duration::from_secs(3), "took {took:?}");
+    // The tensors are never read: the central directory, the local headers, data.pkl and the
+    // few head bytes sniffed per tensor member are (speed is measured in bench/, not here).
+    let read = src.read.load(Ordering::Relaxed);
+    assert!(read < (n + 1) * 1024 + (1 << 20), "read {read} bytes of an 8 GiB file");
+}
+
+/// A source that counts the bytes read from it.
+struct Counting {
+    inner: FileSource,
+    read: AtomicU64,
+}
+
+impl Source for Counting {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read_at(offset, buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }

@@ -56,7 +56,8 @@ pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Form
         }
         _ => None,
     };
-    let data = eicar::check(scan, &format, data);
+    // Raw tensor bytes are never interpreted by a loader and are not read (multi-GB checkpoints).
+    let data = if hint == Hint::RawData { data } else { eicar::check(scan, &format, data) };
     let format = route(scan, format, data, hint);
     if let Some(src) = polyglot {
         zip::scan_appended(scan, src);
@@ -136,7 +137,10 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             let mut input = data.into_input();
             let out = pickle::scan_stream(scan, &mut input, pickle::Mode::Probe);
             if !out.is_pickle {
-                retry.map_or(Format::Unknown, |src| probe_protobuf(scan, src.as_ref()))
+                retry.map_or(Format::Unknown, |src| match probe_protobuf(scan, src.as_ref()) {
+                    Format::Unknown => find_hdf5(scan, src.as_ref()),
+                    found => found,
+                })
             } else if out.joblib {
                 scan.mark_model();
                 Format::Joblib
@@ -211,12 +215,17 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             retry.map_or(found.clone(), |src| also_zip(scan, src, found))
         }
         Format::Joblib | Format::Unknown => match &data {
-            // HDF5 allows a user block before the superblock (h5py's `userblock_size`).
-            Data::Random(src) if hint == Hint::Sniff => match hdf5::find_superblock(src.as_ref()) {
-                Some(at) => hdf5::scan_at(scan, src.as_ref(), at),
-                None => Format::Unknown,
-            },
+            Data::Random(src) if hint == Hint::Sniff => find_hdf5(scan, src.as_ref()),
             _ => Format::Unknown,
         },
+    }
+}
+
+/// HDF5 allows a user block before the superblock (h5py's `userblock_size`), so a file
+/// that matched nothing else may still be one.
+fn find_hdf5(scan: &mut Scan<'_>, src: &dyn crate::source::Source) -> Format {
+    match hdf5::find_superblock(src) {
+        Some(at) => hdf5::scan_at(scan, src, at),
+        None => Format::Unknown,
     }
 }

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 /// Protocol 2: `os.system('echo pwned')`.
-pub const EVIL_PICKLE: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0b\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+pub const EVIL_PICKLE: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
 /// Protocol 0 (no header): `os.system('echo pwned')`.
 pub const EVIL_PICKLE_P0: &[u8] = b"cos\nsystem\n(S'echo pwned'\ntR.";
 

@@ -17,7 +17,7 @@ pub const BAD_VERDICT: &str = "error";
 pub const BAD_FORMAT: &str = "7z";
 pub const BAD_FIX: &str = "fix: unpack the archive";
 /// A real dangerous pickle: `os.system('echo pwned')`.
-pub const EVIL_PICKLE: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0b\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+pub const EVIL_PICKLE: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
 /// A benign pickle (protocol 4, the int 1).
 pub const GOOD_PICKLE: &[u8] = b"\x80\x04K\x01.";
 
