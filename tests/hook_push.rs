@@ -21,6 +21,7 @@ fn new_branch_benign_accepted_bad_rejected_with_details() {
     assert!(out.contains(BAD_SHOWN), "{out}");
     assert!(out.contains(BAD_CODE), "{out}");
     assert!(out.contains(BAD_FIX), "{out}");
+    assert!(out.contains(&format!("evidence: {BAD_EVIDENCE}")), "{out}");
     assert!(out.contains("safetensors"), "{out}");
     assert_eq!(e.server_ref("refs/heads/feature"), None);
 }

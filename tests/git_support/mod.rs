@@ -7,17 +7,18 @@ use std::process::{Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_modelgate");
 
-/// A 7z signature with nothing valid behind it: judged `error` (the archive cannot be opened).
-pub const BROKEN_7Z: &[u8] = b"7z\xbc\xaf\x27\x1c\x00\x04 pretend archive payload";
-/// The file the push tests expect the gate to reject, with what the rejection shows.
-pub const BAD: &[u8] = BROKEN_7Z;
-pub const BAD_CODE: &str = "sevenz-unreadable";
-pub const BAD_SHOWN: &str = "ERROR (7z)";
-pub const BAD_VERDICT: &str = "error";
-pub const BAD_FORMAT: &str = "7z";
-pub const BAD_FIX: &str = "fix: unpack the archive";
 /// A real dangerous pickle: `os.system('echo pwned')`.
 pub const EVIL_PICKLE: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+/// The file the push tests expect the gate to reject, with what the rejection shows.
+pub const BAD: &[u8] = EVIL_PICKLE;
+pub const BAD_CODE: &str = "pickle-import-dangerous";
+pub const BAD_SHOWN: &str = "DANGEROUS (pickle)";
+pub const BAD_VERDICT: &str = "dangerous";
+pub const BAD_FORMAT: &str = "pickle";
+pub const BAD_FIX: &str = "fix: do not load the file";
+pub const BAD_EVIDENCE: &str = "os.system('echo pwned')";
+/// A pickle that imports a class of the saving script: suspicious.
+pub const SUSPICIOUS_PICKLE: &[u8] = b"\x80\x02c__main__\nMyModel\nq\x00)\x81q\x01.";
 /// A benign pickle (protocol 4, the int 1).
 pub const GOOD_PICKLE: &[u8] = b"\x80\x04K\x01.";
 
