@@ -9,6 +9,7 @@
 mod budget;
 mod cache;
 pub mod gate;
+mod handoff;
 pub mod install;
 mod judge;
 pub mod lfs_store;

@@ -172,10 +172,12 @@ pub fn pre_receive(
         }
         let records = records("bypassed", env, &rejected);
         audit(repo.git_dir(), config, &records, out);
+        hand_off(repo.git_dir(), &input, config, &intro, &judged, out);
         return Ok(s);
     }
     s.rejected = rejected.len();
     if rejected.is_empty() {
+        hand_off(repo.git_dir(), &input, config, &intro, &judged, out);
         if s.files > 0 {
             out.line(&format!(
                 "modelgate: {} new file(s) checked ({} from cache), {} warning(s); push accepted",
@@ -194,6 +196,46 @@ pub fn pre_receive(
     let records = records("rejected", env, &rejected);
     audit(repo.git_dir(), config, &records, out);
     Ok(s)
+}
+
+/// Leave the model files of an accepted push for post-receive.
+fn hand_off(
+    git_dir: &Path,
+    input: &[u8],
+    config: &HookConfig,
+    intro: &git::Introduced,
+    judged: &[Judged],
+    out: &mut Out<'_>,
+) {
+    let files = intro
+        .blobs
+        .iter()
+        .zip(judged)
+        .filter(|(_, j)| j.is_model())
+        .map(|(b, j)| super::handoff::HandoffFile {
+            blob: b.id.to_string(),
+            places: b
+                .places
+                .iter()
+                .map(|p| super::handoff::HandoffPlace {
+                    path: super::escape_bytes(&p.path),
+                    commit: p.commit.map(|c| c.to_string()),
+                    refname: super::escape_bytes(&p.refname),
+                })
+                .collect(),
+            judged: j.clone(),
+        })
+        .collect();
+    let h = super::handoff::Handoff {
+        engine: crate::ENGINE_VERSION.to_string(),
+        salt: config.cache_salt.clone(),
+        commits: intro.commits.iter().map(|c| c.to_string()).collect(),
+        files,
+    };
+    if let Err(e) = super::handoff::save(git_dir, input, &h) {
+        // post-receive then works it out itself.
+        out.line(&format!("modelgate: warning: cannot leave the results for post-receive: {e}"));
+    }
 }
 
 /// One audit record per place of each file.
