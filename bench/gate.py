@@ -47,7 +47,8 @@ if news and os.environ.get("BENCH_REVLIST") == "1":
     rec["rev_list_objects"] = r.stdout.count(b"\n")
 rec["hook"] = "%(hook)s"
 rec["exit"] = p.returncode
-rec["last_line"] = p.stderr.decode(errors="replace").strip().splitlines()[-1:]
+lines = p.stderr.decode(errors="replace").strip().splitlines()
+rec["last_line"] = [l.strip() for l in lines if "DANGEROUS" in l or "evidence" in l or "push accepted" in l][:2] or lines[-1:]
 with open(log, "a") as f:
     f.write(json.dumps(rec) + "\n")
 sys.stderr.buffer.write(p.stderr)
@@ -202,17 +203,23 @@ def lfs(a, env):
             pushes = [("first", "main")]
             if not evil:
                 pushes.append(("re-push (cache)", "main:refs/heads/again"))
-            for label, refspec in pushes:
-                if label.startswith("re-push"):
-                    os.makedirs(os.path.join(work, "copy"), exist_ok=True)
-                    with open(os.path.join(work, "copy", "model.pt"), "w") as f:
+                pushes.append(("verify_sha256, no cache", "main:refs/heads/verify"))
+            for n, (label, refspec) in enumerate(pushes):
+                policy = os.path.join(srv, "modelgate.toml")
+                if label.startswith("verify"):
+                    with open(policy, "w") as f:
+                        f.write("[lfs]\nverify_sha256 = true\n[gate]\ncache_dir = \"\"\n")
+                if n > 0:
+                    # The same object at another path, in a new commit.
+                    os.makedirs(os.path.join(work, f"copy{n}"), exist_ok=True)
+                    with open(os.path.join(work, f"copy{n}", "model.pt"), "w") as f:
                         f.write(ptr)
                     run(["git", "add", "-A"], cwd=work, env=env)
                     run(["git", "commit", "-q", "-m", "same object elsewhere"], cwd=work, env=env)
                 dt, ok, err = timed_push(work, "file://" + srv, refspec, env)
                 recs = read_log(log)
                 r = recs[0] if recs else {}
-                last = (r.get("last_line") or [""])[0].replace("modelgate: ", "")
+                last = " / ".join(r.get("last_line") or [""]).replace("modelgate: ", "")
                 print(
                     f"| {name} ({size / 2**30:.1f} GiB) | {label} | {dt:.2f} | {r.get('modelgate_s', 0):.3f} |"
                     f" {r.get('modelgate_maxrss_mib', 0):.0f} | {'accepted' if ok else 'rejected'}: {last} |"
