@@ -5,5 +5,5 @@ set -euo pipefail
 venv=${1:-/tmp/peers}
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q picklescan modelscan numpy joblib
+"$venv/bin/pip" install -q "picklescan[7z]" modelscan numpy joblib
 "$venv/bin/pip" list 2>/dev/null | grep -iE '^(picklescan|modelscan|numpy|joblib) '

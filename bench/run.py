@@ -43,15 +43,18 @@ def verdict(tool, code, out):
         files = doc.get("files", [])
         if len(files) == 1:
             return files[0]["verdict"]
-        return ", ".join(f"{k} {v}" for k, v in sorted(s.get("verdicts", {}).items()) if v)
+        keys = ("dangerous", "error", "suspicious", "safe", "unsupported")
+        return ", ".join(f"{s[k]} {k}" for k in keys if s.get(k)) + f" (exit {code})"
     if tool == "picklescan":
-        d = [l for l in out.splitlines() if l.startswith("Dangerous globals")]
-        return ("dangerous" if d and not d[-1].endswith(" 0") else "no dangerous") + f" (exit {code})"
+        lines = out.splitlines()
+        get = lambda key: next((l.split(":")[-1].strip() for l in lines if l.startswith(key)), "?")
+        return f"{get('Infected files')} infected files, {get('Dangerous globals')} dangerous globals (exit {code})"
     if tool == "modelscan":
         if "No issues found" in out:
             return f"no issues (exit {code})"
-        crit = "CRITICAL" in out
-        return ("critical" if crit else "issues") + f" (exit {code})"
+        import re
+        crit = re.search(r"CRITICAL: (\d+)", out)
+        return (f"{crit.group(1)} critical" if crit else "issues") + f" (exit {code})"
     return f"exit {code}"
 
 

@@ -182,7 +182,7 @@ impl Input {
     }
 
     /// Total length when known (random sources).
-    pub fn len(&self) -> Option<u64> {
+    pub fn total_len(&self) -> Option<u64> {
         match &self.src {
             InputSrc::Random(s) => Some(s.len()),
             InputSrc::Stream(_) => None,
@@ -191,7 +191,7 @@ impl Input {
 
     /// Bytes left when known.
     pub fn remaining(&self) -> Option<u64> {
-        self.len().map(|l| l.saturating_sub(self.pos()))
+        self.total_len().map(|l| l.saturating_sub(self.pos()))
     }
 
     /// Skip `n` bytes; returns how many were actually skipped (fewer at end of data).
@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn input_reads_lines_skips_and_peeks() {
-        let data: Vec<u8> = b"abc\ndef\n".iter().copied().chain(std::iter::repeat(b'x').take(200_000)).collect();
+        let data: Vec<u8> = b"abc\ndef\n".iter().copied().chain(std::iter::repeat_n(b'x', 200_000)).collect();
         for mut inp in [Data::bytes(data.clone()).into_input(), Input::stream(Box::new(io::Cursor::new(data.clone())))]
         {
             assert_eq!(inp.peek(2).unwrap(), b"ab");

@@ -262,7 +262,7 @@ fn parse(scan: &mut Scan<'_>, g: &mut G) -> Res<()> {
     }
     let header_end = g.inp.pos();
     let data_start = header_end.div_ceil(alignment).saturating_mul(alignment);
-    if let Some(total) = g.inp.len() {
+    if let Some(total) = g.inp.total_len() {
         let data_len = total.saturating_sub(data_start);
         for (_, name, offset, size, at) in &spans {
             let end = offset.saturating_add(size.unwrap_or(0));
