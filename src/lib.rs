@@ -20,7 +20,6 @@ pub mod source;
 /// Every module's finding-code table (see [`finding::all_codes`]).
 pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
     engine::CODES,
-    formats::CODES,
     formats::pickle::CODES,
     formats::zip::CODES,
     formats::tar::CODES,
