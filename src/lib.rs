@@ -22,7 +22,6 @@ pub mod source;
 pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
     engine::CODES,
     clamav::CODES,
-    formats::CODES,
     formats::pickle::CODES,
     formats::zip::CODES,
     formats::tar::CODES,

@@ -5,17 +5,24 @@
 //! the text is parsed into raw `serde` structs (`deny_unknown_fields`, spans kept), then a
 //! second pass validates everything and reports EVERY problem with file, line, column and key.
 //! [`Policy::decide`] is pure: the same report and path always give the same [`Decision`].
+//!
+//! Besides the verdict actions, a policy scopes rules to repositories, refs, paths and
+//! detected formats, and configures the push gate (`[gate]`), the Git LFS store (`[lfs]`)
+//! and who may bypass the gate (`[bypass]`).
 
 use crate::engine::{FileReport, ScanOptions};
-use crate::finding::{Finding, Verdict};
+use crate::finding::{Finding, Severity, Verdict};
+use crate::lfs::LfsStore;
 use crate::lists::Lists;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use std::fmt;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
@@ -100,7 +107,103 @@ impl Actions {
     }
 }
 
-/// A `[[rule]]`: matchers that scope it, and the actions it sets for some verdicts.
+/// Format labels a rule's `formats` / `not_formats` may name (the `format` of a file report,
+/// split at `:` for wrapped streams such as `gzip:pickle`).
+pub const FORMAT_NAMES: &[&str] = &[
+    "pickle",
+    "pytorch",
+    "pytorch-legacy",
+    "pytorch-tar",
+    "joblib",
+    "numpy",
+    "numpy-npz",
+    "zip",
+    "tar",
+    "7z",
+    "gzip",
+    "zlib",
+    "bzip2",
+    "xz",
+    "lzma",
+    "lz4",
+    "joblib-zlib",
+    "safetensors",
+    "gguf",
+    "hdf5",
+    "keras-h5",
+    "keras-config",
+    "keras-metadata",
+    "tensorflow-savedmodel",
+    "tflite",
+    "onnx",
+    "protobuf",
+    "json",
+    "unknown",
+];
+
+/// Formats whose loaders unpickle: the `pickle-based` group (a file whose scan found any
+/// pickle import, such as a NumPy object array or a zip holding a pickle, is in it too).
+pub const PICKLE_FORMATS: &[&str] = &["pickle", "pytorch", "pytorch-legacy", "pytorch-tar", "joblib", "joblib-zlib"];
+
+/// Names of format groups: `pickle-based` and `any` (every recognised format, not `unknown`).
+pub const FORMAT_GROUPS: &[&str] = &["pickle-based", "any"];
+
+/// A set of format names and groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FormatSet {
+    /// The names as written (groups included).
+    pub names: Vec<String>,
+}
+
+impl FormatSet {
+    fn has(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
+
+    /// Whether one component of a format label is in the set.
+    fn contains(&self, component: &str) -> bool {
+        self.has(component)
+            || (self.has("any") && component != "unknown")
+            || (self.has("pickle-based") && PICKLE_FORMATS.contains(&component))
+    }
+
+    /// `formats`: some component of the label is in the set (or the file imports through
+    /// pickle and the set holds `pickle-based`).
+    pub fn matches(&self, subject: &Subject<'_>) -> bool {
+        subject.format.split(':').any(|c| self.contains(c)) || (subject.imports && self.has("pickle-based"))
+    }
+
+    /// `not_formats`: a recognised format with some component outside the set.
+    pub fn excludes(&self, subject: &Subject<'_>) -> bool {
+        subject.format != "unknown" && subject.format.split(':').any(|c| !self.contains(c))
+    }
+}
+
+/// What the policy knows about one file when it decides.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Subject<'a> {
+    /// Path relative to the scan root or repository, `/`-separated; `None` when the file has
+    /// no path (an LFS object scanned on its own, a blob a ref points at directly).
+    pub path: Option<&'a str>,
+    /// Full ref name (`refs/heads/main`) in a push; `None` outside one.
+    pub refname: Option<&'a str>,
+    /// Names of the repository (forge name such as `org/repo`, and its path on disk).
+    pub repos: &'a [String],
+    /// The report's format label (`pickle`, `gzip:pickle`, `unknown`, ...).
+    pub format: &'a str,
+    /// The scan found pickle imports.
+    pub imports: bool,
+}
+
+impl<'a> Subject<'a> {
+    /// A file of `modelgate scan`: a path and a report, no repository or ref.
+    pub fn file(path: &'a str, report: &'a FileReport) -> Subject<'a> {
+        Subject { path: Some(path), format: &report.format, imports: !report.imports.is_empty(), ..Default::default() }
+    }
+}
+
+/// A `[[rule]]`: matchers that scope it, and the actions it sets for some verdicts. Every
+/// matcher present must match; a rule has at least one.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub reason: String,
@@ -108,14 +211,36 @@ pub struct Rule {
     pub line: usize,
     /// The `paths` globs as written.
     pub paths: Vec<String>,
-    path_set: GlobSet,
+    path_set: Option<GlobSet>,
+    /// The `repos` globs as written.
+    pub repos: Vec<String>,
+    repo_set: Option<GlobSet>,
+    /// The `refs` globs as written.
+    pub refs: Vec<String>,
+    ref_set: Option<GlobSet>,
+    pub formats: Option<FormatSet>,
+    pub not_formats: Option<FormatSet>,
     actions: Vec<(Verdict, Action)>,
 }
 
 impl Rule {
-    /// Whether the rule applies to a file at `path` (relative to the scan root, `/`-separated).
+    /// Whether the rule applies to a file at `path` outside any repository.
     pub fn matches(&self, path: &str) -> bool {
-        self.path_set.is_match(path)
+        let s = Subject { path: Some(path), format: "unknown", ..Default::default() };
+        self.formats.is_none() && self.not_formats.is_none() && self.applies(&s)
+    }
+
+    /// Whether every matcher of the rule matches the file.
+    pub fn applies(&self, s: &Subject<'_>) -> bool {
+        let glob_ok = |set: &Option<GlobSet>, value: Option<&str>| match set {
+            None => true,
+            Some(set) => value.is_some_and(|v| set.is_match(v)),
+        };
+        glob_ok(&self.path_set, s.path)
+            && glob_ok(&self.ref_set, s.refname)
+            && self.repo_set.as_ref().is_none_or(|set| s.repos.iter().any(|r| set.is_match(r.as_str())))
+            && self.formats.as_ref().is_none_or(|f| f.matches(s))
+            && self.not_formats.as_ref().is_none_or(|f| f.excludes(s))
     }
 
     /// The action this rule sets for a verdict, if it sets one.
@@ -137,7 +262,17 @@ pub struct Exception {
 
 impl Exception {
     pub fn matches(&self, finding: &Finding, path: &str) -> bool {
-        finding.code == self.code && self.path_set.as_ref().is_none_or(|s| s.is_match(path))
+        self.matches_code(finding.code, Some(path))
+    }
+
+    /// Whether the exception drops findings with `code` for a file at `path` (a path-scoped
+    /// exception never applies to a file without a path).
+    pub fn matches_code(&self, code: &str, path: Option<&str>) -> bool {
+        code == self.code
+            && match &self.path_set {
+                None => true,
+                Some(set) => path.is_some_and(|p| set.is_match(p)),
+            }
     }
 }
 
@@ -180,6 +315,66 @@ impl Decision {
     }
 }
 
+/// How the push gate behaves beyond verdicts: failures, budgets, where results go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateSettings {
+    /// What happens when the gate cannot judge a file because of its own failure or budget
+    /// (timeout, byte budget, unreadable object or store), or cannot run at all.
+    pub on_error: Action,
+    /// What happens to a Git LFS pointer whose object is not in the store.
+    pub lfs_missing: Action,
+    /// Files above this size are not scanned: finding `file-too-large` (an `error` verdict).
+    pub max_file_size: Option<u64>,
+    /// Time one file's scan may take; past it the file follows `on_error`.
+    pub file_timeout: Duration,
+    /// Time all scans of one push may take together.
+    pub push_timeout: Duration,
+    /// Bytes one file's scan may read.
+    pub max_file_read_bytes: u64,
+    /// Bytes all scans of one push may read together.
+    pub max_push_read_bytes: u64,
+    /// Where post-receive writes notes.
+    pub notes_ref: String,
+    /// JSON lines audit log; relative to the repository's git directory. `None`: disabled.
+    pub audit_log: Option<PathBuf>,
+    /// Verdict cache directory; relative to the repository's git directory. `None`: disabled.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        GateSettings {
+            on_error: Action::Reject,
+            lfs_missing: Action::Reject,
+            max_file_size: None,
+            file_timeout: Duration::from_secs(120),
+            push_timeout: Duration::from_secs(600),
+            max_file_read_bytes: 1 << 40,
+            max_push_read_bytes: 4 << 40,
+            notes_ref: "refs/notes/modelgate".into(),
+            audit_log: Some(PathBuf::from("modelgate/audit.log")),
+            cache_dir: Some(PathBuf::from("modelgate/cache")),
+        }
+    }
+}
+
+/// Who may skip the gate with `git push -o modelgate.skip=<reason>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bypass {
+    /// Pusher names allowed to bypass; empty: nobody.
+    pub pushers: Vec<String>,
+    /// Environment variable naming the pusher; when set, the only one trusted. Otherwise
+    /// `GL_USERNAME` (GitLab) or `GITEA_PUSHER_NAME` (Gitea, Forgejo).
+    pub pusher_env: Option<String>,
+    pub reason: String,
+}
+
+impl Bypass {
+    pub fn allows(&self, pusher: &str) -> bool {
+        self.pushers.iter().any(|p| p == pusher)
+    }
+}
+
 /// A loaded, validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -188,7 +383,13 @@ pub struct Policy {
     pub actions: Actions,
     pub rules: Vec<Rule>,
     pub exceptions: Vec<Exception>,
+    pub gate: GateSettings,
+    /// The Git LFS store pointers are resolved in.
+    pub lfs: LfsStore,
+    pub bypass: Bypass,
     options: ScanOptions,
+    /// Digest of the allow/deny entries (what, besides the engine and budgets, changes verdicts).
+    lists_digest: String,
 }
 
 impl Policy {
@@ -228,30 +429,52 @@ impl Policy {
         &self.options
     }
 
+    /// A digest of the policy's allow/deny lists, for cache keys: verdicts cached under one
+    /// set of lists are never served under another.
+    pub fn lists_digest(&self) -> &str {
+        &self.lists_digest
+    }
+
     /// Decide what to do with a scanned file. `path` is relative to the scan root, `/`-separated.
     pub fn decide(&self, report: &FileReport, path: &str) -> Decision {
-        let suppressed: Vec<Suppressed> = report
-            .findings
+        let facts: Vec<(&str, Severity)> = report.findings.iter().map(|f| (f.code, f.severity)).collect();
+        self.decide_facts(&Subject::file(path, report), report.verdict, &facts)
+    }
+
+    /// Decide from the facts of a judgement: the file, its verdict as scanned, and the code
+    /// and severity of each finding in report order.
+    pub fn decide_facts(&self, subject: &Subject<'_>, verdict: Verdict, findings: &[(&str, Severity)]) -> Decision {
+        let suppressed: Vec<Suppressed> = findings
             .iter()
             .enumerate()
-            .filter_map(|(i, f)| {
-                let e = self.exceptions.iter().position(|e| e.matches(f, path))?;
+            .filter_map(|(i, (code, _))| {
+                let e = self.exceptions.iter().position(|e| e.matches_code(code, subject.path))?;
                 let reason = self.exceptions.get(e).map(|x| x.reason.clone()).unwrap_or_default();
                 Some(Suppressed { finding: i, exception: e, reason })
             })
             .collect();
         let verdict = if suppressed.is_empty() {
-            report.verdict
+            verdict
         } else {
-            let kept = report.findings.iter().enumerate().filter(|(i, _)| !suppressed.iter().any(|s| s.finding == *i));
-            let model =
-                report.verdict == Verdict::Safe || !report.imports.is_empty() || is_model_format(&report.format);
-            Verdict::from_findings(kept.map(|(_, f)| f), model)
+            let worst = findings
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !suppressed.iter().any(|s| s.finding == *i))
+                .map(|(_, (_, sev))| *sev)
+                .max();
+            let model = verdict == Verdict::Safe || subject.imports || is_model_format(subject.format);
+            match worst {
+                Some(Severity::Dangerous) => Verdict::Dangerous,
+                Some(Severity::Error) => Verdict::Error,
+                Some(Severity::Suspicious) => Verdict::Suspicious,
+                _ if model => Verdict::Safe,
+                _ => Verdict::Unsupported,
+            }
         };
         let mut action = self.actions.get(verdict);
         let mut rule = None;
         for (index, r) in self.rules.iter().enumerate() {
-            if let Some(a) = r.action(verdict).filter(|_| r.matches(path)) {
+            if let Some(a) = r.action(verdict).filter(|_| r.applies(subject)) {
                 action = a;
                 rule = Some(MatchedRule { index, line: r.line, reason: r.reason.clone() });
             }
@@ -269,7 +492,25 @@ impl Policy {
 /// plain container, so that a file stripped of all findings is "safe" rather than "unsupported".
 fn is_model_format(label: &str) -> bool {
     let inner = label.rsplit(':').next().unwrap_or(label);
-    matches!(inner, "pickle" | "pytorch" | "pytorch-legacy" | "pytorch-tar" | "joblib" | "numpy" | "numpy-npz")
+    matches!(
+        inner,
+        "pickle"
+            | "pytorch"
+            | "pytorch-legacy"
+            | "pytorch-tar"
+            | "joblib"
+            | "numpy"
+            | "numpy-npz"
+            | "safetensors"
+            | "gguf"
+            | "hdf5"
+            | "keras-h5"
+            | "keras-config"
+            | "keras-metadata"
+            | "tensorflow-savedmodel"
+            | "tflite"
+            | "onnx"
+    )
 }
 
 /// One problem in a policy file.
@@ -349,13 +590,43 @@ struct RawImport {
     reason: Option<Spanned<String>>,
 }
 
+type Strings = Spanned<Vec<Spanned<String>>>;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
-    paths: Option<Spanned<Vec<Spanned<String>>>>,
+    paths: Option<Strings>,
+    repos: Option<Strings>,
+    refs: Option<Strings>,
+    formats: Option<Strings>,
+    not_formats: Option<Strings>,
     // Loaded separately as `RawActions` so that every unknown key in it is reported.
     #[allow(dead_code)]
     actions: Option<IgnoredAny>,
+    action: Option<Spanned<String>>,
+    reason: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGate {
+    on_error: Option<Spanned<String>>,
+    lfs_missing: Option<Spanned<String>>,
+    max_file_size: Option<Spanned<i64>>,
+    file_timeout: Option<Spanned<String>>,
+    push_timeout: Option<Spanned<String>>,
+    max_file_read_bytes: Option<Spanned<i64>>,
+    max_push_read_bytes: Option<Spanned<i64>>,
+    notes_ref: Option<Spanned<String>>,
+    audit_log: Option<Spanned<String>>,
+    cache_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBypass {
+    pushers: Option<Strings>,
+    pusher_env: Option<Spanned<String>>,
     reason: Option<Spanned<String>>,
 }
 
@@ -367,7 +638,7 @@ struct RawIgnore {
     reason: Option<Spanned<String>>,
 }
 
-const SECTIONS: &[&str] = &["actions", "limits", "allow", "deny", "rule", "ignore", "clamav"];
+const SECTIONS: &[&str] = &["actions", "limits", "gate", "lfs", "bypass", "allow", "deny", "rule", "ignore", "clamav"];
 
 const MIB: i64 = 1 << 20;
 /// `(key, min, max)` of every `[limits]` budget.
@@ -432,13 +703,40 @@ impl Loader<'_> {
             }
         }
 
+        let mut gate = GateSettings::default();
+        if let Some(raw) = root.get("gate").and_then(|v| self.table::<RawGate>(v, "gate")) {
+            self.gate(raw, &mut gate);
+        }
+
+        let mut lfs = LfsStore::default();
+        if let Some(v) = root.get("lfs") {
+            if let Some(store) = self.table::<LfsStore>(v, "lfs") {
+                match store.validate() {
+                    Ok(()) => lfs = store,
+                    Err(e) => self.problem(v.span(), "lfs", e.0),
+                }
+            }
+        }
+
+        let mut bypass = Bypass::default();
+        if let Some(v) = root.get("bypass") {
+            if let Some(raw) = self.table::<RawBypass>(v, "bypass") {
+                bypass = self.bypass(raw, v.span());
+            }
+        }
+
         let mut lists = Lists::builtin();
+        let mut digest = sha2::Sha256::new();
         for (section, deny) in [("allow", false), ("deny", true)] {
             for e in self.array::<RawImport>(&root, section) {
+                if let Some(name) = &e.raw.name {
+                    digest.update(format!("{section}\0{}\n", name.get_ref().trim()).as_bytes());
+                }
                 self.import_entry(e, deny, &mut lists);
             }
         }
         options.lists = Arc::new(lists);
+        let lists_digest = digest.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
 
         let mut rules = Vec::new();
         for e in self.array::<RawRule>(&root, "rule") {
@@ -454,7 +752,17 @@ impl Loader<'_> {
             }
         }
 
-        Some(Policy { origin: self.origin.to_string(), actions, rules, exceptions, options })
+        Some(Policy {
+            origin: self.origin.to_string(),
+            actions,
+            rules,
+            exceptions,
+            gate,
+            lfs,
+            bypass,
+            options,
+            lists_digest,
+        })
     }
 
     /// Deserialize one table, after reporting (and removing) every key `T` does not know.
@@ -595,20 +903,25 @@ impl Loader<'_> {
     }
 
     /// Build a glob set from `paths`; `None` after reporting problems.
-    fn globs(&mut self, paths: &Spanned<Vec<Spanned<String>>>, key: &str) -> Option<GlobSet> {
-        if paths.get_ref().is_empty() {
-            self.problem(paths.span(), format!("{key}.paths"), "`paths` is empty; list at least one glob");
+    fn globs(&mut self, paths: &Strings, key: &str) -> Option<GlobSet> {
+        self.glob_list(paths, key, "paths")
+    }
+
+    /// Build a glob set from the list `field` of entry `key`; `None` after reporting problems.
+    fn glob_list(&mut self, list: &Strings, key: &str, field: &str) -> Option<GlobSet> {
+        if list.get_ref().is_empty() {
+            self.problem(list.span(), format!("{key}.{field}"), format!("`{field}` is empty; list at least one glob"));
             return None;
         }
         let mut builder = GlobSetBuilder::new();
         let mut ok = true;
-        for (i, p) in paths.get_ref().iter().enumerate() {
+        for (i, p) in list.get_ref().iter().enumerate() {
             match glob(p.get_ref()) {
                 Ok(g) => {
                     builder.add(g);
                 }
                 Err(msg) => {
-                    self.problem(p.span(), format!("{key}.paths[{i}]"), msg);
+                    self.problem(p.span(), format!("{key}.{field}[{i}]"), msg);
                     ok = false;
                 }
             }
@@ -619,30 +932,96 @@ impl Loader<'_> {
         match builder.build() {
             Ok(set) => Some(set),
             Err(e) => {
-                self.problem(paths.span(), format!("{key}.paths"), e.kind().to_string());
+                self.problem(list.span(), format!("{key}.{field}"), e.kind().to_string());
                 None
             }
         }
     }
 
+    /// Validate a list of format names and groups.
+    fn format_set(&mut self, list: &Strings, key: &str, field: &str) -> Option<FormatSet> {
+        if list.get_ref().is_empty() {
+            self.problem(
+                list.span(),
+                format!("{key}.{field}"),
+                format!("`{field}` is empty; list at least one format"),
+            );
+            return None;
+        }
+        let mut ok = true;
+        for (i, f) in list.get_ref().iter().enumerate() {
+            let name = f.get_ref().as_str();
+            if !FORMAT_NAMES.contains(&name) && !FORMAT_GROUPS.contains(&name) {
+                let msg = format!(
+                    "unknown format `{name}`; expected a group ({}) or one of: {}",
+                    FORMAT_GROUPS.join(", "),
+                    FORMAT_NAMES.join(", ")
+                );
+                self.problem(f.span(), format!("{key}.{field}[{i}]"), msg);
+                ok = false;
+            }
+        }
+        ok.then(|| FormatSet { names: list.get_ref().iter().map(|f| f.get_ref().clone()).collect() })
+    }
+
     fn rule(&mut self, Entry { key, raw, value }: Entry<'_, '_, RawRule>) -> Option<Rule> {
         let (key, span) = (key.as_str(), value.span());
         let reason = self.reason(raw.reason, span.clone(), key, "this rule exists");
-        let paths = match &raw.paths {
-            Some(p) => self.globs(p, key),
-            None => {
-                self.problem(span.clone(), format!("{key}.paths"), "a rule needs a matcher: `paths` is required");
-                None
+        let mut ok = true;
+        let mut glob_field = |l: &mut Self, list: &Option<Strings>, field: &str| match list {
+            None => None,
+            Some(list) => {
+                let set = l.glob_list(list, key, field);
+                ok &= set.is_some();
+                set
             }
         };
+        let path_set = glob_field(self, &raw.paths, "paths");
+        let repo_set = glob_field(self, &raw.repos, "repos");
+        let ref_set = glob_field(self, &raw.refs, "refs");
+        let mut format_field = |l: &mut Self, list: &Option<Strings>, field: &str| match list {
+            None => None,
+            Some(list) => {
+                let set = l.format_set(list, key, field);
+                ok &= set.is_some();
+                set
+            }
+        };
+        let formats = format_field(self, &raw.formats, "formats");
+        let not_formats = format_field(self, &raw.not_formats, "not_formats");
+        let matchers = [&raw.paths, &raw.repos, &raw.refs, &raw.formats, &raw.not_formats];
+        if matchers.iter().all(|m| m.is_none()) {
+            self.problem(
+                span.clone(),
+                format!("{key}.paths"),
+                "a rule needs a matcher: `paths`, `repos`, `refs`, `formats` or `not_formats`",
+            );
+            ok = false;
+        }
         let akey = format!("{key}.actions");
         let actions_value = value.get_ref().as_table().and_then(|t| t.get("actions"));
-        let actions = match actions_value {
-            None => {
-                self.problem(span, &akey, "`actions` is required, e.g. `actions = { suspicious = \"reject\" }`");
+        let actions = match (actions_value, &raw.action) {
+            (Some(_), Some(a)) => {
+                self.problem(a.span(), format!("{key}.action"), "set either `action` or `actions`, not both");
                 None
             }
-            Some(v) => match (self.problems.len(), self.table::<RawActions>(v, &akey)) {
+            (None, Some(a)) => match Action::parse(a.get_ref()) {
+                Some(action) => Some(Verdict::ALL.iter().map(|v| (*v, action)).collect()),
+                None => {
+                    let msg = format!("unknown action `{}`; expected `reject`, `tag` or `allow`", a.get_ref());
+                    self.problem(a.span(), format!("{key}.action"), msg);
+                    None
+                }
+            },
+            (None, None) => {
+                self.problem(
+                    span,
+                    &akey,
+                    "`actions` is required, e.g. `actions = { suspicious = \"reject\" }`, or `action = \"reject\"` for every verdict",
+                );
+                None
+            }
+            (Some(v), None) => match (self.problems.len(), self.table::<RawActions>(v, &akey)) {
                 (before, Some(raw_actions)) => {
                     let a = self.actions(raw_actions, &akey);
                     if a.is_empty() && self.problems.len() == before {
@@ -653,10 +1032,133 @@ impl Loader<'_> {
                 (_, None) => None,
             },
         };
-        let (reason, path_set, actions) = (reason?, paths?, actions?);
-        let patterns =
-            raw.paths.map(|p| p.into_inner().into_iter().map(Spanned::into_inner).collect()).unwrap_or_default();
-        Some(Rule { reason, line: line_col(self.text, value.span().start).0, paths: patterns, path_set, actions })
+        let (reason, actions) = (reason?, actions?);
+        if !ok {
+            return None;
+        }
+        let strings = |l: Option<Strings>| -> Vec<String> {
+            l.map(|p| p.into_inner().into_iter().map(Spanned::into_inner).collect()).unwrap_or_default()
+        };
+        Some(Rule {
+            reason,
+            line: line_col(self.text, value.span().start).0,
+            paths: strings(raw.paths),
+            path_set,
+            repos: strings(raw.repos),
+            repo_set,
+            refs: strings(raw.refs),
+            ref_set,
+            formats,
+            not_formats,
+            actions,
+        })
+    }
+
+    fn action_value(&mut self, v: &Spanned<String>, key: &str) -> Option<Action> {
+        let a = Action::parse(v.get_ref());
+        if a.is_none() {
+            let msg = format!("unknown action `{}`; expected `reject`, `tag` or `allow`", v.get_ref());
+            self.problem(v.span(), key, msg);
+        }
+        a
+    }
+
+    fn bytes(&mut self, v: &Spanned<i64>, key: &str, min: i64, max: i64) -> Option<u64> {
+        let n = *v.get_ref();
+        if n < min || n > max {
+            self.problem(v.span(), key, format!("{n} is out of range {min}..={max}"));
+            return None;
+        }
+        Some(n.unsigned_abs())
+    }
+
+    fn duration(&mut self, v: &Spanned<String>, key: &str) -> Option<Duration> {
+        match parse_duration(v.get_ref()) {
+            Ok(d) if d >= Duration::from_millis(1) && d <= Duration::from_secs(24 * 3600) => Some(d),
+            Ok(_) => {
+                self.problem(v.span(), key, format!("`{}` is out of range 1ms..=24h", v.get_ref()));
+                None
+            }
+            Err(msg) => {
+                self.problem(v.span(), key, msg);
+                None
+            }
+        }
+    }
+
+    fn gate(&mut self, raw: RawGate, g: &mut GateSettings) {
+        if let Some(v) = &raw.on_error {
+            g.on_error = self.action_value(v, "gate.on_error").unwrap_or(g.on_error);
+        }
+        if let Some(v) = &raw.lfs_missing {
+            g.lfs_missing = self.action_value(v, "gate.lfs_missing").unwrap_or(g.lfs_missing);
+        }
+        const TIB: i64 = 1 << 40;
+        if let Some(v) = &raw.max_file_size {
+            g.max_file_size = self.bytes(v, "gate.max_file_size", 1, i64::MAX);
+        }
+        if let Some(v) = &raw.max_file_read_bytes {
+            g.max_file_read_bytes = self.bytes(v, "gate.max_file_read_bytes", 1, 64 * TIB).unwrap_or(0);
+        }
+        if let Some(v) = &raw.max_push_read_bytes {
+            g.max_push_read_bytes = self.bytes(v, "gate.max_push_read_bytes", 1, 64 * TIB).unwrap_or(0);
+        }
+        if let Some(v) = &raw.file_timeout {
+            g.file_timeout = self.duration(v, "gate.file_timeout").unwrap_or_default();
+        }
+        if let Some(v) = &raw.push_timeout {
+            g.push_timeout = self.duration(v, "gate.push_timeout").unwrap_or_default();
+        }
+        if let Some(v) = &raw.notes_ref {
+            match check_notes_ref(v.get_ref()) {
+                Ok(()) => g.notes_ref = v.get_ref().clone(),
+                Err(msg) => self.problem(v.span(), "gate.notes_ref", msg),
+            }
+        }
+        let path = |l: &mut Self, v: &Option<Spanned<String>>, key: &str, slot: &mut Option<PathBuf>| {
+            let Some(v) = v else { return };
+            if v.get_ref().is_empty() {
+                *slot = None;
+            } else if v.get_ref().contains('\0') {
+                l.problem(v.span(), key, "a path cannot contain NUL");
+            } else {
+                *slot = Some(PathBuf::from(v.get_ref()));
+            }
+        };
+        path(self, &raw.audit_log, "gate.audit_log", &mut g.audit_log);
+        path(self, &raw.cache_dir, "gate.cache_dir", &mut g.cache_dir);
+    }
+
+    fn bypass(&mut self, raw: RawBypass, span: Span) -> Bypass {
+        let mut b = Bypass::default();
+        if let Some(list) = &raw.pushers {
+            for (i, p) in list.get_ref().iter().enumerate() {
+                let name = p.get_ref();
+                if name.trim().is_empty() || name.chars().any(char::is_control) {
+                    self.problem(
+                        p.span(),
+                        format!("bypass.pushers[{i}]"),
+                        "a pusher name cannot be empty or hold control characters",
+                    );
+                } else {
+                    b.pushers.push(name.clone());
+                }
+            }
+        }
+        if let Some(v) = &raw.pusher_env {
+            let name = v.get_ref();
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if valid {
+                b.pusher_env = Some(name.clone());
+            } else {
+                self.problem(v.span(), "bypass.pusher_env", format!("`{name}` is not an environment variable name"));
+            }
+        }
+        if !b.pushers.is_empty() || raw.reason.is_some() {
+            b.reason = self.reason(raw.reason, span, "bypass", "these pushers may skip the gate").unwrap_or_default();
+        }
+        b
     }
 
     fn exception(&mut self, Entry { key, raw, value }: Entry<'_, '_, RawIgnore>) -> Option<Exception> {
@@ -716,6 +1218,42 @@ fn glob(pattern: &str) -> Result<Glob, String> {
         .literal_separator(true)
         .build()
         .map_err(|e| format!("invalid glob `{pattern}`: {}", e.kind()))
+}
+
+/// Parse a duration: a whole number and a unit, `ms`, `s`, `m` or `h` (`250ms`, `30s`, `2m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || format!("`{text}` is not a duration; write a whole number and a unit: `500ms`, `30s`, `2m`, `1h`");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(bad()),
+    };
+    ms.map(Duration::from_millis).ok_or_else(bad)
+}
+
+/// A notes ref git accepts: `refs/notes/<name>` with ordinary ref-name characters.
+fn check_notes_ref(name: &str) -> Result<(), String> {
+    let rest = name.strip_prefix("refs/notes/").ok_or_else(|| format!("`{name}` does not start with refs/notes/"))?;
+    let bad_char = |c: char| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c);
+    let ok = !rest.is_empty()
+        && !name.chars().any(bad_char)
+        && !name.contains("..")
+        && !name.contains("@{")
+        && !name.ends_with('/')
+        && !name.ends_with(".lock")
+        && !name.ends_with('.')
+        && rest.split('/').all(|c| !c.is_empty() && !c.starts_with('.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a valid notes ref name"))
+    }
 }
 
 /// Known codes close to a misspelt one, closest first.
@@ -830,7 +1368,11 @@ mod tests {
     #[test]
     fn fields_come_from_serde() {
         assert_eq!(fields_of::<RawImport>(), &["name", "reason"]);
-        assert_eq!(fields_of::<RawRule>(), &["paths", "actions", "reason"]);
+        assert_eq!(
+            fields_of::<RawRule>(),
+            &["paths", "repos", "refs", "formats", "not_formats", "actions", "action", "reason"]
+        );
+        assert_eq!(fields_of::<LfsStore>(), &["layout", "root", "template", "verify_sha256"]);
     }
 
     #[test]

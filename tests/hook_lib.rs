@@ -80,21 +80,21 @@ fn fails_closed_on_bad_input_and_missing_repository() {
 #[test]
 fn decisions_come_from_the_decide_implementation() {
     let e = Env::new();
-    e.write("x/a.7z", SEVENZ);
+    e.write("x/a.model", BAD);
     let c = e.commit("bad");
     land_unreferenced(&e, &c);
     let config = HookConfig { cache_dir: None, audit_log: None, ..Default::default() };
     assert_eq!(run(&e, &config, &create(&c)).0, 1);
-    let allow_7z = |b: &modelgate::git::NewBlob, j: &Judged| {
-        if b.places[0].path == "x/a.7z" && j.format == "7z" {
+    let allow_bad = |b: &modelgate::git::NewBlob, j: &Judged| {
+        if b.places[0].path == "x/a.model" && j.format == BAD_FORMAT {
             Action::Tag
         } else {
             Action::Reject
         }
     };
-    let (code, err) = run_decide(&e, &config, &allow_7z, &create(&c));
+    let (code, err) = run_decide(&e, &config, &allow_bad, &create(&c));
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("warning: x/a.7z") && err.contains("unsupported-archive"), "{err}");
+    assert!(err.contains("warning: x/a.model") && err.contains(BAD_CODE), "{err}");
 }
 
 #[test]
@@ -103,11 +103,11 @@ fn big_blobs_are_streamed_and_replace_refs_ignored() {
     e.write("a.txt", b"a\n");
     e.commit("base");
     assert_accepted(e.push(&["main"]));
-    let bad = e.hash_object(SEVENZ);
+    let bad = e.hash_object(BAD);
     let good = e.hash_object(b"stand-in\n");
     e.w(&["replace", &bad, &good]);
     assert_accepted(e.push(&[&format!("refs/replace/{bad}")]));
-    e.write("big.7z", SEVENZ);
+    e.write("big.model", BAD);
     let c = e.commit("bad");
     land_unreferenced(&e, &c);
     let stdin = format!("{} {c} refs/heads/main\n", e.server_ref("refs/heads/main").unwrap());
@@ -115,7 +115,7 @@ fn big_blobs_are_streamed_and_replace_refs_ignored() {
         let config = HookConfig { stream_threshold: threshold, cache_dir: None, ..Default::default() };
         let (code, err) = run(&e, &config, &stdin);
         assert_eq!(code, 1, "threshold {threshold}: {err}");
-        assert!(err.contains("big.7z") && err.contains("unsupported-archive"), "{err}");
+        assert!(err.contains("big.model") && err.contains(BAD_CODE), "{err}");
     }
 
     // Streamed and loaded bytes agree.
@@ -125,7 +125,7 @@ fn big_blobs_are_streamed_and_replace_refs_ignored() {
         let mut r = BlobReader::new(repo.view().odb().unwrap(), repo.git_dir(), threshold);
         let blob = r.read(&id).unwrap();
         assert_eq!(blob.streamed, threshold == 0);
-        assert_eq!(modelgate::source::read_up_to(blob.source.as_ref(), 0, 1000).unwrap(), SEVENZ);
+        assert_eq!(modelgate::source::read_up_to(blob.source.as_ref(), 0, 1000).unwrap(), BAD);
     }
 }
 
@@ -149,7 +149,7 @@ fn cached_verdicts_read_no_bytes() {
     // Without the cache the missing blob is an error, and errors reject.
     let (code, err) = run(&e, &HookConfig { cache_dir: None, ..Default::default() }, &stdin);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("read-error"), "{err}");
+    assert!(err.contains("gate-object-unreadable"), "{err}");
     // A different salt (another policy) does not reuse the verdict.
     let (code, _) = run(&e, &HookConfig { cache_salt: "other lists".into(), ..Default::default() }, &stdin);
     assert_eq!(code, 1);
@@ -159,10 +159,10 @@ fn cached_verdicts_read_no_bytes() {
 fn configured_gitea_store_resolves_pointers() {
     use sha2::{Digest, Sha256};
     let e = Env::new();
-    let oid: String = Sha256::digest(SEVENZ).iter().map(|x| format!("{x:02x}")).collect();
+    let oid: String = Sha256::digest(BAD).iter().map(|x| format!("{x:02x}")).collect();
     e.write(
         "w.bin",
-        format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {}\n", SEVENZ.len()).as_bytes(),
+        format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {}\n", BAD.len()).as_bytes(),
     );
     let c = e.commit("pointer");
     land_unreferenced(&e, &c);
@@ -182,12 +182,12 @@ fn configured_gitea_store_resolves_pointers() {
     assert!(err.contains("lfs-object-missing") && err.contains("git lfs push --all"), "{err}");
     let obj = root.join(&oid[0..2]).join(&oid[2..4]).join(&oid[4..]);
     std::fs::create_dir_all(obj.parent().unwrap()).unwrap();
-    std::fs::write(&obj, SEVENZ).unwrap();
+    std::fs::write(&obj, BAD).unwrap();
     let (code, err) = run(&e, &config, &create(&c));
     assert_eq!(code, 1);
-    assert!(err.contains("w.bin") && err.contains("unsupported-archive"), "{err}");
+    assert!(err.contains("w.bin") && err.contains(BAD_CODE), "{err}");
     // Same size, other bytes: the sha256 check catches the swap.
-    let mut other = SEVENZ.to_vec();
+    let mut other = BAD.to_vec();
     *other.last_mut().unwrap() ^= 1;
     std::fs::write(&obj, &other).unwrap();
     let (code, err) = run(&e, &config, &create(&c));

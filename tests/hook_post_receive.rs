@@ -58,3 +58,23 @@ fn note_is_appended_to_an_existing_note() {
     assert!(n.starts_with("reviewed by hand\n"), "{n}");
     assert!(n.contains("w.pkl: safe (pickle)"), "{n}");
 }
+
+#[test]
+fn without_pre_receive_results_post_receive_works_them_out() {
+    let e = Env::new();
+    e.remove_hook("pre-receive");
+    e.install_hook("post-receive");
+    e.write("m/w.pkl", GOOD_PICKLE);
+    let c = e.commit("model");
+    assert_accepted(e.push(&["main"]));
+    let n = note(&e, &c).expect("a note");
+    assert!(n.contains("m/w.pkl: safe (pickle)"), "{n}");
+    // With pre-receive, its results are handed over and consumed.
+    e.install_hook("pre-receive");
+    e.write("m/x.pkl", SUSPICIOUS_PICKLE);
+    let c = e.commit("another");
+    assert_accepted(e.push(&["main"]));
+    assert!(note(&e, &c).unwrap().contains("m/x.pkl: suspicious (pickle)"));
+    let left = std::fs::read_dir(e.bare.join("modelgate/handoff")).unwrap().count();
+    assert_eq!(left, 0, "the handoff is removed once used");
+}

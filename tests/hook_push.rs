@@ -12,15 +12,16 @@ fn new_branch_benign_accepted_bad_rejected_with_details() {
     assert!(out.contains("modelgate: 1 new file(s) checked"), "{out}");
 
     e.w(&["checkout", "-q", "-b", "feature"]);
-    e.write("models/archive.7z", SEVENZ);
+    e.write("models/archive.model", BAD);
     let c = e.commit("bad");
     let out = assert_rejected(e.push(&["feature"]));
-    assert!(out.contains("models/archive.7z"), "{out}");
+    assert!(out.contains("models/archive.model"), "{out}");
     assert!(out.contains(&format!("commit {}", short(&c))), "{out}");
     assert!(out.contains("refs/heads/feature"), "{out}");
-    assert!(out.contains("ERROR (7z)"), "{out}");
-    assert!(out.contains("unsupported-archive"), "{out}");
-    assert!(out.contains("fix: unpack the archive"), "{out}");
+    assert!(out.contains(BAD_SHOWN), "{out}");
+    assert!(out.contains(BAD_CODE), "{out}");
+    assert!(out.contains(BAD_FIX), "{out}");
+    assert!(out.contains(&format!("evidence: {BAD_EVIDENCE}")), "{out}");
     assert!(out.contains("safetensors"), "{out}");
     assert_eq!(e.server_ref("refs/heads/feature"), None);
 }
@@ -36,12 +37,12 @@ fn fast_forward_and_several_refs_in_one_push() {
     e.commit("ff");
     e.w(&["branch", "other", &base]);
     e.w(&["checkout", "-q", "other"]);
-    e.write("deep/dir/x.7z", SEVENZ);
+    e.write("deep/dir/x.model", BAD);
     e.commit("bad on other");
     e.w(&["checkout", "-q", "main"]);
     // One bad ref rejects the whole push: neither ref moves.
     let out = assert_rejected(e.push(&["main", "other"]));
-    assert!(out.contains("deep/dir/x.7z") && out.contains("refs/heads/other"), "{out}");
+    assert!(out.contains("deep/dir/x.model") && out.contains("refs/heads/other"), "{out}");
     assert_eq!(e.server_ref("refs/heads/main").as_deref(), Some(base.as_str()));
     assert_eq!(e.server_ref("refs/heads/other"), None);
     let out = assert_accepted(e.push(&["main"]));
@@ -58,10 +59,10 @@ fn force_push_scans_the_rewritten_history() {
     assert_accepted(e.push(&["main"]));
 
     e.w(&["reset", "-q", "--hard", "HEAD~1"]);
-    e.write("c.7z", SEVENZ);
+    e.write("c.model", BAD);
     e.commit("rewritten");
     let out = assert_rejected(e.push(&["--force", "main"]));
-    assert!(out.contains("c.7z"), "{out}");
+    assert!(out.contains("c.model"), "{out}");
     e.w(&["reset", "-q", "--hard", "HEAD~1"]);
     e.write("c.txt", b"fine\n");
     e.commit("rewritten benign");
@@ -77,23 +78,23 @@ fn tags_annotated_lightweight_to_blob_and_tree() {
 
     // A commit on no branch, reachable only through a tag.
     e.w(&["checkout", "-q", "--detach"]);
-    e.write("tagged.7z", SEVENZ);
+    e.write("tagged.model", BAD);
     let c = e.commit("tagged only");
     e.w(&["tag", "-a", "-m", "annotated", "v1", &c]);
     let out = assert_rejected(e.push(&["refs/tags/v1"]));
-    assert!(out.contains("tagged.7z") && out.contains(&short(&c).to_string()), "{out}");
+    assert!(out.contains("tagged.model") && out.contains(&short(&c).to_string()), "{out}");
     e.w(&["tag", "light", &c]);
     assert_rejected(e.push(&["refs/tags/light"]));
 
     // A tag of a bad blob, and of a tree holding one.
-    let blob = e.hash_object(SEVENZ);
+    let blob = e.hash_object(BAD);
     e.w(&["tag", "-a", "-m", "blob tag", "blobtag", &blob]);
     let out = assert_rejected(e.push(&["refs/tags/blobtag"]));
     assert!(out.contains(&format!("blob {} at refs/tags/blobtag", short(&blob))), "{out}");
     let tree = e.w(&["rev-parse", &format!("{c}^{{tree}}")]);
     e.w(&["tag", "-a", "-m", "tree tag", "treetag", &tree]);
     let out = assert_rejected(e.push(&["refs/tags/treetag"]));
-    assert!(out.contains("tagged.7z"), "{out}");
+    assert!(out.contains("tagged.model"), "{out}");
     // A lightweight ref straight at a blob.
     let out = assert_rejected(e.push(&[&format!("{blob}:refs/tags/rawblob")]));
     assert!(out.contains("refs/tags/rawblob"), "{out}");
@@ -129,14 +130,14 @@ fn merge_commits_and_evil_merges() {
     e.commit("base");
     assert_accepted(e.push(&["main"]));
     e.w(&["checkout", "-q", "-b", "side"]);
-    e.write("side.7z", SEVENZ);
+    e.write("side.model", BAD);
     e.commit("side bad");
     e.w(&["checkout", "-q", "main"]);
     e.write("m.txt", b"m\n");
     e.commit("main moves");
     e.w(&["merge", "-q", "--no-edit", "side"]);
     let out = assert_rejected(e.push(&["main"]));
-    assert!(out.contains("side.7z"), "{out}");
+    assert!(out.contains("side.model"), "{out}");
 
     // An evil merge: the bad file is in neither parent, only in the merge commit.
     e.w(&["reset", "-q", "--hard", "origin/main"]);
@@ -147,15 +148,15 @@ fn merge_commits_and_evil_merges() {
     e.write("m2.txt", b"m2\n");
     e.commit("main2");
     e.w(&["merge", "-q", "--no-commit", "--no-ff", "side2"]);
-    e.write("evil.7z", SEVENZ);
-    e.w(&["add", "evil.7z"]);
+    e.write("evil.model", BAD);
+    e.w(&["add", "evil.model"]);
     let merge = {
         e.w(&["commit", "-q", "--no-edit"]);
         e.w(&["rev-parse", "HEAD"])
     };
     assert_eq!(e.w(&["rev-list", "--parents", "-n1", "HEAD"]).split(' ').count(), 3);
     let out = assert_rejected(e.push(&["main"]));
-    assert!(out.contains("evil.7z") && out.contains(short(&merge)), "{out}");
+    assert!(out.contains("evil.model") && out.contains(short(&merge)), "{out}");
 }
 
 #[test]
@@ -167,11 +168,11 @@ fn root_commit_on_orphan_branch() {
     e.w(&["checkout", "-q", "--orphan", "orphan"]);
     e.w(&["rm", "-q", "-rf", "--cached", "."]);
     std::fs::remove_file(e.work.join("a.txt")).unwrap();
-    e.write("root.7z", SEVENZ);
+    e.write("root.model", BAD);
     let c = e.commit("root");
     assert_eq!(e.w(&["rev-list", "--count", "HEAD"]), "1");
     let out = assert_rejected(e.push(&["orphan"]));
-    assert!(out.contains("root.7z") && out.contains(short(&c)), "{out}");
+    assert!(out.contains("root.model") && out.contains(short(&c)), "{out}");
 }
 
 #[test]
@@ -195,11 +196,11 @@ fn more_than_100_objects_arrive_packed() {
     for i in 0..150 {
         e.write(format!("data/file{i:03}.txt"), format!("file {i}\n").as_bytes());
     }
-    e.write("data/zzz.7z", SEVENZ);
+    e.write("data/zzz.model", BAD);
     e.commit("many");
     let out = assert_rejected(e.push(&["main"]));
-    assert!(out.contains("data/zzz.7z"), "{out}");
-    std::fs::remove_file(e.work.join("data/zzz.7z")).unwrap();
+    assert!(out.contains("data/zzz.model"), "{out}");
+    std::fs::remove_file(e.work.join("data/zzz.model")).unwrap();
     e.w(&["commit", "-q", "--amend", "-a", "-m", "many benign"]);
     let out = assert_accepted(e.push(&["main"]));
     assert!(out.contains("150 new file(s) checked"), "{out}");
@@ -211,11 +212,11 @@ fn sha256_repository() {
     e.write("a.txt", b"a\n");
     e.commit("base");
     assert_accepted(e.push(&["main"]));
-    e.write("x/bad.7z", SEVENZ);
+    e.write("x/bad.model", BAD);
     let c = e.commit("bad");
     assert_eq!(c.len(), 64);
     let out = assert_rejected(e.push(&["main"]));
-    assert!(out.contains("x/bad.7z") && out.contains(short(&c)), "{out}");
+    assert!(out.contains("x/bad.model") && out.contains(short(&c)), "{out}");
 }
 
 #[test]
@@ -225,39 +226,39 @@ fn pushed_replace_refs_do_not_change_what_is_scanned() {
     e.commit("base");
     assert_accepted(e.push(&["main"]));
     // First a replace ref that maps the (future) bad blob to a benign one...
-    let bad = e.hash_object(SEVENZ);
+    let bad = e.hash_object(BAD);
     let good = e.hash_object(b"benign stand-in\n");
     e.w(&["replace", &bad, &good]);
     assert_accepted(e.push(&[&format!("refs/replace/{bad}")]));
     assert_eq!(e.server_ref(&format!("refs/replace/{bad}")).as_deref(), Some(good.as_str()));
     // ...then the bad blob itself: the gate must read the real bytes.
-    e.write("swap.7z", SEVENZ);
+    e.write("swap.model", BAD);
     e.commit("bad behind a replace ref");
     let out = assert_rejected(e.push(&["main"]));
-    assert!(out.contains("swap.7z") && out.contains("unsupported-archive"), "{out}");
+    assert!(out.contains("swap.model") && out.contains(BAD_CODE), "{out}");
     // Both in one push as well.
     e.w(&["replace", "-d", &bad]);
     let good2 = e.hash_object(b"another stand-in\n");
     e.w(&["replace", "-f", &bad, &good2]);
     let out = assert_rejected(e.push(&["--force", "main", &format!("+refs/replace/{bad}")]));
-    assert!(out.contains("swap.7z"), "{out}");
+    assert!(out.contains("swap.model"), "{out}");
 }
 
 #[test]
 fn control_characters_in_names_are_escaped() {
     let e = Env::new();
-    let name = "evil\x1b[2J\x1b]0;owned\x07name\r.7z";
-    e.write(name, SEVENZ);
+    let name = "evil\x1b[2J\x1b]0;owned\x07name\r.model";
+    e.write(name, BAD);
     e.commit("bad name");
     let out = assert_rejected(e.push(&["main"]));
     assert!(!out.contains('\x1b') && !out.contains('\x07'), "raw control characters reached the pusher: {out:?}");
-    assert!(out.contains("evil\\x1b[2J\\x1b]0;owned\\x07name\\x0d.7z"), "{out}");
+    assert!(out.contains("evil\\x1b[2J\\x1b]0;owned\\x07name\\x0d.model"), "{out}");
 }
 
 #[test]
 fn gitlab_lines_are_prefixed() {
     let e = Env::new();
-    e.write("bad.7z", SEVENZ);
+    e.write("bad.model", BAD);
     e.commit("bad");
     let out = assert_rejected(e.push_env(&["main"], &[("GL_ID", "user-1"), ("GL_PROJECT_PATH", "g/p")]));
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("remote: ")).collect();
@@ -270,15 +271,15 @@ fn gitlab_lines_are_prefixed() {
 #[test]
 fn rejections_are_audited() {
     let e = Env::new();
-    e.write("bad.7z", SEVENZ);
+    e.write("bad.model", BAD);
     e.commit("bad");
     assert_rejected(e.push(&["main"]));
     let log = std::fs::read_to_string(e.bare.join("modelgate/audit.log")).unwrap();
     let v: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
     assert_eq!(v["event"], "rejected");
-    assert_eq!(v["path"], "bad.7z");
-    assert_eq!(v["verdict"], "error");
-    assert_eq!(v["codes"][0], "unsupported-archive");
+    assert_eq!(v["path"], "bad.model");
+    assert_eq!(v["verdict"], BAD_VERDICT);
+    assert_eq!(v["codes"][0], BAD_CODE);
 }
 
 #[test]
@@ -324,10 +325,10 @@ fn push_over_git_daemon() {
     e.write("a.txt", b"a\n");
     e.commit("benign");
     assert_accepted(e.push(&["main"]));
-    e.write("d.7z", SEVENZ);
+    e.write("d.model", BAD);
     e.commit("bad");
     let out = assert_rejected(e.push(&["main"]));
-    assert!(out.contains("d.7z"), "{out}");
+    assert!(out.contains("d.model"), "{out}");
 }
 
 #[test]
@@ -336,10 +337,10 @@ fn refs_for_are_scanned_like_any_ref() {
     e.write("a.txt", b"a\n");
     e.commit("base");
     assert_accepted(e.push(&["main"]));
-    e.write("review.7z", SEVENZ);
+    e.write("review.model", BAD);
     e.commit("for review");
     let out = assert_rejected(e.push(&["HEAD:refs/for/main"]));
-    assert!(out.contains("review.7z") && out.contains("refs/for/main"), "{out}");
+    assert!(out.contains("review.model") && out.contains("refs/for/main"), "{out}");
 }
 
 /// Needs the real pickle parser (a placeholder in this branch).

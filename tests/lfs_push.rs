@@ -16,11 +16,6 @@ fn lfs_env() -> Env {
     e
 }
 
-fn sha256_hex(b: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[test]
 fn lfs_object_is_resolved_and_scanned() {
     let e = lfs_env();
@@ -33,12 +28,12 @@ fn lfs_object_is_resolved_and_scanned() {
     let oid = sha256_hex(b"benign lfs payload\n");
     assert!(e.bare.join(format!("lfs/objects/{}/{}/{oid}", &oid[0..2], &oid[2..4])).is_file());
 
-    e.write("weights/bad.bin", SEVENZ);
+    e.write("weights/bad.bin", BAD);
     let c = e.commit("bad lfs");
     let out = assert_rejected(e.push(&["main"]));
-    let oid = sha256_hex(SEVENZ);
+    let oid = sha256_hex(BAD);
     assert!(out.contains("weights/bad.bin") && out.contains(short(&c)), "{out}");
-    assert!(out.contains("unsupported-archive"), "{out}");
+    assert!(out.contains(BAD_CODE), "{out}");
     assert!(out.contains(&format!("lfs object sha256:{}", &oid[..12])), "{out}");
 }
 

@@ -47,7 +47,22 @@ fn default_policy_loads_with_the_documented_defaults() {
 #[test]
 fn commented_examples_in_the_default_policy_are_valid() {
     // Uncomment every example entry: the documentation must not teach invalid syntax.
-    let keys = ["[[", "name =", "reason =", "paths =", "actions =", "code ="];
+    let keys = [
+        "[[",
+        "name =",
+        "reason =",
+        "paths =",
+        "actions =",
+        "action =",
+        "code =",
+        "repos =",
+        "refs =",
+        "formats =",
+        "not_formats =",
+        "max_file_size =",
+        "root =",
+        "pusher_env =",
+    ];
     let text: String = DEFAULT_POLICY
         .lines()
         .map(|l| match l.strip_prefix("# ") {
@@ -58,8 +73,10 @@ fn commented_examples_in_the_default_policy_are_valid() {
         .join("\n");
     assert!(text.contains("\n[[rule]]") && text.contains("\n[[ignore]]") && text.contains("\n[[allow]]"));
     let p = Policy::parse(&text, "examples").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(p.rules.len(), 2);
+    assert_eq!(p.rules.len(), 4);
     assert_eq!(p.exceptions.len(), 1);
+    assert_eq!(p.gate.max_file_size, Some(107_374_182_400));
+    assert_eq!(p.bypass.pusher_env.as_deref(), Some("REMOTE_USER"));
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The command line: `modelgate scan | explain | completions | policy`.
+//! The command line: `modelgate scan | explain | completions | policy | hook | lfs | install`.
 
+pub mod gate;
 pub mod scan;
 
 use crate::finding::{all_codes, code_info, CodeInfo, Severity};
@@ -38,14 +39,27 @@ pub enum Command {
     /// Run as a git server hook (reads git's ref updates on stdin)
     #[command(subcommand)]
     Hook(HookCommand),
+    /// Judge Git LFS objects in the server's store (after an upload, or by watching it)
+    #[command(subcommand)]
+    Lfs(gate::LfsCommand),
+    /// Install (or remove) the push gate's hooks in server repositories
+    Install(gate::InstallArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum HookCommand {
     /// Scan what a push introduces; exit 1 rejects the push
-    PreReceive,
+    PreReceive(HookArgs),
     /// Record the verdicts of an accepted push as git notes and audit-log lines
-    PostReceive,
+    PostReceive(HookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// Policy file (default: $MODELGATE_POLICY, else $GIT_DIR/modelgate.toml, else
+    /// /etc/modelgate/policy.toml, else the built-in policy)
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -126,8 +140,10 @@ where
             writeln!(io::stdout(), "{}: ok ({rules} rules, {exceptions} exceptions)", file.display())?;
             Ok(report::EXIT_OK)
         }),
-        Command::Hook(HookCommand::PreReceive) => Ok(crate::hook::pre_receive::run()),
-        Command::Hook(HookCommand::PostReceive) => Ok(crate::hook::post_receive::run()),
+        Command::Hook(HookCommand::PreReceive(a)) => Ok(crate::hook::pre_receive::run_policy(a.policy.as_deref())),
+        Command::Hook(HookCommand::PostReceive(a)) => Ok(crate::hook::post_receive::run_policy(a.policy.as_deref())),
+        Command::Lfs(c) => gate::lfs(&c),
+        Command::Install(a) => gate::install(&a),
         Command::Policy(PolicyCommand::ShowDefault) => {
             io::stdout().write_all(DEFAULT_POLICY.as_bytes()).map(|_| report::EXIT_OK).map_err(Into::into)
         }

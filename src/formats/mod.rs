@@ -22,13 +22,6 @@ use crate::engine::{Hint, Scan};
 use crate::finding::{Finding, Severity};
 use crate::source::Data;
 
-pub const CODES: &[crate::finding::CodeInfo] = &[crate::finding::CodeInfo {
-    code: "unsupported-archive",
-    severity: Severity::Error,
-    summary: "an archive format modelgate cannot open yet holds data that may be a model",
-    fix: "unpack the archive and push the model files themselves",
-}];
-
 /// Model formats with unmistakable magic bytes (checked before the pickle heuristics).
 pub fn sniff_model_magic(head: &[u8]) -> Option<Format> {
     safetensors::sniff(head)

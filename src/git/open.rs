@@ -13,6 +13,11 @@ use gix::hash::Kind;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+/// Decoded objects kept for the walk and the tree diffs.
+/// (16 MiB: a 10,000-commit push over 50,000 files diffs in 2/3 of the time without it; a
+/// bigger cache, or gix's pack delta cache on top, measured no faster.)
+const OBJECT_CACHE_BYTES: usize = 16 << 20;
+
 /// The object-directory variables git sets for hooks.
 #[derive(Debug, Clone, Default)]
 pub struct GitEnv {
@@ -56,6 +61,11 @@ impl ObjectView {
 
     pub fn object_hash(&self) -> Kind {
         self.kind
+    }
+
+    /// The directory whose `info/alternates` make up this view (exists while `self` lives).
+    pub fn store_dir(&self) -> &Path {
+        self.store_dir.path()
     }
 
     /// A fresh object store handle with this view.
@@ -115,6 +125,9 @@ impl GateRepo {
 
         let handle = gix::odb::at(store_dir.path(), kind).context("cannot open the object store")?;
         repo.objects = gix::OdbHandle::new(handle, kind);
+        // Each new tree is read twice (as a commit's tree, then as its child's parent tree):
+        // keep decoded objects around.
+        repo.object_cache_size(OBJECT_CACHE_BYTES);
         Ok(GateRepo { repo, view: ObjectView { git_dir, kind, store_dir } })
     }
 

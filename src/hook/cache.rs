@@ -83,3 +83,47 @@ impl Cache {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::Verdict;
+
+    fn judged(size: u64) -> Judged {
+        Judged {
+            verdict: Verdict::Safe,
+            format: "pickle".into(),
+            size,
+            imports: vec!["collections.OrderedDict".into()],
+            findings: Vec::new(),
+            lfs_oid: None,
+            cached: false,
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_never_leave_a_torn_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_path_buf(), &ScanOptions::default(), "salt");
+        let key = Cache::lfs_key(&"ab".repeat(32));
+        std::thread::scope(|s| {
+            for t in 0..8u64 {
+                let (cache, key) = (&cache, &key);
+                s.spawn(move || {
+                    for i in 0..50u64 {
+                        cache.put(key, &judged(t * 1000 + i)).unwrap();
+                        // A reader sees some whole entry, never a partial one.
+                        let got = cache.get(key).expect("an entry is always there once written");
+                        assert_eq!(got.imports, vec!["collections.OrderedDict".to_string()]);
+                    }
+                });
+            }
+        });
+        let entries: Vec<_> = walkdir::WalkDir::new(dir.path()).into_iter().filter_map(Result::ok).collect();
+        assert_eq!(entries.iter().filter(|e| e.file_type().is_file()).count(), 1, "no temporary files left");
+        // Another salt (other allow/deny lists) does not see the entry; odd keys are refused.
+        let other = Cache::new(dir.path().to_path_buf(), &ScanOptions::default(), "other");
+        assert!(other.get(&key).is_none());
+        assert!(cache.put("../../escape", &judged(1)).is_err());
+    }
+}

@@ -1,14 +1,18 @@
 //! Judging the blobs of a push in parallel: cache, LFS pointer resolution, then the engine.
 
+use super::budget::{FileMeter, Guarded, PushMeter, Stop};
 use super::cache::Cache;
-use super::HookConfig;
+use super::{HookConfig, Limits};
 use crate::engine::{scan_source, FileReport};
 use crate::finding::{Finding, Severity, Verdict};
 use crate::git::{BlobReader, NewBlob, ObjectView};
 use crate::lfs::{self, PointerCheck, Resolved};
-use rayon::prelude::*;
+use crate::source::Source;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// One fact of a judgement, owned so that it can be cached and read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +48,7 @@ pub struct Judged {
 }
 
 impl Judged {
-    fn from_report(r: &FileReport, lfs_oid: Option<String>) -> Judged {
+    pub(crate) fn from_report(r: &FileReport, lfs_oid: Option<String>) -> Judged {
         Judged {
             verdict: r.verdict,
             format: r.format.clone(),
@@ -56,7 +60,7 @@ impl Judged {
         }
     }
 
-    fn from_findings(findings: Vec<Finding>, size: u64, lfs_oid: Option<String>) -> Judged {
+    pub(crate) fn from_findings(findings: Vec<Finding>, size: u64, lfs_oid: Option<String>) -> Judged {
         Judged {
             verdict: Verdict::from_findings(&findings, false),
             format: "unknown".into(),
@@ -100,86 +104,415 @@ impl From<&Finding> for Fact {
     }
 }
 
-/// Judge every blob, in parallel, in the order given. Fresh judgements of content (not of
-/// transient conditions such as a missing LFS object) are written to the cache.
+/// Judge every blob in the order given, on worker threads, within the time and byte budgets
+/// of `config.limits`. A file whose judgement runs past the file timeout is abandoned (its
+/// reads fail from then on and its result is ignored) and judged `gate-file-timeout`; when
+/// the push budget runs out, every file not yet judged is `gate-push-budget-exceeded`.
+/// Fresh judgements of content (not of budgets or transient conditions such as a missing
+/// LFS object) are written to the cache.
 pub fn judge_all(repo: &ObjectView, blobs: &[NewBlob], config: &HookConfig, cache: Option<&Cache>) -> Vec<Judged> {
-    blobs
-        .par_iter()
-        .map_init(
-            || repo.odb().map(|odb| BlobReader::new(odb, repo.git_dir(), config.stream_threshold)),
-            |reader, blob| {
-                let (judged, key) = match reader {
-                    Ok(r) => judge_one(r, repo, blob, config, cache),
-                    Err(e) => (read_error(&format!("cannot open the object store: {e}")), None),
-                };
-                if let (Some(c), Some(key)) = (cache, key) {
+    let jobs = BlobJobs {
+        blobs: blobs.to_vec(),
+        config: config.clone(),
+        cache: cache.cloned(),
+        store_dir: repo.store_dir().to_path_buf(),
+        git_dir: repo.git_dir().to_path_buf(),
+        kind: repo.object_hash(),
+    };
+    run_pool(Arc::new(jobs), &config.limits)
+}
+
+/// A list of things to judge, for [`run_pool`]. `Local` is per-worker state.
+pub(crate) trait Jobs: Send + Sync + 'static {
+    type Local;
+    fn len(&self) -> usize;
+    fn local(&self) -> Self::Local;
+    /// Judge item `index`, charging every byte read to `meter`; returns the judgement and,
+    /// when it may be cached, its key.
+    fn judge(&self, local: &mut Self::Local, index: usize, meter: &Arc<FileMeter>) -> (Judged, Option<String>);
+    fn cache(&self) -> Option<&Cache>;
+}
+
+struct BlobJobs {
+    blobs: Vec<NewBlob>,
+    config: HookConfig,
+    cache: Option<Cache>,
+    store_dir: PathBuf,
+    git_dir: PathBuf,
+    kind: gix::hash::Kind,
+}
+
+impl Jobs for BlobJobs {
+    type Local = Result<BlobReader, String>;
+
+    fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    fn local(&self) -> Self::Local {
+        gix::odb::at(&self.store_dir, self.kind)
+            .map(|odb| BlobReader::new(odb, &self.git_dir, self.config.stream_threshold))
+            .map_err(|e| format!("cannot open the object store: {e}"))
+    }
+
+    fn judge(&self, local: &mut Self::Local, index: usize, meter: &Arc<FileMeter>) -> (Judged, Option<String>) {
+        let Some(blob) = self.blobs.get(index) else {
+            return (budget_judged("internal-error", "no such file".into()), None);
+        };
+        let ctx = Ctx { git_dir: &self.git_dir, config: &self.config, cache: self.cache.as_ref(), meter };
+        match local {
+            Ok(r) => judge_one(r, &ctx, blob),
+            Err(e) => (unreadable(e), None),
+        }
+    }
+
+    fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
+    }
+}
+
+/// Judge every item of `jobs` on worker threads within `limits`, results in item order.
+pub(crate) fn run_pool<J: Jobs>(jobs: Arc<J>, limits: &Limits) -> Vec<Judged> {
+    let n = jobs.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let shared = Arc::new(Shared {
+        jobs,
+        file_read_bytes: limits.file_read_bytes,
+        file_timeout: limits.file_timeout,
+        next: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+        push: Arc::new(PushMeter::new(limits.push_read_bytes)),
+        slots: Mutex::new(Vec::new()),
+    });
+    let (tx, rx) = mpsc::channel::<Done>();
+    let workers = match limits.jobs {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
+    .min(n);
+    let mut results: Vec<Option<Judged>> = vec![None; n];
+    let mut done = 0;
+    for _ in 0..workers {
+        spawn_worker(&shared, &tx);
+    }
+    let started = Instant::now();
+    let push_deadline = limits.push_timeout.map(|t| started + t);
+    while done < n {
+        let now = Instant::now();
+        let mut wake = push_deadline;
+        if let Some(t) = limits.file_timeout {
+            for s in lock(&shared.slots).iter().filter(|s| !s.abandoned) {
+                if let Some(r) = &s.running {
+                    wake = Some(wake.map_or(r.started + t, |w| w.min(r.started + t)));
+                }
+            }
+        }
+        // Workers register the file they start without telling this thread: look again
+        // soon so that a new file's deadline is not missed.
+        if limits.file_timeout.is_some() {
+            wake = Some(wake.map_or(now + POLL, |w| w.min(now + POLL)));
+        }
+        let msg = match wake {
+            Some(w) => rx.recv_timeout(w.saturating_duration_since(now)),
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match msg {
+            Ok(d) => {
+                if let Some(slot @ None) = results.get_mut(d.index) {
+                    *slot = Some(d.judged);
+                    done += 1;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if push_deadline.is_some_and(|d| now >= d) {
+            shared.stop.store(true, Ordering::Relaxed);
+            for s in lock(&shared.slots).iter() {
+                if let Some(r) = &s.running {
+                    r.meter.cancel();
+                }
+            }
+            let t = limits.push_timeout.unwrap_or_default();
+            for r in results.iter_mut().filter(|r| r.is_none()) {
+                *r = Some(budget_judged(
+                    "gate-push-budget-exceeded",
+                    format!("not judged: the push's time budget of {} ran out", show_duration(t)),
+                ));
+            }
+            break;
+        }
+        let Some(t) = limits.file_timeout else { continue };
+        let mut respawn = 0;
+        for s in lock(&shared.slots).iter_mut().filter(|s| !s.abandoned) {
+            let Some(r) = &s.running else { continue };
+            if now < r.started + t {
+                continue;
+            }
+            r.meter.cancel();
+            s.abandoned = true;
+            respawn += 1;
+            if let Some(slot @ None) = results.get_mut(r.index) {
+                *slot = Some(budget_judged(
+                    "gate-file-timeout",
+                    format!("the scan did not finish within the file time budget of {}", show_duration(t)),
+                ));
+                done += 1;
+            }
+        }
+        for _ in 0..respawn {
+            spawn_worker(&shared, &tx);
+        }
+    }
+    // Only reachable with holes if every worker died, which catch_unwind prevents.
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| budget_judged("internal-error", "the file was never judged".into())))
+        .collect()
+}
+
+/// Files of no known format are cached from this size on.
+const CACHE_MIN_UNKNOWN: u64 = 1 << 20;
+
+/// How often the waiting thread looks for files past their deadline.
+const POLL: Duration = Duration::from_millis(20);
+
+/// What the workers share with the thread that waits for them. Owned, so that an
+/// abandoned worker can outlive the call.
+struct Shared<J> {
+    jobs: Arc<J>,
+    file_read_bytes: Option<u64>,
+    file_timeout: Option<Duration>,
+    next: AtomicUsize,
+    stop: AtomicBool,
+    push: Arc<PushMeter>,
+    slots: Mutex<Vec<Slot>>,
+}
+
+/// A worker thread's state.
+struct Slot {
+    running: Option<Running>,
+    /// Its current item timed out: it stops after that item.
+    abandoned: bool,
+}
+
+struct Running {
+    index: usize,
+    started: Instant,
+    meter: Arc<FileMeter>,
+}
+
+struct Done {
+    index: usize,
+    judged: Judged,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn spawn_worker<J: Jobs>(shared: &Arc<Shared<J>>, tx: &mpsc::Sender<Done>) {
+    let id = {
+        let mut slots = lock(&shared.slots);
+        slots.push(Slot { running: None, abandoned: false });
+        slots.len() - 1
+    };
+    let (shared, tx) = (shared.clone(), tx.clone());
+    // Without a thread the slot stays idle and the other workers take the items; with no
+    // worker at all, the items end as `internal-error`.
+    let _ = std::thread::Builder::new().name(format!("modelgate-judge-{id}")).spawn(move || worker(&shared, id, &tx));
+}
+
+fn worker<J: Jobs>(shared: &Shared<J>, id: usize, tx: &mpsc::Sender<Done>) {
+    let mut local = shared.jobs.local();
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let index = shared.next.fetch_add(1, Ordering::Relaxed);
+        if index >= shared.jobs.len() {
+            return;
+        }
+        let meter = Arc::new(FileMeter::new(shared.file_read_bytes, shared.push.clone()));
+        let started = Instant::now();
+        if let Some(s) = lock(&shared.slots).get_mut(id) {
+            s.running = Some(Running { index, started, meter: meter.clone() });
+        }
+        let run =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.jobs.judge(&mut local, index, &meter)));
+        let (judged, key) = match run {
+            Ok(out) => out,
+            Err(_) => (budget_judged("internal-error", "the gate panicked while judging this file".into()), None),
+        };
+        let judged = match meter.stopped() {
+            None => {
+                // Small files of no known format cost less to judge again than to cache.
+                let worth = judged.is_model() || judged.size >= CACHE_MIN_UNKNOWN;
+                if let (Some(c), Some(key), true) = (shared.jobs.cache(), key, worth) {
                     // A cache that cannot be written only costs a rescan next time.
                     let _ = c.put(&key, &judged);
                 }
                 judged
-            },
-        )
-        .collect()
+            }
+            Some(Stop::Cancelled) => judged,
+            Some(Stop::FileBytes) => budget_judged(
+                "gate-file-budget-exceeded",
+                format!("the scan read more than the file byte budget of {} bytes", meter.max()),
+            ),
+            Some(Stop::PushBytes) => {
+                budget_judged("gate-push-budget-exceeded", "not judged: the push's byte budget ran out".to_string())
+            }
+        };
+        // Finished, but late: the budget holds whether or not the waiting thread noticed in
+        // time (what was found dangerous stays dangerous). A complete judgement stays cached.
+        let judged = match shared.file_timeout.filter(|t| started.elapsed() > *t) {
+            Some(t) if judged.verdict != crate::finding::Verdict::Dangerous => budget_judged(
+                "gate-file-timeout",
+                format!("the scan did not finish within the file time budget of {}", show_duration(t)),
+            ),
+            _ => judged,
+        };
+        let abandoned = {
+            let mut slots = lock(&shared.slots);
+            let s = slots.get_mut(id);
+            let abandoned = s.as_ref().is_none_or(|s| s.abandoned);
+            if let Some(s) = s {
+                s.running = None;
+            }
+            abandoned
+        };
+        if abandoned || tx.send(Done { index, judged }).is_err() {
+            return;
+        }
+    }
+}
+
+/// What one judgement needs besides the blob.
+struct Ctx<'a> {
+    git_dir: &'a Path,
+    config: &'a HookConfig,
+    cache: Option<&'a Cache>,
+    meter: &'a Arc<FileMeter>,
 }
 
 /// Returns the judgement and, when it may be cached, its key.
-fn judge_one(
-    reader: &mut BlobReader,
-    repo: &ObjectView,
-    blob: &NewBlob,
-    config: &HookConfig,
-    cache: Option<&Cache>,
-) -> (Judged, Option<String>) {
+fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged, Option<String>) {
+    let max_size = ctx.config.limits.max_file_size;
     let blob_key = Cache::blob_key(&blob.id);
-    if let Some(j) = cache.and_then(|c| c.get(&blob_key)) {
-        return (Judged { cached: true, ..j }, None);
+    if let Some(j) = ctx.cache.and_then(|c| c.get(&blob_key)) {
+        return match max_size.filter(|m| j.size > *m) {
+            Some(m) => (too_large(j.size, m, j.lfs_oid), None),
+            None => (Judged { cached: true, ..j }, None),
+        };
+    }
+    let size = match reader.size(&blob.id) {
+        Ok(s) => s,
+        Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None),
+    };
+    if let Some(m) = max_size.filter(|m| size > *m) {
+        return (too_large(size, m, None), None);
+    }
+    if let Err(e) = ctx.meter.check() {
+        return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None);
     }
     let read = match reader.read(&blob.id) {
         Ok(r) => r,
-        Err(e) => return (read_error(&format!("cannot read blob {}: {e:#}", blob.id)), None),
+        Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None),
     };
+    let source: Arc<dyn Source> = Arc::new(Guarded::new(read.source, ctx.meter.clone()));
     let display = blob.display_path();
     if read.size < lfs::MAX_POINTER_SIZE {
-        let bytes = match crate::source::read_up_to(read.source.as_ref(), 0, lfs::MAX_POINTER_SIZE as usize) {
+        let bytes = match crate::source::read_up_to(source.as_ref(), 0, lfs::MAX_POINTER_SIZE as usize) {
             Ok(b) => b,
-            Err(e) => return (read_error(&format!("cannot read blob {}: {e}", blob.id)), None),
+            Err(e) => return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None),
         };
         match lfs::check_pointer(&bytes) {
             PointerCheck::NotPointer => {}
             PointerCheck::Invalid(reason) => {
                 return (Judged::from_findings(vec![lfs::invalid_pointer(&reason)], read.size, None), Some(blob_key))
             }
-            PointerCheck::Valid(p) => return judge_lfs(repo, &p, &display, config, cache),
+            PointerCheck::Valid(p) => return judge_pointer(ctx, &p, &display),
         }
     }
-    let report = scan_source(&display, read.source, &config.scan);
+    let report = scan_source(&display, source, &ctx.config.scan);
     (Judged::from_report(&report, None), Some(blob_key))
 }
 
-fn judge_lfs(
-    repo: &ObjectView,
-    p: &lfs::Pointer,
-    display: &str,
-    config: &HookConfig,
-    cache: Option<&Cache>,
-) -> (Judged, Option<String>) {
-    // Resolve first (a stat and an open): the object must be there and match the pointer
-    // before any cached verdict for its oid counts.
-    match lfs::resolve(&config.lfs, repo.git_dir(), p) {
-        Resolved::Found { source, .. } => {
-            let key = Cache::lfs_key(&p.oid);
-            if let Some(j) = cache.and_then(|c| c.get(&key)).filter(|j| j.size == p.size) {
-                return (Judged { cached: true, ..j }, None);
-            }
-            let report = scan_source(display, Arc::new(source), &config.scan);
-            (Judged::from_report(&report, Some(p.oid.clone())), Some(key))
-        }
-        Resolved::Problem(f) => (Judged::from_findings(vec![f], p.size, Some(p.oid.clone())), None),
+fn judge_pointer(ctx: &Ctx<'_>, p: &lfs::Pointer, display: &str) -> (Judged, Option<String>) {
+    if let Some(m) = ctx.config.limits.max_file_size.filter(|m| p.size > *m) {
+        return (too_large(p.size, m, Some(p.oid.clone())), None);
     }
+    judge_lfs_object(ctx.git_dir, &ctx.config.lfs, p, display, &ctx.config.scan, ctx.cache, ctx.meter)
 }
 
-fn read_error(msg: &str) -> Judged {
-    Judged::from_findings(vec![Finding::new("read-error", Severity::Error, msg)], 0, None)
+/// Judge the LFS object behind a valid pointer: resolve it (it must be there and match the
+/// pointer before any cached verdict for its oid counts), then the cache, then the engine.
+/// Every byte read (the sha256 check included) is charged to `meter`.
+pub(crate) fn judge_lfs_object(
+    git_dir: &Path,
+    store: &lfs::LfsStore,
+    p: &lfs::Pointer,
+    display: &str,
+    opts: &crate::engine::ScanOptions,
+    cache: Option<&Cache>,
+    meter: &Arc<FileMeter>,
+) -> (Judged, Option<String>) {
+    let unverified = lfs::LfsStore { verify_sha256: false, ..store.clone() };
+    let source = match lfs::resolve(&unverified, git_dir, p) {
+        Resolved::Found { source, .. } => Arc::new(Guarded::new(Arc::new(source), meter.clone())),
+        Resolved::Problem(f) => return (Judged::from_findings(vec![f], p.size, Some(p.oid.clone())), None),
+    };
+    if store.verify_sha256 {
+        match lfs::sha256_of(source.as_ref()) {
+            Ok(h) if h == p.oid => {}
+            Ok(h) => {
+                let f =
+                    Finding::new("lfs-object-mismatch", Severity::Error, "lfs object content does not hash to its oid")
+                        .evidence(format!("sha256:{} (content hashes to sha256:{h})", p.oid));
+                return (Judged::from_findings(vec![f], p.size, Some(p.oid.clone())), None);
+            }
+            Err(e) => return (unreadable(&format!("cannot read lfs object sha256:{}: {e}", p.oid)), None),
+        }
+    }
+    let key = Cache::lfs_key(&p.oid);
+    if let Some(j) = cache.and_then(|c| c.get(&key)).filter(|j| j.size == p.size) {
+        return (Judged { cached: true, ..j }, None);
+    }
+    let report = scan_source(display, source, opts);
+    (Judged::from_report(&report, Some(p.oid.clone())), Some(key))
+}
+
+fn unreadable(msg: &str) -> Judged {
+    budget_judged("gate-object-unreadable", msg.to_string())
+}
+
+/// A judgement that is about the gate, not the content: never cached.
+pub(crate) fn budget_judged(code: &'static str, msg: String) -> Judged {
+    Judged::from_findings(vec![Finding::new(code, Severity::Error, msg)], 0, None)
+}
+
+fn too_large(size: u64, max: u64, lfs_oid: Option<String>) -> Judged {
+    let f = Finding::new(
+        "file-too-large",
+        Severity::Error,
+        format!("{size} bytes is more than the policy's max_file_size of {max} bytes; not scanned"),
+    );
+    Judged::from_findings(vec![f], size, lfs_oid)
+}
+
+/// `2m`, `30s`, `250ms`.
+pub(crate) fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 && ms > 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 mod verdict_str {

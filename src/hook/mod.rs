@@ -2,41 +2,87 @@
 //! pointers name) and rejects the push when a file is dangerous or cannot be judged;
 //! `post-receive` records the verdicts as git notes and in an audit log.
 //!
-//! What to do with a verdict is a [`Decide`] implementation (the policy at merge); this
-//! module only defines the default. Any internal failure rejects the push (fail closed).
+//! What to do with a verdict is a [`Decide`] implementation: [`gate::PolicyDecider`] applies
+//! a policy; [`DefaultDecision`] is the built-in behaviour. Any internal failure follows the
+//! policy's `on_error` (default: reject, fail closed).
 
+mod budget;
 mod cache;
+pub mod gate;
+mod handoff;
+pub mod install;
 mod judge;
+pub mod lfs_store;
 mod message;
 pub mod post_receive;
 pub mod pre_receive;
 
+pub use crate::policy::Action;
+pub use budget::Limits;
 pub use cache::Cache;
 pub use judge::{judge_all, Fact, Judged};
 pub use message::{escape, escape_bytes, Out};
 
 use crate::engine::ScanOptions;
-use crate::finding::{CodeInfo, Verdict};
+use crate::finding::{CodeInfo, Severity, Verdict};
 use crate::git::NewBlob;
 use crate::lfs::LfsStore;
 use std::path::{Path, PathBuf};
 
-pub const CODES: &[CodeInfo] = &[];
+pub const CODES: &[CodeInfo] = &[
+    CodeInfo {
+        code: "file-too-large",
+        severity: Severity::Error,
+        summary: "the file is larger than the policy's max_file_size and was not scanned",
+        fix: "keep the file out of the repository, or ask an admin to raise max_file_size for it",
+    },
+    CodeInfo {
+        code: "gate-file-timeout",
+        severity: Severity::Error,
+        summary: "the file's scan did not finish within the gate's per-file time budget",
+        fix: "ask an admin to raise file_timeout in the policy, or convert the model to safetensors",
+    },
+    CodeInfo {
+        code: "gate-file-budget-exceeded",
+        severity: Severity::Error,
+        summary: "the file's scan read more bytes than the gate's per-file byte budget",
+        fix: "ask an admin to raise max_file_read_bytes in the policy, or convert the model to safetensors",
+    },
+    CodeInfo {
+        code: "gate-push-budget-exceeded",
+        severity: Severity::Error,
+        summary: "the push ran out of its time or byte budget before this file was judged",
+        fix: "push in smaller parts, or ask an admin to raise push_timeout or max_push_read_bytes",
+    },
+    CodeInfo {
+        code: "gate-object-unreadable",
+        severity: Severity::Error,
+        summary: "the gate could not read the object from the repository or the lfs store",
+        fix: "push again; if it persists, ask an admin to check the server's repository and disk",
+    },
+];
 
-/// What the gate does with one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// The push is rejected.
-    Reject,
-    /// Accepted with a warning (and recorded in the note).
-    Tag,
-    Allow,
-}
+/// Codes that say the gate could not judge a file (its own failure or budget), not what the
+/// file holds: such files follow the policy's `on_error`.
+pub const GATE_FAILURE_CODES: &[&str] = &[
+    "gate-file-timeout",
+    "gate-file-budget-exceeded",
+    "gate-push-budget-exceeded",
+    "gate-object-unreadable",
+    "lfs-store-unavailable",
+    "internal-error",
+];
 
-/// Turns a file's judgement into an action. The policy module implements this at merge;
+/// Turns a file's judgement into an action. [`gate::PolicyDecider`] applies a policy;
 /// closures `Fn(&NewBlob, &Judged) -> Action` work too.
 pub trait Decide: Sync {
     fn decide(&self, blob: &NewBlob, judged: &Judged) -> Action;
+
+    /// The action and, when something besides the verdict decided it, why (a rule's reason,
+    /// `on_error`, `lfs_missing`).
+    fn decide_why(&self, blob: &NewBlob, judged: &Judged) -> (Action, Option<String>) {
+        (self.decide(blob, judged), None)
+    }
 }
 
 impl<F: Fn(&NewBlob, &Judged) -> Action + Sync> Decide for F {
@@ -65,11 +111,18 @@ impl Decide for DefaultDecision {
     }
 }
 
-/// Settings of the gate. The policy fills this; [`Default`] is the built-in behaviour.
+/// Settings of the gate. The policy fills this ([`gate::hook_config`]); [`Default`] is the
+/// built-in behaviour.
 #[derive(Debug, Clone)]
 pub struct HookConfig {
     pub scan: ScanOptions,
     pub lfs: LfsStore,
+    /// Time and byte budgets, and the size limit.
+    pub limits: Limits,
+    /// What happens to the push when the gate itself fails.
+    pub on_error: Action,
+    /// Who may skip the gate with `-o modelgate.skip=<reason>`.
+    pub bypass: crate::policy::Bypass,
     /// Blobs of at least this many bytes are streamed to a temporary file, never loaded.
     pub stream_threshold: u64,
     /// Verdict cache; `None` disables it. Relative paths are under the git directory.
@@ -90,6 +143,9 @@ impl Default for HookConfig {
         HookConfig {
             scan: ScanOptions::default(),
             lfs: LfsStore::default(),
+            limits: Limits::default(),
+            on_error: Action::Reject,
+            bypass: crate::policy::Bypass::default(),
             stream_threshold: 64 << 20,
             cache_dir: Some(PathBuf::from("modelgate/cache")),
             cache_salt: String::new(),
@@ -108,21 +164,60 @@ pub struct HookEnv {
     pub git: crate::git::GitEnv,
     /// Running under GitLab (Gitaly): message lines get the `GL-HOOK-ERR: ` prefix.
     pub gitlab: bool,
-    /// Who pushed, when the forge says (`GL_USERNAME`, `GITEA_PUSHER_NAME`).
+    /// Who pushed, when the forge says (`GL_USERNAME`, `GITEA_PUSHER_NAME`, or the variable
+    /// the policy names).
     pub pusher: Option<String>,
+    /// The repository's forge name: `GL_PROJECT_PATH`, or `GITEA_REPO_USER_NAME/GITEA_REPO_NAME`.
+    pub forge_repo: Option<String>,
+    /// `git push -o` options (`GIT_PUSH_OPTION_<n>`).
+    pub push_options: Vec<String>,
 }
 
 impl HookEnv {
+    /// The environment git and the forge set; the pusher from GitLab's or Gitea's variables.
     pub fn from_env() -> HookEnv {
+        HookEnv::from_env_with(None)
+    }
+
+    /// Like [`HookEnv::from_env`]; with `pusher_env`, the pusher is read from that variable only.
+    pub fn from_env_with(pusher_env: Option<&str>) -> HookEnv {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let gitlab = ["GL_ID", "GL_PROJECT_PATH", "GL_REPOSITORY", "GL_USERNAME", "GL_PROTOCOL"]
+            .iter()
+            .any(|k| std::env::var_os(k).is_some());
+        let pusher = match pusher_env {
+            Some(name) => var(name),
+            None if gitlab => var("GL_USERNAME"),
+            None => var("GITEA_PUSHER_NAME"),
+        };
+        let forge_repo =
+            var("GL_PROJECT_PATH").or_else(|| match (var("GITEA_REPO_USER_NAME"), var("GITEA_REPO_NAME")) {
+                (Some(owner), Some(name)) => Some(format!("{owner}/{name}")),
+                _ => None,
+            });
+        let count = var("GIT_PUSH_OPTION_COUNT").and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
+        let push_options =
+            (0..count.min(1000)).filter_map(|i| std::env::var(format!("GIT_PUSH_OPTION_{i}")).ok()).collect();
         HookEnv {
             git_dir: std::env::var_os("GIT_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")),
             git: crate::git::GitEnv::from_env(),
-            gitlab: ["GL_ID", "GL_PROJECT_PATH", "GL_REPOSITORY", "GL_USERNAME", "GL_PROTOCOL"]
-                .iter()
-                .any(|k| std::env::var_os(k).is_some()),
-            pusher: var("GL_USERNAME").or_else(|| var("GITEA_PUSHER_NAME")),
+            gitlab,
+            pusher,
+            forge_repo,
+            push_options,
         }
+    }
+
+    /// The names rules' `repos` globs are matched against: the forge name, then the
+    /// repository's absolute path (without a trailing `/`).
+    pub fn repo_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.forge_repo.iter().cloned().collect();
+        let dir = std::fs::canonicalize(&self.git_dir).unwrap_or_else(|_| self.git_dir.clone());
+        let path = dir.to_string_lossy().trim_end_matches('/').to_string();
+        if !path.is_empty() {
+            out.push(path);
+        }
+        out
     }
 }
 

@@ -1,10 +1,15 @@
 //! `pre-receive`: judge every blob a push introduces; exit 1 rejects the whole push.
 
+use super::gate::{hook_config, load_policy, PolicyDecider};
 use super::{audit, now_secs, read_stdin, under, Action, Cache, Decide, HookConfig, HookEnv, Judged, Out};
 use crate::finding::{code_info, Verdict};
 use crate::git::{self, existing_tips, introduced, parse_updates, GateRepo, NewBlob, UpdateKind};
 use anyhow::{anyhow, Result};
 use std::io::{Read, Write};
+use std::path::Path;
+
+/// The push option that asks to skip the gate: `git push -o modelgate.skip=<reason>`.
+pub const SKIP_OPTION: &str = "modelgate.skip";
 
 /// What a pre-receive run found.
 #[derive(Debug, Default)]
@@ -16,6 +21,8 @@ pub struct Summary {
     pub rejected: usize,
     pub tagged: usize,
     pub new_commits: usize,
+    /// Files the policy rejects that a bypass let through.
+    pub bypassed: usize,
 }
 
 impl Summary {
@@ -32,10 +39,37 @@ pub fn run() -> i32 {
 
 /// [`run`] with a configuration and decision from the policy.
 pub fn run_with(config: &HookConfig, decide: &dyn Decide) -> i32 {
-    let env = HookEnv::from_env();
+    let env = HookEnv::from_env_with(config.bypass.pusher_env.as_deref());
     let mut stdin = std::io::stdin().lock();
     let mut stderr = std::io::stderr().lock();
     run_io(&env, config, decide, &mut stdin, &mut stderr)
+}
+
+/// The hook as `modelgate hook pre-receive [--policy FILE]` runs it: find and load the
+/// policy (a policy that fails to load rejects the push, naming the file and the problem),
+/// then judge the push with it.
+pub fn run_policy(policy_flag: Option<&Path>) -> i32 {
+    let probe = HookEnv::from_env();
+    let (policy, _source) = match load_policy(policy_flag, &probe.git_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            let mut stderr = std::io::stderr().lock();
+            let mut out = Out::new(&mut stderr, probe.gitlab);
+            out.line("modelgate: push rejected: the push gate's policy cannot be loaded");
+            for l in format!("{e:#}").lines() {
+                out.line(&format!("modelgate: {l}"));
+            }
+            out.line("modelgate: nothing is accepted until an admin fixes the policy (`modelgate policy check FILE`)");
+            out.flush();
+            return 1;
+        }
+    };
+    let config = hook_config(&policy);
+    let env = HookEnv::from_env_with(policy.bypass.pusher_env.as_deref());
+    let decider = PolicyDecider { policy: &policy, repos: env.repo_names() };
+    let mut stdin = std::io::stdin().lock();
+    let mut stderr = std::io::stderr().lock();
+    run_io(&env, &config, &decider, &mut stdin, &mut stderr)
 }
 
 /// The whole hook with explicit inputs and output; any failure rejects the push.
@@ -49,17 +83,33 @@ pub fn run_io(
     let mut out = Out::new(err, env.gitlab);
     let res =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pre_receive(env, config, decide, stdin, &mut out)));
-    let code = match res {
-        Ok(Ok(summary)) => summary.exit_code(),
-        Ok(Err(e)) => {
-            out.line(&format!("modelgate: push rejected: {e:#}"));
-            out.line("modelgate: the push gate failed, so nothing was accepted; ask an admin to check the server");
-            1
+    let failure = match res {
+        Ok(Ok(summary)) => {
+            out.flush();
+            return summary.exit_code();
         }
-        Err(_) => {
-            out.line("modelgate: push rejected: internal error (panic) in the push gate");
-            1
-        }
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(_) => "internal error (panic) in the push gate".to_string(),
+    };
+    let code = if config.on_error == Action::Reject {
+        out.line(&format!("modelgate: push rejected: {failure}"));
+        out.line("modelgate: the push gate failed, so nothing was accepted; ask an admin to check the server");
+        1
+    } else {
+        out.line(&format!("modelgate: warning: the push gate failed: {failure}"));
+        out.line(&format!(
+            "modelgate: warning: push accepted WITHOUT a model scan (policy on_error = {})",
+            config.on_error
+        ));
+        let record = serde_json::json!({
+            "time": now_secs(),
+            "event": "gate-failed",
+            "error": failure,
+            "on_error": config.on_error.as_str(),
+            "pusher": env.pusher,
+        });
+        audit(&env.git_dir, config, &[record], &mut out);
+        0
     };
     out.flush();
     code
@@ -80,6 +130,7 @@ pub fn pre_receive(
     if updates.iter().all(|u| u.kind() == UpdateKind::Delete) {
         return Ok(Summary::default());
     }
+    let bypass = bypass(env, config, &updates, repo.git_dir(), out);
     let hidden = existing_tips(&repo.repo, |_| false)?;
     let intro = introduced(&repo.repo, &updates, &hidden)?;
     let cache =
@@ -87,28 +138,46 @@ pub fn pre_receive(
     let judged = super::judge_all(repo.view(), &intro.blobs, config, cache.as_ref());
 
     let mut s = Summary { files: judged.len(), new_commits: intro.commits.len(), ..Default::default() };
-    let mut rejected: Vec<(&NewBlob, &Judged)> = Vec::new();
-    let mut tagged: Vec<(&NewBlob, &Judged)> = Vec::new();
+    let mut rejected: Vec<(&NewBlob, &Judged, Option<String>)> = Vec::new();
+    let mut tagged: Vec<(&NewBlob, &Judged, Option<String>)> = Vec::new();
     for (blob, j) in intro.blobs.iter().zip(&judged) {
         s.cached += usize::from(j.cached);
-        match decide.decide(blob, j) {
-            Action::Reject => rejected.push((blob, j)),
-            Action::Tag => tagged.push((blob, j)),
-            Action::Allow => {}
+        match decide.decide_why(blob, j) {
+            (Action::Reject, why) => rejected.push((blob, j, why)),
+            (Action::Tag, why) => tagged.push((blob, j, why)),
+            (Action::Allow, _) => {}
         }
     }
-    s.rejected = rejected.len();
     s.tagged = tagged.len();
 
-    for (blob, j) in &tagged {
+    for (blob, j, why) in &tagged {
+        let codes = j.codes().join(", ");
+        let why = why.as_deref().map(|w| format!("; {w}")).unwrap_or_default();
         out.line(&format!(
-            "modelgate: warning: {} is {} ({}); accepted and recorded",
+            "modelgate: warning: {} is {} ({codes}){why}; accepted and recorded",
             where_(blob),
-            j.verdict,
-            j.codes().join(", ")
+            j.verdict
         ));
     }
+    if let Some(b) = bypass.filter(|_| !rejected.is_empty()) {
+        s.bypassed = rejected.len();
+        out.line(&format!(
+            "modelgate: BYPASS by {}: {} file(s) the policy rejects were accepted ({})",
+            b.pusher,
+            rejected.len(),
+            b.reason
+        ));
+        for (blob, j, why) in rejected.iter().take(config.max_reported) {
+            describe(out, blob, j, why.as_deref());
+        }
+        let records = records("bypassed", env, &rejected);
+        audit(repo.git_dir(), config, &records, out);
+        hand_off(repo.git_dir(), &input, config, &intro, &judged, out);
+        return Ok(s);
+    }
+    s.rejected = rejected.len();
     if rejected.is_empty() {
+        hand_off(repo.git_dir(), &input, config, &intro, &judged, out);
         if s.files > 0 {
             out.line(&format!(
                 "modelgate: {} new file(s) checked ({} from cache), {} warning(s); push accepted",
@@ -118,34 +187,133 @@ pub fn pre_receive(
         return Ok(s);
     }
     out.line(&format!("modelgate: push rejected: {} file(s) failed the model scan", rejected.len()));
-    for (blob, j) in rejected.iter().take(config.max_reported) {
-        describe(out, blob, j);
+    for (blob, j, why) in rejected.iter().take(config.max_reported) {
+        describe(out, blob, j, why.as_deref());
     }
     if rejected.len() > config.max_reported {
         out.line(&format!("modelgate: ... and {} more file(s)", rejected.len() - config.max_reported));
     }
-    let records: Vec<serde_json::Value> = rejected
+    let records = records("rejected", env, &rejected);
+    audit(repo.git_dir(), config, &records, out);
+    Ok(s)
+}
+
+/// Leave the model files of an accepted push for post-receive.
+fn hand_off(
+    git_dir: &Path,
+    input: &[u8],
+    config: &HookConfig,
+    intro: &git::Introduced,
+    judged: &[Judged],
+    out: &mut Out<'_>,
+) {
+    let files = intro
+        .blobs
         .iter()
-        .flat_map(|(blob, j)| {
+        .zip(judged)
+        .filter(|(_, j)| j.is_model())
+        .map(|(b, j)| super::handoff::HandoffFile {
+            blob: b.id.to_string(),
+            places: b
+                .places
+                .iter()
+                .map(|p| super::handoff::HandoffPlace {
+                    path: super::escape_bytes(&p.path),
+                    commit: p.commit.map(|c| c.to_string()),
+                    refname: super::escape_bytes(&p.refname),
+                })
+                .collect(),
+            judged: j.clone(),
+        })
+        .collect();
+    let h = super::handoff::Handoff {
+        engine: crate::ENGINE_VERSION.to_string(),
+        salt: config.cache_salt.clone(),
+        commits: intro.commits.iter().map(|c| c.to_string()).collect(),
+        files,
+    };
+    if let Err(e) = super::handoff::save(git_dir, input, &h) {
+        // post-receive then works it out itself.
+        out.line(&format!("modelgate: warning: cannot leave the results for post-receive: {e}"));
+    }
+}
+
+/// One audit record per place of each file.
+fn records(event: &str, env: &HookEnv, files: &[(&NewBlob, &Judged, Option<String>)]) -> Vec<serde_json::Value> {
+    files
+        .iter()
+        .flat_map(|(blob, j, why)| {
             blob.places.iter().map(move |p| {
                 serde_json::json!({
                     "time": now_secs(),
-                    "event": "rejected",
+                    "event": event,
                     "ref": super::escape_bytes(&p.refname),
                     "commit": p.commit.map(|c| c.to_string()),
                     "path": super::escape_bytes(&p.path),
                     "blob": blob.id.to_string(),
                     "lfs_oid": j.lfs_oid,
                     "verdict": j.verdict.as_str(),
+                    "format": j.format,
                     "codes": j.codes(),
                     "imports": j.imports,
+                    "policy": why,
                     "pusher": env.pusher,
                 })
             })
         })
-        .collect();
-    audit(repo.git_dir(), config, &records, out);
-    Ok(s)
+        .collect()
+}
+
+/// An honoured bypass request.
+struct Bypassed {
+    pusher: String,
+    reason: String,
+}
+
+/// Look for `-o modelgate.skip=<reason>`; honour it only for a pusher the policy lists.
+/// Every request is shown to the pusher and written to the audit log.
+fn bypass(
+    env: &HookEnv,
+    config: &HookConfig,
+    updates: &[git::RefUpdate],
+    git_dir: &Path,
+    out: &mut Out<'_>,
+) -> Option<Bypassed> {
+    let request = env.push_options.iter().find_map(|o| {
+        let rest = o.strip_prefix(SKIP_OPTION)?;
+        if rest.is_empty() {
+            Some(String::new())
+        } else {
+            rest.strip_prefix('=').map(|r| r.trim().to_string())
+        }
+    })?;
+    let pusher = env.pusher.clone();
+    let refusal = match &pusher {
+        _ if request.is_empty() => Some("give a reason: `git push -o modelgate.skip=\"<why>\"`".to_string()),
+        None => Some("the pusher is unknown on this server".to_string()),
+        Some(p) if !config.bypass.allows(p) => Some(format!("{p} is not allowed to bypass the gate")),
+        Some(_) => None,
+    };
+    let record = serde_json::json!({
+        "time": now_secs(),
+        "event": if refusal.is_some() { "bypass-refused" } else { "bypass" },
+        "pusher": pusher,
+        "reason": request,
+        "refused": refusal,
+        "refs": updates.iter().map(|u| super::escape_bytes(&u.name)).collect::<Vec<_>>(),
+    });
+    audit(git_dir, config, &[record], out);
+    match refusal {
+        Some(why) => {
+            out.line(&format!("modelgate: bypass refused: {why}; the push is checked as usual"));
+            None
+        }
+        None => {
+            let pusher = pusher.unwrap_or_default();
+            out.line(&format!("modelgate: bypass requested by {pusher}: {request} (logged)"));
+            Some(Bypassed { pusher, reason: request })
+        }
+    }
 }
 
 /// `path (commit abc1234 on refs/heads/x)` for a blob's first place.
@@ -162,7 +330,7 @@ fn where_(blob: &NewBlob) -> String {
     }
 }
 
-fn describe(out: &mut Out<'_>, blob: &NewBlob, j: &Judged) {
+fn describe(out: &mut Out<'_>, blob: &NewBlob, j: &Judged, why: Option<&str>) {
     out.line("");
     let lfs =
         j.lfs_oid.as_deref().map(|o| format!(", lfs object sha256:{}", &o[..o.len().min(12)])).unwrap_or_default();
@@ -170,6 +338,9 @@ fn describe(out: &mut Out<'_>, blob: &NewBlob, j: &Judged) {
     for p in blob.places.iter().skip(1).take(5) {
         let at = p.commit.map(|c| format!(" (commit {})", git::short(&c))).unwrap_or_default();
         out.line(&format!("    also at {}{at}", super::escape_bytes(&p.path)));
+    }
+    if let Some(w) = why {
+        out.line(&format!("    decided by {w}"));
     }
     let mut facts: Vec<_> = j.findings.iter().filter(|f| f.severity > crate::finding::Severity::Info).collect();
     facts.sort_by_key(|f| std::cmp::Reverse(f.severity));

@@ -7,10 +7,18 @@ use std::process::{Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_modelgate");
 
-/// Bytes the engine in every branch rejects: a 7z archive it cannot open (`unsupported-archive`).
-pub const SEVENZ: &[u8] = b"7z\xbc\xaf\x27\x1c\x00\x04 pretend archive payload";
 /// A real dangerous pickle: `os.system('echo pwned')`.
 pub const EVIL_PICKLE: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+/// The file the push tests expect the gate to reject, with what the rejection shows.
+pub const BAD: &[u8] = EVIL_PICKLE;
+pub const BAD_CODE: &str = "pickle-import-dangerous";
+pub const BAD_SHOWN: &str = "DANGEROUS (pickle)";
+pub const BAD_VERDICT: &str = "dangerous";
+pub const BAD_FORMAT: &str = "pickle";
+pub const BAD_FIX: &str = "fix: do not load the file";
+pub const BAD_EVIDENCE: &str = "os.system('echo pwned')";
+/// A pickle that imports a class of the saving script: suspicious.
+pub const SUSPICIOUS_PICKLE: &[u8] = b"\x80\x02c__main__\nMyModel\nq\x00)\x81q\x01.";
 /// A benign pickle (protocol 4, the int 1).
 pub const GOOD_PICKLE: &[u8] = b"\x80\x04K\x01.";
 
@@ -43,6 +51,11 @@ pub fn git_cmd(home: &Path, cwd: &Path) -> Command {
         .env_remove("GL_REPOSITORY")
         .env_remove("GL_USERNAME")
         .env_remove("GL_PROTOCOL")
+        .env_remove("GITEA_REPO_USER_NAME")
+        .env_remove("GITEA_REPO_NAME")
+        .env_remove("GITEA_PUSHER_NAME")
+        .env_remove("MODELGATE_POLICY")
+        .env_remove("MODELGATE")
         .stdin(Stdio::null());
     c
 }
@@ -146,6 +159,71 @@ impl Env {
         assert!(o.status.success());
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
+}
+
+impl Env {
+    /// Write a policy file in the test directory and return its path.
+    pub fn policy(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Install the hooks with `modelgate install --policy <policy> [args] <bare>`.
+    pub fn install_gate(&self, policy: Option<&Path>, args: &[&str]) -> String {
+        let mut c = Command::new(BIN);
+        c.arg("install").args(args);
+        if let Some(p) = policy {
+            c.arg("--policy").arg(p);
+        }
+        let o = c.arg(&self.bare).output().unwrap();
+        assert!(o.status.success(), "install failed:\n{}{}", show(&o.stdout), show(&o.stderr));
+        show(&o.stdout)
+    }
+
+    /// Audit log lines of the server repository.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.bare.join("modelgate/audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// A safetensors file with one F32 tensor of two values, and optional metadata.
+pub fn safetensors(metadata: Option<(&str, &str)>) -> Vec<u8> {
+    let meta = metadata.map(|(k, v)| format!(",\"__metadata__\":{{{}:{}}}", json(k), json(v))).unwrap_or_default();
+    let header = format!("{{\"w\":{{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}{meta}}}");
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out
+}
+
+fn json(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// sha256 of bytes, lowercase hex (an LFS oid).
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A Git LFS pointer to `bytes`.
+pub fn pointer(bytes: &[u8]) -> Vec<u8> {
+    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize {}\n", sha256_hex(bytes), bytes.len())
+        .into_bytes()
+}
+
+/// Store `bytes` in a Gitea-layout LFS store; returns the oid.
+pub fn put_gitea_object(root: &Path, bytes: &[u8]) -> String {
+    let oid = sha256_hex(bytes);
+    let p = root.join(&oid[0..2]).join(&oid[2..4]).join(&oid[4..]);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+    oid
 }
 
 pub fn show(b: &[u8]) -> String {

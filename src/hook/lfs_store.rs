@@ -1,0 +1,466 @@
+//! Git LFS objects outside a push. No forge runs a hook when an LFS object is uploaded, so:
+//! `modelgate lfs scan` judges objects named by oid (for servers that can run a command
+//! after an upload), and `modelgate lfs watch` polls a filesystem store, judges each object
+//! once it is complete, and can move rejected objects to a quarantine directory so that
+//! they can no longer be downloaded. Both write their verdicts to the cache the hook reads,
+//! so a later push of a pointer to an object already judged reads none of its bytes.
+
+use super::budget::FileMeter;
+use super::gate::PolicyDecider;
+use super::judge::{budget_judged, judge_lfs_object, run_pool, Jobs};
+use super::{audit, now_secs, under, Action, Cache, HookConfig, Judged, Out};
+use crate::finding::{Finding, Severity};
+use crate::lfs::{self, Layout, LfsStore, Pointer};
+use crate::policy::Policy;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What an LFS command works with: the policy, the gate configuration it gives, and the
+/// directory relative store, cache and audit-log paths are resolved against.
+pub struct LfsRun<'p> {
+    pub policy: &'p Policy,
+    pub config: HookConfig,
+    /// A repository's git directory, or any base directory for a server-wide store.
+    pub base: PathBuf,
+}
+
+/// The verdict on one LFS object.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectVerdict {
+    pub oid: String,
+    pub verdict: String,
+    pub format: String,
+    pub size: u64,
+    pub action: Action,
+    /// What decided the action besides the verdict (a rule, `on_error`, `lfs_missing`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    pub cached: bool,
+    pub imports: Vec<String>,
+    pub findings: Vec<super::Fact>,
+    /// Where a rejected object was moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<PathBuf>,
+}
+
+impl ObjectVerdict {
+    fn new(oid: &str, j: Judged, action: Action, decided_by: Option<String>) -> ObjectVerdict {
+        ObjectVerdict {
+            oid: oid.to_string(),
+            verdict: j.verdict.as_str().to_string(),
+            format: j.format.clone(),
+            size: j.size,
+            action,
+            decided_by,
+            cached: j.cached,
+            imports: j.imports.clone(),
+            findings: j.findings,
+            quarantined: None,
+        }
+    }
+
+    /// One line for a terminal or a log.
+    pub fn line(&self) -> String {
+        let mut codes: Vec<&str> = Vec::new();
+        for f in &self.findings {
+            if !codes.contains(&f.code.as_str()) {
+                codes.push(&f.code);
+            }
+        }
+        let mut l = format!("sha256:{} {} ({}) {}", self.oid, self.verdict, self.format, self.action);
+        if !codes.is_empty() {
+            l.push_str(&format!(" [{}]", codes.join(", ")));
+        }
+        if let Some(e) = self.findings.iter().find_map(|f| f.evidence.as_deref()) {
+            l.push_str(&format!(" evidence: {}", super::escape(e)));
+        }
+        if self.cached {
+            l.push_str(" (cached)");
+        }
+        if let Some(q) = &self.quarantined {
+            l.push_str(&format!(" quarantined to {}", q.display()));
+        }
+        l
+    }
+}
+
+/// Accept `<oid>` or `sha256:<oid>` (64 lowercase hex characters).
+pub fn parse_oid(text: &str) -> Result<String> {
+    let t = text.trim();
+    let oid = t.strip_prefix("sha256:").unwrap_or(t);
+    if lfs::is_oid(oid) {
+        Ok(oid.to_string())
+    } else {
+        bail!("not a git lfs oid (64 lowercase hex characters): {:?}", super::escape(t))
+    }
+}
+
+impl LfsRun<'_> {
+    fn cache(&self) -> Option<Cache> {
+        self.config
+            .cache_dir
+            .as_ref()
+            .map(|d| Cache::new(under(&self.base, d), &self.config.scan, &self.config.cache_salt))
+    }
+
+    fn decide(&self, oid: &str, j: Judged) -> ObjectVerdict {
+        let decider = PolicyDecider { policy: self.policy, repos: Vec::new() };
+        let (action, why) = decider.decide_at(&j, &[]);
+        ObjectVerdict::new(oid, j, action, why)
+    }
+
+    fn audit(&self, event: &str, v: &[ObjectVerdict], out: &mut Out<'_>) {
+        let records: Vec<serde_json::Value> = v
+            .iter()
+            .map(|o| {
+                let codes: Vec<&str> = o.findings.iter().map(|f| f.code.as_str()).collect();
+                serde_json::json!({
+                    "time": now_secs(),
+                    "event": event,
+                    "lfs_oid": o.oid,
+                    "verdict": o.verdict,
+                    "format": o.format,
+                    "action": o.action.as_str(),
+                    "codes": codes,
+                    "imports": o.imports,
+                    "policy": o.decided_by,
+                    "quarantined": o.quarantined,
+                })
+            })
+            .collect();
+        audit(&self.base, &self.config, &records, out);
+    }
+
+    /// Judge the objects named by `oids` (validated with [`parse_oid`]), in order.
+    pub fn scan(&self, oids: &[String], err: &mut dyn std::io::Write) -> Result<Vec<ObjectVerdict>> {
+        self.config.lfs.validate().map_err(|e| anyhow!("bad lfs configuration: {e}"))?;
+        let jobs = ObjectJobs {
+            oids: oids.to_vec(),
+            base: self.base.clone(),
+            store: self.config.lfs.clone(),
+            config: self.config.clone(),
+            cache: self.cache(),
+            watch: false,
+        };
+        let judged = run_pool(Arc::new(jobs), &self.config.limits);
+        let out: Vec<ObjectVerdict> = oids.iter().zip(judged).map(|(oid, j)| self.decide(oid, j)).collect();
+        self.audit("lfs-scanned", &out, &mut Out::new(err, false));
+        Ok(out)
+    }
+}
+
+/// Objects to judge by oid.
+struct ObjectJobs {
+    oids: Vec<String>,
+    base: PathBuf,
+    store: LfsStore,
+    config: HookConfig,
+    cache: Option<Cache>,
+    /// Watching: a cached verdict for an object of the same size is taken before hashing,
+    /// and every other object is hashed (a half-written file does not hash to its oid).
+    watch: bool,
+}
+
+impl Jobs for ObjectJobs {
+    type Local = ();
+
+    fn len(&self) -> usize {
+        self.oids.len()
+    }
+
+    fn local(&self) {}
+
+    fn judge(&self, _: &mut (), index: usize, meter: &Arc<FileMeter>) -> (Judged, Option<String>) {
+        let Some(oid) = self.oids.get(index) else {
+            return (budget_judged("internal-error", "no such object".into()), None);
+        };
+        let path = match self.store.object_path(&self.base, oid) {
+            Ok(p) => p,
+            Err(e) => return (Judged::from_findings(vec![unavailable(&e.0)], 0, Some(oid.clone())), None),
+        };
+        let size = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => return (missing(oid, &path), None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (missing(oid, &path), None),
+            Err(e) => return (Judged::from_findings(vec![unavailable(&e.to_string())], 0, Some(oid.clone())), None),
+        };
+        if let Some(m) = self.config.limits.max_file_size.filter(|m| size > *m) {
+            let f = Finding::new(
+                "file-too-large",
+                Severity::Error,
+                format!("{size} bytes is more than the policy's max_file_size of {m} bytes; not scanned"),
+            );
+            return (Judged::from_findings(vec![f], size, Some(oid.clone())), None);
+        }
+        let key = Cache::lfs_key(oid);
+        if self.watch {
+            if let Some(j) = self.cache.as_ref().and_then(|c| c.get(&key)).filter(|j| j.size == size) {
+                return (Judged { cached: true, ..j }, None);
+            }
+        }
+        let store = LfsStore { verify_sha256: self.store.verify_sha256 || self.watch, ..self.store.clone() };
+        let pointer = Pointer { oid: oid.clone(), size };
+        let display = format!("sha256:{oid}");
+        judge_lfs_object(&self.base, &store, &pointer, &display, &self.config.scan, self.cache.as_ref(), meter)
+    }
+
+    fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
+    }
+}
+
+fn missing(oid: &str, path: &Path) -> Judged {
+    let f = Finding::new("lfs-object-missing", Severity::Error, format!("no lfs object at {}", path.display()))
+        .evidence(format!("sha256:{oid}"));
+    Judged::from_findings(vec![f], 0, Some(oid.to_string()))
+}
+
+fn unavailable(msg: &str) -> Finding {
+    Finding::new("lfs-store-unavailable", Severity::Error, format!("cannot read the lfs store: {msg}"))
+}
+
+/// How `modelgate lfs watch` runs.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// Move rejected objects here (created if needed).
+    pub quarantine: Option<PathBuf>,
+    /// Time between polls.
+    pub interval: Duration,
+    /// A file whose size and modification time have not changed for this long (or since
+    /// the previous poll) is taken as finished.
+    pub settle: Duration,
+    /// Stop after this many polls (`--once` is 1); `None`: forever.
+    pub max_iterations: Option<u64>,
+}
+
+/// Counts over a watch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WatchSummary {
+    pub polls: u64,
+    pub judged: u64,
+    pub rejected: u64,
+    pub quarantined: u64,
+    /// Objects seen but not finished yet at the last poll.
+    pub pending: u64,
+}
+
+/// A file seen in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime: SystemTime,
+}
+
+/// A mismatching object younger than this is taken as still being written.
+const MISMATCH_GRACE: Duration = Duration::from_secs(60);
+
+impl LfsRun<'_> {
+    /// The directory the store's objects are under, for listing.
+    fn store_root(&self) -> Result<PathBuf> {
+        let store = &self.config.lfs;
+        if store.layout == Layout::Template {
+            bail!("lfs watch needs a git-lfs, gitea or gitlab layout (a template store cannot be listed)");
+        }
+        store.validate().map_err(|e| anyhow!("bad lfs configuration: {e}"))?;
+        let probe = store.object_path(&self.base, &"0".repeat(64)).map_err(|e| anyhow!("{e}"))?;
+        probe
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .ok_or_else(|| anyhow!("cannot find the lfs store root"))
+    }
+
+    /// Poll the store, judge finished objects, quarantine rejected ones. `report` is called
+    /// for every object judged; `err` receives warnings.
+    pub fn watch(
+        &self,
+        opts: &WatchOptions,
+        report: &mut dyn FnMut(&ObjectVerdict),
+        err: &mut dyn std::io::Write,
+    ) -> Result<WatchSummary> {
+        let root = self.store_root()?;
+        if let Some(q) = &opts.quarantine {
+            std::fs::create_dir_all(q).with_context(|| format!("cannot create quarantine {}", q.display()))?;
+        }
+        let mut seen: HashMap<String, Stamp> = HashMap::new();
+        let mut done: HashMap<String, Stamp> = HashMap::new();
+        let mut summary = WatchSummary::default();
+        let mut out = Out::new(err, false);
+        loop {
+            summary.polls += 1;
+            let now = SystemTime::now();
+            let mut ready = Vec::new();
+            let mut pending = 0;
+            for (oid, stamp) in list_store(&root, self.config.lfs.layout) {
+                if done.get(&oid) == Some(&stamp) {
+                    continue;
+                }
+                let age = now.duration_since(stamp.mtime).unwrap_or_default();
+                let settled = seen.get(&oid) == Some(&stamp) || age >= opts.settle;
+                seen.insert(oid.clone(), stamp);
+                if settled {
+                    ready.push((oid, stamp, age));
+                } else {
+                    pending += 1;
+                }
+            }
+            if !ready.is_empty() {
+                let jobs = ObjectJobs {
+                    oids: ready.iter().map(|(o, _, _)| o.clone()).collect(),
+                    base: self.base.clone(),
+                    store: self.config.lfs.clone(),
+                    config: self.config.clone(),
+                    cache: self.cache(),
+                    watch: true,
+                };
+                let started = Instant::now();
+                let judged = run_pool(Arc::new(jobs), &self.config.limits);
+                let mut verdicts = Vec::new();
+                for ((oid, stamp, age), j) in ready.into_iter().zip(judged) {
+                    let mismatch = j.findings.iter().any(|f| f.code == "lfs-object-mismatch");
+                    let vanished = j.findings.iter().any(|f| f.code == "lfs-object-missing");
+                    if vanished || (mismatch && age + started.elapsed() < opts.settle + MISMATCH_GRACE) {
+                        // Still being written (or moved away meanwhile): look again later.
+                        pending += u64::from(!vanished);
+                        continue;
+                    }
+                    let mut v = self.decide(&oid, j);
+                    if v.action == Action::Reject {
+                        summary.rejected += 1;
+                        if let Some(q) = &opts.quarantine {
+                            match quarantine(&root, self.config.lfs.layout, &self.base, &self.config.lfs, &oid, q, &v) {
+                                Ok(dest) => {
+                                    summary.quarantined += 1;
+                                    v.quarantined = Some(dest);
+                                }
+                                Err(e) => {
+                                    out.line(&format!("modelgate: warning: cannot quarantine sha256:{oid}: {e:#}"))
+                                }
+                            }
+                        }
+                    }
+                    summary.judged += 1;
+                    done.insert(oid, stamp);
+                    report(&v);
+                    verdicts.push(v);
+                }
+                self.audit("lfs-watched", &verdicts, &mut out);
+            }
+            summary.pending = pending;
+            out.flush();
+            if opts.max_iterations.is_some_and(|m| summary.polls >= m) {
+                return Ok(summary);
+            }
+            std::thread::sleep(opts.interval);
+        }
+    }
+}
+
+/// Every object file under `root` whose place and name make a valid oid for `layout`.
+/// Temporary and partial files (other names, `tmp/` directories) are never candidates.
+fn list_store(root: &Path, layout: Layout) -> Vec<(String, Stamp)> {
+    let mut out = Vec::new();
+    let hex2 = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let dirs = |p: &Path| -> Vec<(String, PathBuf)> {
+        let Ok(rd) = std::fs::read_dir(p) else { return Vec::new() };
+        rd.filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+            .filter(|(n, _)| hex2(n))
+            .collect()
+    };
+    for (a, pa) in dirs(root) {
+        for (b, pb) in dirs(&pa) {
+            let Ok(rd) = std::fs::read_dir(&pb) else { continue };
+            for e in rd.filter_map(|e| e.ok()) {
+                let Ok(name) = e.file_name().into_string() else { continue };
+                let oid = match layout {
+                    Layout::GitLfs if name.starts_with(&format!("{a}{b}")) => name,
+                    Layout::Gitea | Layout::Gitlab => format!("{a}{b}{name}"),
+                    _ => continue,
+                };
+                if !lfs::is_oid(&oid) {
+                    continue;
+                }
+                // Regular files only: never follow a link out of the store.
+                let Ok(m) = std::fs::symlink_metadata(e.path()) else { continue };
+                if m.is_file() {
+                    out.push((oid, Stamp { size: m.len(), mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH) }));
+                }
+            }
+        }
+    }
+    out.sort_by(|x, y| x.0.cmp(&y.0));
+    out
+}
+
+/// Move a rejected object out of the store, with its verdict beside it.
+fn quarantine(
+    root: &Path,
+    layout: Layout,
+    base: &Path,
+    store: &LfsStore,
+    oid: &str,
+    dir: &Path,
+    v: &ObjectVerdict,
+) -> Result<PathBuf> {
+    let from = store.object_path(base, oid).map_err(|e| anyhow!("{e}"))?;
+    if !from.starts_with(root) || !matches!(layout, Layout::GitLfs | Layout::Gitea | Layout::Gitlab) {
+        bail!("object path {} is outside the store", from.display());
+    }
+    let dest = dir.join(oid);
+    if let Err(e) = std::fs::rename(&from, &dest) {
+        // Another filesystem: copy, then remove the original.
+        if e.raw_os_error() != Some(18) {
+            return Err(e).with_context(|| format!("cannot move {}", from.display()));
+        }
+        std::fs::copy(&from, &dest).with_context(|| format!("cannot copy {}", from.display()))?;
+        std::fs::remove_file(&from).with_context(|| format!("cannot remove {}", from.display()))?;
+    }
+    let meta = serde_json::to_vec_pretty(&serde_json::json!({
+        "time": now_secs(),
+        "moved_from": from,
+        "verdict": v,
+    }))?;
+    std::fs::write(dir.join(format!("{oid}.json")), meta)?;
+    Ok(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oids_are_validated() {
+        let oid = "ab".repeat(32);
+        assert_eq!(parse_oid(&oid).unwrap(), oid);
+        assert_eq!(parse_oid(&format!(" sha256:{oid}\n")).unwrap(), oid);
+        assert!(parse_oid("../../etc/passwd").is_err());
+        assert!(parse_oid(&oid.to_uppercase()).is_err());
+        assert!(parse_oid(&oid[1..]).is_err());
+    }
+
+    #[test]
+    fn listing_skips_temporary_and_misplaced_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let oid = "ab".repeat(32);
+        let gitea = dir.path().join("ab/ab");
+        std::fs::create_dir_all(&gitea).unwrap();
+        std::fs::write(gitea.join(&oid[4..]), b"x").unwrap();
+        std::fs::write(gitea.join("upload-123.tmp"), b"x").unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        std::fs::write(dir.path().join("tmp").join(&oid), b"x").unwrap();
+        let l = list_store(dir.path(), Layout::Gitea);
+        assert_eq!(l.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>(), [oid.as_str()]);
+        // The git-lfs layout names files by the whole oid, matching their directories.
+        std::fs::write(gitea.join(&oid), b"x").unwrap();
+        std::fs::write(gitea.join("cd".repeat(32)), b"x").unwrap();
+        let l = list_store(dir.path(), Layout::GitLfs);
+        assert_eq!(l.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>(), [oid.as_str()]);
+    }
+}
