@@ -4,6 +4,7 @@
 //! Without clamd the test is skipped, except under CI=true where it fails.
 
 mod containers_util;
+mod git_support;
 
 use modelgate::clamav::{ClamavConfig, Endpoint};
 use modelgate::engine::{scan_source, FileReport, ScanOptions};
@@ -189,6 +190,21 @@ fn real_clamd() {
     assert!(clamav_codes(&r).contains(&("clamav-error", Severity::Info)), "{r:#?}");
 
     cli(&clamd);
+    push_gate(&clamd);
+}
+
+/// The pre-receive hook with a policy that configures clamd: the marker file is rejected.
+fn push_gate(clamd: &Clamd) {
+    let e = git_support::Env::new();
+    let policy = e.policy("p.toml", &format!("[clamav]\nsocket = {:?}\n", clamd.socket().display().to_string()));
+    e.install_gate(Some(&policy), &["--force"]);
+    e.write("m/weights.pkl", git_support::GOOD_PICKLE);
+    e.commit("model");
+    git_support::assert_accepted(e.push(&["main"]));
+    e.write("docs/marked.txt", &with_marker_at(300, 10));
+    e.commit("marked");
+    let out = git_support::assert_rejected(e.push(&["main"]));
+    assert!(out.contains("clamav-signature") && out.contains(SIGNATURE), "{out}");
 }
 
 /// `modelgate scan DIR` with a policy that configures clamd: the marker file is rejected.
@@ -245,4 +261,36 @@ fn unreachable_clamd() {
             assert!(f["message"].as_str().unwrap().contains("clamd at"), "{f}");
         }
     }
+}
+
+/// The push gate's verdict cache: a verdict made without clamd is not served once the policy
+/// configures clamd, and a judgement made while clamd was away is not cached at all.
+#[test]
+fn unreachable_clamd_in_the_push_gate() {
+    let e = git_support::Env::new();
+    let sock = e.dir.path().join("no-clamd.sock");
+    let push_renamed = |to: &str| {
+        let from = e.w(&["ls-files", "m"]);
+        e.w(&["mv", &from, to]);
+        e.commit(to);
+        e.push(&["main"])
+    };
+    e.install_gate(Some(&e.policy("p.toml", "")), &["--force"]);
+    e.write("m/weights.pkl", git_support::GOOD_PICKLE);
+    e.commit("model");
+    let out = git_support::assert_accepted(e.push(&["main"]));
+    assert!(out.contains("1 new file(s) checked (0 from cache)"), "{out}");
+    let out = git_support::assert_accepted(push_renamed("m/a.pkl"));
+    assert!(out.contains("1 new file(s) checked (1 from cache)"), "{out}");
+
+    let clamav =
+        |required: bool| format!("[clamav]\nsocket = {:?}\nrequired = {required}\n", sock.display().to_string());
+    e.install_gate(Some(&e.policy("p.toml", &clamav(false))), &["--force"]);
+    for to in ["m/b.pkl", "m/c.pkl"] {
+        let out = git_support::assert_accepted(push_renamed(to));
+        assert!(out.contains("1 new file(s) checked (0 from cache)"), "{out}");
+    }
+    e.install_gate(Some(&e.policy("p.toml", &clamav(true))), &["--force"]);
+    let out = git_support::assert_rejected(push_renamed("m/d.pkl"));
+    assert!(out.contains("clamav-error") && out.contains("no-clamd.sock"), "{out}");
 }

@@ -28,7 +28,7 @@ impl Cache {
         let mut h = Sha256::new();
         // Everything besides the bytes that can change a verdict.
         let budgets = format!(
-            "{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}",
+            "{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}\0{:?}",
             crate::ENGINE_VERSION,
             opts.max_depth,
             opts.max_expanded_bytes,
@@ -37,7 +37,8 @@ impl Cache {
             opts.max_pickle_opcodes,
             opts.max_pickle_values,
             opts.max_nested_pickle_bytes,
-            salt
+            salt,
+            opts.clamav
         );
         h.update(budgets.as_bytes());
         let fingerprint = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();

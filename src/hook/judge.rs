@@ -351,6 +351,8 @@ fn worker<J: Jobs>(shared: &Shared<J>, id: usize, tx: &mpsc::Sender<Done>) {
             None => {
                 // Small files of no known format cost less to judge again than to cache.
                 let worth = judged.is_model() || judged.size >= CACHE_MIN_UNKNOWN;
+                // clamd being away is no fact about the content.
+                let worth = worth && !judged.findings.iter().any(|f| f.code == "clamav-error");
                 if let (Some(c), Some(key), true) = (shared.jobs.cache(), key, worth) {
                     // A cache that cannot be written only costs a rescan next time.
                     let _ = c.put(&key, &judged);
