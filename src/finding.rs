@@ -68,7 +68,11 @@ impl Verdict {
 
     /// The verdict of a file of a known model format with these findings.
     pub fn from_findings<'a>(findings: impl IntoIterator<Item = &'a Finding>, model: bool) -> Verdict {
-        let worst = findings.into_iter().map(|f| f.severity).max();
+        Verdict::from_worst(findings.into_iter().map(|f| f.severity).max(), model)
+    }
+
+    /// The verdict for the most severe finding (`None`: no finding at all).
+    pub fn from_worst(worst: Option<Severity>, model: bool) -> Verdict {
         match worst {
             Some(Severity::Dangerous) => Verdict::Dangerous,
             Some(Severity::Error) => Verdict::Error,

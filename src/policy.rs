@@ -463,13 +463,7 @@ impl Policy {
                 .map(|(_, (_, sev))| *sev)
                 .max();
             let model = verdict == Verdict::Safe || subject.imports || is_model_format(subject.format);
-            match worst {
-                Some(Severity::Dangerous) => Verdict::Dangerous,
-                Some(Severity::Error) => Verdict::Error,
-                Some(Severity::Suspicious) => Verdict::Suspicious,
-                _ if model => Verdict::Safe,
-                _ => Verdict::Unsupported,
-            }
+            Verdict::from_worst(worst, model)
         };
         let mut action = self.actions.get(verdict);
         let mut rule = None;

@@ -315,14 +315,26 @@ fn v1_messages(chunk: &[u8], ol: (usize, usize), out: &mut Vec<Msg>, pending: &m
         let size = usize::from(c.u16()?);
         c.skip(4)?;
         let data = c.bytes(size)?;
-        if kind == MSG_CONTINUATION {
-            continuation(data, pending, ol)?;
-        } else if kind == MSG_ATTRIBUTE || kind == MSG_ATTRIBUTE_INFO {
-            out.push(Msg { kind, data: data.to_vec() });
-        }
-        if out.len() > MAX_MESSAGES {
-            return Err("too many object header messages".into());
-        }
+        keep_message(kind, data, ol, out, pending)?;
+    }
+    Ok(())
+}
+
+/// Follow a continuation message or keep an attribute message; bounded in count.
+fn keep_message(
+    kind: u16,
+    data: &[u8],
+    ol: (usize, usize),
+    out: &mut Vec<Msg>,
+    pending: &mut Vec<(u64, u64)>,
+) -> Res<()> {
+    if kind == MSG_CONTINUATION {
+        continuation(data, pending, ol)?;
+    } else if kind == MSG_ATTRIBUTE || kind == MSG_ATTRIBUTE_INFO {
+        out.push(Msg { kind, data: data.to_vec() });
+    }
+    if out.len() > MAX_MESSAGES {
+        return Err("too many object header messages".into());
     }
     Ok(())
 }
@@ -341,14 +353,7 @@ fn v2_messages(
         let size = usize::from(c.u16()?);
         c.skip(head - 3)?;
         let data = c.bytes(size)?;
-        if kind == MSG_CONTINUATION {
-            continuation(data, pending, ol)?;
-        } else if kind == MSG_ATTRIBUTE || kind == MSG_ATTRIBUTE_INFO {
-            out.push(Msg { kind, data: data.to_vec() });
-        }
-        if out.len() > MAX_MESSAGES {
-            return Err("too many object header messages".into());
-        }
+        keep_message(kind, data, ol, out, pending)?;
     }
     Ok(())
 }
