@@ -182,6 +182,9 @@ pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
     if head.len() >= 262 && &head[257..262] == b"ustar" {
         return Format::Tar;
     }
+    if hint != Hint::RawData && crate::formats::tar::is_header(head) {
+        return Format::Tar;
+    }
     if hint == Hint::RawData {
         // Raw tensor bytes: only unmistakable magic above counts; a pickle header is probed.
         return if head.first() == Some(&0x80) { Format::PickleProbe } else { Format::Unknown };

@@ -158,3 +158,36 @@ fn torch_legacy_tar_is_labelled() {
     let r = scan(tar(&[("pickle", b"\x80\x02K\x01."), ("other", b"x")]));
     assert_eq!(r.format, "tar");
 }
+
+/// Pre-POSIX (v7) headers have no magic; `tarfile`, and so torch's legacy loader, reads them.
+#[test]
+fn v7_tar_without_magic_is_read() {
+    let evil = b"cos\nsystem\n(S'echo pwned'\ntR.";
+    let mut t = Vec::new();
+    for (name, data) in [("sys_info", &b"\x80\x02}q\x00."[..]), ("pickle", &evil[..]), ("storages", b"\x80\x02K\x00.")] {
+        let h = tar_header(name, data.len() as u64, 0, b"");
+        assert_eq!(&h[257..263], &[0u8; 6]);
+        tar_push(&mut t, h, data);
+    }
+    tar_end(&mut t);
+    let r = scan(t.clone());
+    assert_eq!(r.format, "tar");
+    assert_eq!(r.verdict, Verdict::Dangerous, "{:#?}", r.findings);
+    assert!(dangerous_at(&r, "pickle"));
+    // A wrong checksum without magic is not a tar.
+    t[148] = b'7';
+    assert_ne!(scan(t).format, "tar");
+}
+
+/// A tar whose first header is also a pickle: `pickle.load` runs it, tarfile lists members.
+#[test]
+fn tar_header_that_is_a_pickle_is_scanned_as_both() {
+    let evil = "cos\nsystem\n(S'echo pwned'\ntR.";
+    let mut t = Vec::new();
+    tar_push(&mut t, tar_header(evil, 5, b'0', b"ustar\0"), b"hello");
+    tar_end(&mut t);
+    let r = scan(t);
+    assert_eq!(r.format, "tar");
+    assert_eq!(r.verdict, Verdict::Dangerous, "{:#?}", r.findings);
+    assert!(r.findings.iter().any(|f| f.evidence.as_deref().unwrap_or("").contains("os.system('echo pwned')")), "{:#?}", r.findings);
+}

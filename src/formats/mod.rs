@@ -149,7 +149,12 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
                 Format::Zip
             }
         },
-        Format::Tar | Format::TorchTar => tar::scan(scan, data),
+        Format::Tar | Format::TorchTar => {
+            // A header is 512 bytes of free text: it can also be a pickle that `pickle.load`
+            // reads while torch and tarfile see a tar.
+            also_pickle(scan, &data);
+            tar::scan(scan, data)
+        }
         Format::Npy => {
             scan.mark_model();
             numpy::scan_npy(scan, data);

@@ -177,6 +177,19 @@ fn number(field: &[u8]) -> Option<u64> {
     }
 }
 
+/// A first block that Python's `tarfile` (and so torch's legacy loader, which tries a tar
+/// before a pickle) accepts as a header: not all zeros, with a right checksum. Pre-POSIX (v7)
+/// tars have no magic, so the checksum is what tells them apart.
+pub fn is_header(block: &[u8]) -> bool {
+    let Some(block) = block.get(..BLOCK as usize) else { return false };
+    if block.iter().all(|&b| b == 0) {
+        return false;
+    }
+    let (unsigned, signed) = checksums(block);
+    let stored = number(block.get(148..156).unwrap_or(&[]));
+    stored == Some(unsigned) || stored.and_then(|s| i64::try_from(s).ok()) == Some(signed)
+}
+
 /// Header checksums as `tarfile` accepts them: the unsigned and the signed byte sum.
 fn checksums(block: &[u8]) -> (u64, i64) {
     let mut unsigned = 0u64;
