@@ -125,6 +125,32 @@ pub fn scan(cfg: &ClamavConfig, src: &dyn Source) -> io::Result<Reply> {
     }
 }
 
+/// clamd's `VERSION` reply, e.g. `ClamAV 1.4.6/27459/Tue Nov 25 09:35:17 2026`: the engine
+/// and, with an official database loaded, the database version.
+pub fn version(cfg: &ClamavConfig) -> io::Result<String> {
+    let mut conn = connect(cfg)?;
+    conn.write_all(b"zVERSION\0")?;
+    conn.flush()?;
+    let text = read_reply(conn.as_mut())?;
+    let text = text.trim_end_matches(['\0', '\n']).to_string();
+    if text.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "clamd gave no version"));
+    }
+    Ok(printable(&text))
+}
+
+/// What clamd's verdicts depend on besides the bytes, for caching them: the `VERSION` reply,
+/// whose database version changes with every signature update. A database without a version
+/// (locally built signatures only) gives no such signal, so the day is added: cached verdicts
+/// are then re-checked at least once a day.
+pub fn signature_epoch(version: &str, unix_secs: u64) -> String {
+    if version.split('/').nth(1).is_some_and(|db| !db.trim().is_empty() && db.trim() != "0") {
+        version.to_string()
+    } else {
+        format!("{version} day {}", unix_secs / 86_400)
+    }
+}
+
 /// clamd's verdict on a top-level file as findings (none when clean and sent whole).
 pub fn check(cfg: &ClamavConfig, src: &dyn Source) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -432,6 +458,16 @@ mod tests {
         assert_eq!((f[0].code, f[0].severity), ("clamav-error", Severity::Error));
         assert!(f[0].message.contains("did not answer within 500 ms"), "{}", f[0].message);
         h.join().unwrap();
+    }
+
+    #[test]
+    fn signature_epochs() {
+        let day = 20_000 * 86_400 + 5;
+        let official = "ClamAV 1.4.6/27459/Tue Nov 25 09:35:17 2026";
+        assert_eq!(signature_epoch(official, day), official);
+        assert_eq!(signature_epoch("ClamAV 1.4.6", day), "ClamAV 1.4.6 day 20000");
+        assert_eq!(signature_epoch("ClamAV 1.4.6", day + 86_400), "ClamAV 1.4.6 day 20001");
+        assert_eq!(signature_epoch("ClamAV 1.4.6/0/x", day), "ClamAV 1.4.6/0/x day 20000");
     }
 
     #[test]

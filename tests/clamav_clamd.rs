@@ -152,6 +152,9 @@ fn real_clamd() {
         assert_eq!((clean.verdict, clamav_codes(&clean)), (Verdict::Unsupported, vec![]), "{cfg:?}: {clean:#?}");
         assert_signature(&scan(with_marker_at(4096, 1000), &cfg));
         assert_signature(&scan(marker(), &cfg));
+        // The version the verdict cache keys on (no official database here: no database version).
+        let v = modelgate::clamav::version(&cfg).unwrap();
+        assert!(v.starts_with("ClamAV ") && !v.contains('\0'), "{v:?}");
     }
     let cfg = clamd.unix();
 

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 pub struct Cache {
     dir: PathBuf,
     fingerprint: String,
+    /// Off when clamd is configured but its signature version is unknown: verdicts judged with
+    /// other signatures must not be reused, nor these stored as if they were current.
+    enabled: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -25,24 +28,15 @@ struct Entry {
 
 impl Cache {
     pub fn new(dir: PathBuf, opts: &ScanOptions, salt: &str) -> Cache {
-        let mut h = Sha256::new();
-        // Everything besides the bytes that can change a verdict.
-        let budgets = format!(
-            "{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}\0{:?}",
-            crate::ENGINE_VERSION,
-            opts.max_depth,
-            opts.max_expanded_bytes,
-            opts.max_buffered_bytes,
-            opts.max_members,
-            opts.max_pickle_opcodes,
-            opts.max_pickle_values,
-            opts.max_nested_pickle_bytes,
-            salt,
-            opts.clamav
-        );
-        h.update(budgets.as_bytes());
-        let fingerprint = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
-        Cache { dir, fingerprint }
+        let signatures = match &opts.clamav {
+            None => Some(String::new()),
+            Some(cfg) => crate::clamav::version(cfg).ok().map(|v| {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                crate::clamav::signature_epoch(&v, now)
+            }),
+        };
+        let enabled = signatures.is_some();
+        Cache { dir, fingerprint: fingerprint(opts, salt, signatures.as_deref().unwrap_or("")), enabled }
     }
 
     /// Key of a git blob (`<kind>` is the hash name, so SHA-1 and SHA-256 never mix).
@@ -63,12 +57,18 @@ impl Cache {
     }
 
     pub fn get(&self, key: &str) -> Option<Judged> {
+        if !self.enabled {
+            return None;
+        }
         let text = std::fs::read(self.path(key)?).ok()?;
         let e: Entry = serde_json::from_slice(&text).ok()?;
         (e.key == key && e.engine == crate::ENGINE_VERSION && e.fingerprint == self.fingerprint).then_some(e.judged)
     }
 
     pub fn put(&self, key: &str, judged: &Judged) -> std::io::Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
         let path = self.path(key).ok_or_else(|| std::io::Error::other("bad cache key"))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
@@ -83,6 +83,28 @@ impl Cache {
         tmp.persist(&path).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// Everything besides the bytes that can change a verdict.
+fn fingerprint(opts: &ScanOptions, salt: &str, signatures: &str) -> String {
+    let mut h = Sha256::new();
+    let budgets = format!(
+        "{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}\0{:?}",
+        crate::ENGINE_VERSION,
+        opts.max_depth,
+        opts.max_expanded_bytes,
+        opts.max_buffered_bytes,
+        opts.max_members,
+        opts.max_pickle_opcodes,
+        opts.max_pickle_values,
+        opts.max_nested_pickle_bytes,
+        salt,
+        opts.clamav
+    );
+    h.update(budgets.as_bytes());
+    h.update(b"\0");
+    h.update(signatures.as_bytes());
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -126,5 +148,27 @@ mod tests {
         let other = Cache::new(dir.path().to_path_buf(), &ScanOptions::default(), "other");
         assert!(other.get(&key).is_none());
         assert!(cache.put("../../escape", &judged(1)).is_err());
+    }
+
+    #[test]
+    fn clamav_signatures_are_part_of_the_fingerprint() {
+        let opts = ScanOptions::default();
+        let a = fingerprint(&opts, "s", "ClamAV 1.4.6/27459/Tue Nov 25 09:35:17 2026");
+        let b = fingerprint(&opts, "s", "ClamAV 1.4.6/27460/Wed Nov 26 09:35:17 2026");
+        assert_ne!(a, b);
+        assert_eq!(a, fingerprint(&opts, "s", "ClamAV 1.4.6/27459/Tue Nov 25 09:35:17 2026"));
+    }
+
+    #[test]
+    fn unknown_signatures_switch_the_cache_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = ScanOptions::default();
+        let sock = dir.path().join("no-clamd.sock");
+        opts.clamav = Some(std::sync::Arc::new(crate::clamav::ClamavConfig::new(crate::clamav::Endpoint::Unix(sock))));
+        let cache = Cache::new(dir.path().join("cache"), &opts, "salt");
+        let key = Cache::lfs_key(&"cd".repeat(32));
+        cache.put(&key, &judged(1)).unwrap();
+        assert!(cache.get(&key).is_none());
+        assert!(!dir.path().join("cache").exists(), "nothing stored");
     }
 }
