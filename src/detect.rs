@@ -13,6 +13,7 @@ pub enum Compression {
     Xz,
     Lzma,
     Lz4,
+    Zstd,
     /// joblib's old `ZF0x<len>` header followed by a zlib stream.
     JoblibZf,
 }
@@ -26,6 +27,7 @@ impl Compression {
             Compression::Xz => "xz",
             Compression::Lzma => "lzma",
             Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
             Compression::JoblibZf => "joblib-zlib",
         }
     }
@@ -175,6 +177,9 @@ pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
     }
     if starts(b"\x04\x22\x4d\x18") {
         return Format::Wrapped(Compression::Lz4, Box::new(Format::Unknown));
+    }
+    if starts(b"\x28\xb5\x2f\xfd") {
+        return Format::Wrapped(Compression::Zstd, Box::new(Format::Unknown));
     }
     if starts(b"ZF0x") {
         return Format::Wrapped(Compression::JoblibZf, Box::new(Format::Unknown));

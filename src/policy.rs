@@ -126,6 +126,7 @@ pub const FORMAT_NAMES: &[&str] = &[
     "xz",
     "lzma",
     "lz4",
+    "zstd",
     "joblib-zlib",
     "safetensors",
     "gguf",

@@ -14,6 +14,7 @@ const WRAPPERS: &[(&str, Wrap)] = &[
     ("xz", xz),
     ("lzma", lzma_alone),
     ("lz4", lz4),
+    ("zstd", zstd),
     ("joblib-zlib", joblib_zf),
 ];
 

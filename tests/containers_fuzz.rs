@@ -56,6 +56,8 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>)> {
         ("xz", xz(&npy_f4(8))),
         ("lzma", lzma_alone(&npy_f4(8))),
         ("lz4", lz4(&npy_f4(8))),
+        ("zstd", zstd(&torch)),
+        ("zstd zip member", zip(&[Z::zstd("archive/data.pkl", EVIL_PICKLE), Z::stored("a.npy", &probe)])),
         ("zf", joblib_zf(&npy_f4(8))),
         ("tgz", gzip(&tar(&[("a.npy", &probe)]))),
         ("7z", sevenz(&[("archive/data.pkl", EVIL_PICKLE), ("a.npy", &probe)], false)),

@@ -186,6 +186,21 @@ fn bzip2_and_lzma_members_are_decoded() {
     assert!(find(&r, "zip-crc-mismatch").is_empty());
 }
 
+/// Python 3.14's `zipfile` reads zstd members (method 93), so `np.load` of such an `.npz` runs
+/// the pickle of an object array inside.
+#[test]
+fn zstd_members_are_decoded() {
+    let evil = npy_object(b"\x80\x02cposix\nsystem\nX\x0b\x00\x00\x00echo pwnedq\x00\x85R.");
+    let r = scan(zip(&[Z::zstd("w.npy", &npy_f4(100)), Z::zstd("obj.npy", &evil)]));
+    assert_eq!(r.format, "numpy-npz");
+    assert!(dangerous_at(&r, "obj.npy"), "{:#?}", r.findings);
+    assert!(find(&r, "zip-crc-mismatch").is_empty() && find(&r, "zip-unsupported-method").is_empty());
+    // A broken zstd member is an error, not a pass.
+    let mut z = Z::zstd("obj.npy", &evil);
+    z.raw.truncate(z.raw.len() / 2);
+    assert_eq!(scan(zip(&[z])).verdict, Verdict::Error);
+}
+
 #[test]
 fn member_count_is_capped() {
     let members: Vec<Z> = (0..10).map(|i| Z::stored(&format!("m{i}.npy"), &npy_probe())).collect();

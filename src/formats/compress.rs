@@ -95,6 +95,7 @@ fn decoder(scan: &Scan<'_>, c: Compression, input: Input) -> Result<Box<dyn Read
             Box::new(liblzma::bufread::XzDecoder::new_stream(input, s))
         }
         Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
+        Compression::Zstd => super::zstd::decoder(input),
     })
 }
 

@@ -14,6 +14,7 @@ pub mod protobuf;
 pub mod safetensors;
 pub mod sevenz;
 pub mod tar;
+pub mod zstd;
 pub mod tensorflow;
 pub mod zip;
 

@@ -541,6 +541,7 @@ fn decoder(method: u16, flags: u16, usize: u64, raw: Input) -> Option<Box<dyn Re
         8 => Some(Box::new(flate2::bufread::DeflateDecoder::new(raw))),
         12 => Some(Box::new(bzip2::bufread::MultiBzDecoder::new(raw))),
         14 => Some(Box::new(ZipLzma::new(raw, flags, usize))),
+        93 => Some(super::zstd::decoder(raw)),
         _ => None,
     }
 }

@@ -126,6 +126,11 @@ impl Z {
         Z { raw: e.finish().unwrap(), method: 8, ..Z::stored(name, data) }
     }
 
+    /// Compressed with zstd (method 93, read by Python 3.14's `zipfile`).
+    pub fn zstd(name: &str, data: &[u8]) -> Z {
+        Z { raw: zstd(data), method: 93, ..Z::stored(name, data) }
+    }
+
     pub fn flags(mut self, f: u16) -> Z {
         self.flags = f;
         self
@@ -346,6 +351,11 @@ pub fn lz4(data: &[u8]) -> Vec<u8> {
     let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
     e.write_all(data).unwrap();
     e.finish().unwrap()
+}
+
+/// A zstd frame (Python 3.14's `compression.zstd`, zip method 93, `.zst` files).
+pub fn zstd(data: &[u8]) -> Vec<u8> {
+    ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
 }
 
 /// joblib < 0.10's `ZF` + hex length padded to 19 bytes + zlib.
