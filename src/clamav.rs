@@ -117,6 +117,16 @@ pub fn scan(cfg: &ClamavConfig, src: &dyn Source) -> io::Result<Reply> {
     let reply = read_reply(&mut conn);
     match (sent, reply) {
         (_, Ok(text)) if !text.is_empty() => parse_reply(&text),
+        (Err(e), _) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+            Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "clamd closed the connection while the file was being sent, without a reply ({e}; \
+                     is clamd's StreamMaxLength below `[clamav] max_bytes` = {}?)",
+                    cfg.max_bytes
+                ),
+            ))
+        }
         (Err(e), _) => Err(e),
         (Ok(()), Ok(_)) => {
             Err(io::Error::new(io::ErrorKind::UnexpectedEof, "clamd closed the connection without a reply"))
@@ -254,9 +264,21 @@ fn send(conn: &mut dyn Conn, src: &dyn Source, max: u64) -> io::Result<()> {
     conn.flush()
 }
 
+/// Read until clamd hangs up. When it refuses a stream it answers and closes while we may
+/// still be sending: the reply is then followed by a reset, which must not lose the reply.
 fn read_reply(conn: &mut dyn Conn) -> io::Result<String> {
     let mut raw = Vec::new();
-    conn.take(MAX_REPLY).read_to_end(&mut raw)?;
+    let mut buf = [0u8; 4096];
+    while (raw.len() as u64) < MAX_REPLY {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) if !raw.is_empty() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    raw.truncate(usize::try_from(MAX_REPLY).unwrap_or(usize::MAX));
     Ok(String::from_utf8_lossy(&raw).into_owned())
 }
 
