@@ -1,6 +1,8 @@
 //! Real git for the push-gate tests: a bare "server" repository with the modelgate hooks
-//! installed and a work repository that pushes to it over file://.
+//! installed and a work repository that pushes to it over file:// (smart HTTP: [`http`]).
 #![allow(dead_code)]
+
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
