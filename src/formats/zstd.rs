@@ -94,7 +94,12 @@ fn window(head: &[u8]) -> Option<u64> {
         let base = 1u64 << log;
         return Some(base + (base / 8) * u64::from(wd & 7));
     }
-    let dict_len = [0usize, 1, 2, 4][usize::from(fhd & 3)];
+    let dict_len = match fhd & 3 {
+        0 => 0,
+        1 => 1,
+        2 => 2,
+        _ => 4,
+    };
     let at = 5 + dict_len;
     let fcs = |n: usize| -> Option<u64> {
         let b = head.get(at..at + n)?;
