@@ -37,7 +37,12 @@ pub fn assert_safe(r: &FileReport, format: &str) {
 /// Truncate at every length (or a spread of lengths for big inputs) and flip bits: the scan
 /// must never panic (the engine turns a panic into `internal-error`) whatever the bytes.
 pub fn never_panics(bytes: &[u8]) {
-    let step = (bytes.len() / 400).max(1);
+    never_panics_at(bytes, 400);
+}
+
+/// [`never_panics`] at about `points` truncation lengths and as many bit flips.
+pub fn never_panics_at(bytes: &[u8], points: usize) {
+    let step = (bytes.len() / points.max(1)).max(1);
     let check = |b: &[u8], what: &str| {
         for r in [scan(b), scan_stream(b)] {
             assert!(!has(&r, "internal-error"), "panic on {what}: {r:#?}");
