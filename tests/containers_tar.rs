@@ -164,7 +164,8 @@ fn torch_legacy_tar_is_labelled() {
 fn v7_tar_without_magic_is_read() {
     let evil = b"cos\nsystem\n(S'echo pwned'\ntR.";
     let mut t = Vec::new();
-    for (name, data) in [("sys_info", &b"\x80\x02}q\x00."[..]), ("pickle", &evil[..]), ("storages", b"\x80\x02K\x00.")] {
+    for (name, data) in [("sys_info", &b"\x80\x02}q\x00."[..]), ("pickle", &evil[..]), ("storages", b"\x80\x02K\x00.")]
+    {
         let h = tar_header(name, data.len() as u64, 0, b"");
         assert_eq!(&h[257..263], &[0u8; 6]);
         tar_push(&mut t, h, data);
@@ -189,5 +190,9 @@ fn tar_header_that_is_a_pickle_is_scanned_as_both() {
     let r = scan(t);
     assert_eq!(r.format, "tar");
     assert_eq!(r.verdict, Verdict::Dangerous, "{:#?}", r.findings);
-    assert!(r.findings.iter().any(|f| f.evidence.as_deref().unwrap_or("").contains("os.system('echo pwned')")), "{:#?}", r.findings);
+    assert!(
+        r.findings.iter().any(|f| f.evidence.as_deref().unwrap_or("").contains("os.system('echo pwned')")),
+        "{:#?}",
+        r.findings
+    );
 }

@@ -90,11 +90,21 @@ fn lambda_layers_are_dangerous_in_every_layout() {
         let path =
             if f.contains("utf8") { "model_config/séq_λ/lambda_payload" } else { "model_config/seq/lambda_payload" };
         assert_lambda(f, &scan(&fixture(f)), path);
-        // A stream whose first bytes are a user block is not recognised (engine limitation).
-        if !f.contains("userblock") {
-            assert_lambda(f, &scan_stream(&fixture(f)), path);
-        }
+        // A stream too: a superblock after a user block is looked for in its first MiB.
+        assert_lambda(f, &scan_stream(&fixture(f)), path);
     }
+}
+
+/// A gzipped `.h5` whose superblock follows a user block: found behind the wrapper too.
+#[test]
+fn user_block_behind_a_compressed_wrapper() {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&fixture("keras_lambda_userblock.h5")).unwrap();
+    let r = scan(&gz.finish().unwrap());
+    assert_eq!(r.format, "gzip:keras-h5");
+    assert_eq!(r.verdict, Verdict::Dangerous, "{r:#?}");
+    assert!(evidence(&r, "keras-lambda-layer").contains("model_config/seq/lambda_payload"));
 }
 
 #[test]

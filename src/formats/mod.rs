@@ -14,9 +14,9 @@ pub mod protobuf;
 pub mod safetensors;
 pub mod sevenz;
 pub mod tar;
-pub mod zstd;
 pub mod tensorflow;
 pub mod zip;
+pub mod zstd;
 
 use crate::detect::Format;
 use crate::engine::{Hint, Scan};
@@ -123,6 +123,15 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             }
         }
         Format::PickleProbe => {
+            // An HDF5 file after a user block that starts with a pickle opcode; random
+            // sources are looked at after the probe (`find_hdf5`), streams cannot rewind.
+            let data = match data {
+                Data::Stream(r, size) if hint == Hint::Sniff => match peek_hdf5_stream(r, size) {
+                    (Some(at), data) => return hdf5_stream(scan, data, at),
+                    (None, data) => data,
+                },
+                data => data,
+            };
             // Protobuf has no magic and may start with a byte that is also a pickle opcode.
             let retry = match &data {
                 Data::Random(src) if hint == Hint::Sniff => Some(src.clone()),
@@ -213,10 +222,46 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             let found = keras::scan_json(scan, data);
             retry.map_or(found.clone(), |src| also_zip(scan, src, found))
         }
-        Format::Joblib | Format::Unknown => match &data {
+        Format::Joblib | Format::Unknown => match data {
             Data::Random(src) if hint == Hint::Sniff => find_hdf5(scan, src.as_ref()),
+            Data::Stream(r, size) if hint == Hint::Sniff && format == Format::Unknown => {
+                match peek_hdf5_stream(r, size) {
+                    (Some(at), data) => hdf5_stream(scan, data, at),
+                    (None, _) => Format::Unknown,
+                }
+            }
             _ => Format::Unknown,
         },
+    }
+}
+
+/// How far into an unrecognised stream (a decompressed member) an HDF5 superblock is looked
+/// for: user blocks up to 512 KiB. Past that the stream stays unknown unread, as a file
+/// nobody loads without unpacking it first.
+const HDF5_STREAM_PEEK: u64 = 1 << 20;
+
+/// Look for an HDF5 superblock in the first [`HDF5_STREAM_PEEK`] bytes of a stream; the
+/// stream comes back whole either way.
+fn peek_hdf5_stream(r: Box<dyn std::io::Read + Send>, size: Option<u64>) -> (Option<u64>, Data) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut r = r;
+    let read = r.by_ref().take(HDF5_STREAM_PEEK).read_to_end(&mut head);
+    let prefix = crate::source::BytesSource(head);
+    // On a read error the wrapper reports its own decoding error; what was read is kept.
+    let at = read.ok().and_then(|_| hdf5::find_superblock(&prefix));
+    (at, Data::Stream(Box::new(std::io::Cursor::new(prefix.0).chain(r)), size))
+}
+
+/// A stream with an HDF5 superblock at `at`: buffered whole (within the budget) and read as
+/// HDF5, and probed as a pickle as every HDF5 file is.
+fn hdf5_stream(scan: &mut Scan<'_>, data: Data, at: u64) -> Format {
+    match random(scan, data, "hdf5 file") {
+        Some(src) => {
+            also_pickle(scan, &Data::Random(src.clone()));
+            hdf5::scan_at(scan, src.as_ref(), at)
+        }
+        None => Format::Hdf5,
     }
 }
 

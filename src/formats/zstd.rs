@@ -67,7 +67,8 @@ impl<R: BufRead> Read for Frames<R> {
                 None => return Err(io::Error::new(io::ErrorKind::InvalidData, "zstd frame header is truncated")),
             }
             let Some(src) = self.source.take() else { return Ok(0) };
-            let dec = StreamingDecoder::new(src).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let dec =
+                StreamingDecoder::new(src).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             self.current = Some(dec);
             self.frames += 1;
         }

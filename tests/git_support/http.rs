@@ -236,7 +236,11 @@ fn read_head(input: &mut impl BufRead) -> std::io::Result<Option<Head>> {
 }
 
 /// The request body: Content-Length or chunked (de-chunked), after `100 Continue` when asked.
-fn read_body(input: &mut impl BufRead, headers: &HashMap<String, String>, out: &mut impl Write) -> std::io::Result<Vec<u8>> {
+fn read_body(
+    input: &mut impl BufRead,
+    headers: &HashMap<String, String>,
+    out: &mut impl Write,
+) -> std::io::Result<Vec<u8>> {
     let chunked = headers.get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let length = headers.get("content-length");
     if !chunked && length.is_none() {
@@ -330,7 +334,8 @@ fn run_cgi(
     for (k, v) in &head.headers {
         // Credentials stay with the server; the body is handed over whole, so the
         // hop-by-hop framing headers do not apply to it.
-        let skip = ["authorization", "content-type", "content-length", "transfer-encoding", "connection", "expect", "te"];
+        let skip =
+            ["authorization", "content-type", "content-length", "transfer-encoding", "connection", "expect", "te"];
         if skip.contains(&k.as_str()) {
             continue;
         }
