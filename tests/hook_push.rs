@@ -354,3 +354,84 @@ fn dangerous_pickle_is_rejected_with_evidence() {
     assert!(out.contains("DANGEROUS"), "{out}");
     assert!(out.contains("os.system('echo pwned')"), "{out}");
 }
+
+#[test]
+fn one_new_blob_at_two_paths_in_two_commits_is_judged_once_with_every_place() {
+    let e = Env::new();
+    e.write("a.txt", b"a\n");
+    e.commit("base");
+    assert_accepted(e.push(&["main"]));
+    e.write("x/one.model", BAD);
+    e.write("y/deeper/two.model", BAD);
+    let c1 = e.commit("twice");
+    e.write("z/three.model", BAD);
+    e.write("z/readme.txt", b"fine\n");
+    let c2 = e.commit("and again");
+    let out = assert_rejected(e.push(&["main"]));
+    assert!(out.contains("push rejected: 1 file(s) failed"), "one blob, judged once: {out}");
+    // Walk order is newest first: the first place is in the second commit.
+    assert!(out.contains(&format!("z/three.model (commit {} on refs/heads/main)", short(&c2))), "{out}");
+    assert!(out.contains(&format!("also at x/one.model (commit {})", short(&c1))), "{out}");
+    assert!(out.contains(&format!("also at y/deeper/two.model (commit {})", short(&c1))), "{out}");
+    let audit = e.audit();
+    let places: Vec<&str> =
+        audit.iter().filter(|r| r["event"] == "rejected").map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(places.len(), 3, "{audit:?}");
+    for p in ["x/one.model", "y/deeper/two.model", "z/three.model"] {
+        assert!(places.contains(&p), "{p} missing from {places:?}");
+    }
+
+    // The same with a benign blob: one judgement, no read from the cache for it.
+    e.w(&["reset", "-q", "--hard", "HEAD~2"]);
+    e.write("x/one.pkl", GOOD_PICKLE);
+    e.write("y/two.pkl", GOOD_PICKLE);
+    e.commit("twice");
+    e.write("z/three.pkl", GOOD_PICKLE);
+    e.commit("and again");
+    let out = assert_accepted(e.push(&["main"]));
+    assert!(out.contains("1 new file(s) checked (0 from cache)"), "{out}");
+}
+
+#[test]
+fn an_old_subtree_added_again_comes_from_the_cache_and_deep_changes_are_found() {
+    // Small pickles: judged files of a known format are cached (small text files are not).
+    let pickle = |n: u8| vec![0x80, 4, b'K', n, b'.'];
+    let e = Env::new();
+    e.write("lib/a/b/c/model.pkl", &pickle(1));
+    e.write("lib/a/b/c/notes.pkl", &pickle(3));
+    e.write("lib/a/other.pkl", &pickle(4));
+    e.write("lib/top.pkl", &pickle(5));
+    let base = e.commit("base");
+    let out = assert_accepted(e.push(&["main"]));
+    assert!(out.contains("4 new file(s) checked (0 from cache)"), "{out}");
+
+    e.w(&["rm", "-q", "-r", "lib"]);
+    e.commit("drop lib");
+    // Put lib back exactly, and next to it a copy that differs in one file three levels down.
+    e.w(&["checkout", &base, "--", "lib"]);
+    for f in ["a/b/c/notes.pkl", "a/other.pkl", "top.pkl"] {
+        std::fs::create_dir_all(e.work.join("vendor").join(f).parent().unwrap()).unwrap();
+        std::fs::copy(e.work.join("lib").join(f), e.work.join("vendor").join(f)).unwrap();
+    }
+    e.write("vendor/a/b/c/model.pkl", &pickle(2));
+    let readd = e.commit("lib again, and a vendored copy");
+    assert_eq!(e.w(&["rev-parse", &format!("{readd}:lib")]), e.w(&["rev-parse", &format!("{base}:lib")]));
+    assert_eq!(
+        e.w(&["rev-parse", &format!("{readd}:vendor/a/other.pkl")]),
+        e.w(&["rev-parse", &format!("{base}:lib/a/other.pkl")])
+    );
+    let out = assert_accepted(e.push(&["main"]));
+    // The four old blobs (at lib/ and, all but one, at vendor/) are judged from the cache;
+    // only the changed pickle deep under vendor/ is read and scanned.
+    assert!(out.contains("5 new file(s) checked (4 from cache)"), "{out}");
+
+    // The same shape with a dangerous change deep down is rejected, naming it.
+    e.w(&["reset", "-q", "--hard", "HEAD~1"]);
+    e.w(&["checkout", &base, "--", "lib"]);
+    e.write("vendor/a/b/c/model.pkl", BAD);
+    e.write("vendor/a/other.pkl", &pickle(4));
+    e.commit("lib again, and a bad copy");
+    let out = assert_rejected(e.push(&["--force", "main"]));
+    assert!(out.contains("vendor/a/b/c/model.pkl") && out.contains(BAD_CODE), "{out}");
+    assert!(out.contains("push rejected: 1 file(s) failed"), "{out}");
+}

@@ -5,6 +5,8 @@
 //! moved is seen again but is deduplicated by id. Refs that point straight at a tree or a
 //! blob (directly or through annotated tags) bring the whole tree or the blob.
 
+use super::open::GateRepo;
+use super::packed::PackedObjects;
 use super::updates::{RefUpdate, UpdateKind};
 use anyhow::{anyhow, bail, Context, Result};
 use gix::bstr::{BStr, BString, ByteSlice};
@@ -64,8 +66,17 @@ pub fn existing_tips(repo: &gix::Repository, skip: impl Fn(&BStr) -> bool) -> Re
 }
 
 /// Collect the blobs introduced by `updates`, hiding every commit reachable from `hidden`.
-pub fn introduced(repo: &gix::Repository, updates: &[RefUpdate], hidden: &[ObjectId]) -> Result<Introduced> {
-    let mut c = Collector { repo, out: Introduced::default(), index: HashMap::new(), seen_commits: HashSet::new() };
+pub fn introduced(gate: &GateRepo, updates: &[RefUpdate], hidden: &[ObjectId]) -> Result<Introduced> {
+    let repo = &gate.repo;
+    let trees = PackedObjects::open(gate.view().first_objects_dir(), &repo.objects, repo.object_hash());
+    let mut c = Collector {
+        repo,
+        trees,
+        out: Introduced::default(),
+        index: HashMap::new(),
+        seen_commits: HashSet::new(),
+        bufs: Default::default(),
+    };
     let hidden_set: HashSet<ObjectId> = hidden.iter().copied().collect();
     for u in updates {
         if u.kind() == UpdateKind::Delete {
@@ -104,9 +115,13 @@ fn peel(repo: &gix::Repository, mut id: ObjectId) -> Result<(ObjectId, gix::obje
 
 struct Collector<'r> {
     repo: &'r gix::Repository,
+    /// Trees are read through this (see [`PackedObjects`]).
+    trees: PackedObjects<'r>,
     out: Introduced,
     index: HashMap<ObjectId, usize>,
     seen_commits: HashSet<ObjectId>,
+    /// Reused buffers for the two root trees of a diff.
+    bufs: [Vec<u8>; 2],
 }
 
 impl Collector<'_> {
@@ -151,21 +166,23 @@ impl Collector<'_> {
         refname: &BStr,
     ) -> Result<()> {
         let kind = self.repo.object_hash();
-        let new_data = self.tree_data(new)?;
-        let old_data = match old {
-            Some(o) => self.tree_data(o)?,
-            None => Vec::new(),
-        };
+        let [mut old_data, mut new_data] = std::mem::take(&mut self.bufs);
+        self.tree_data(new, &mut new_data)?;
+        match old {
+            Some(o) => self.tree_data(o, &mut old_data)?,
+            None => old_data.clear(),
+        }
         let mut recorder = gix::diff::tree::Recorder::default();
         let mut state = gix::diff::tree::State::default();
-        gix::diff::tree(
+        let diffed = gix::diff::tree(
             gix::objs::TreeRefIter::from_bytes(&old_data, kind),
             gix::objs::TreeRefIter::from_bytes(&new_data, kind),
             &mut state,
-            &self.repo.objects,
+            &self.trees,
             &mut recorder,
-        )
-        .map_err(|e| anyhow!("cannot diff trees {new}: {e}"))?;
+        );
+        self.bufs = [old_data, new_data];
+        diffed.map_err(|e| anyhow!("cannot diff trees {new}: {e}"))?;
         for change in recorder.records {
             use gix::diff::tree::recorder::Change;
             let (mode, oid, path) = match change {
@@ -183,12 +200,14 @@ impl Collector<'_> {
         Ok(())
     }
 
-    fn tree_data(&self, id: ObjectId) -> Result<Vec<u8>> {
-        let obj = self.repo.find_object(id).map_err(|e| anyhow!("cannot read tree {id}: {e}"))?;
+    fn tree_data(&self, id: ObjectId, buf: &mut Vec<u8>) -> Result<()> {
+        use gix::objs::Find;
+        let obj = self.trees.try_find(&id, buf).map_err(|e| anyhow!("cannot read tree {id}: {e}"))?;
+        let obj = obj.ok_or_else(|| anyhow!("cannot read tree {id}: object missing"))?;
         if obj.kind != gix::object::Kind::Tree {
             bail!("object {id} is a {}, not a tree", obj.kind);
         }
-        Ok(obj.data.clone())
+        Ok(())
     }
 
     fn add(&mut self, id: ObjectId, path: BString, commit: Option<ObjectId>, refname: &BStr) {

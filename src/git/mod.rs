@@ -5,11 +5,13 @@
 mod blob;
 mod introduced;
 mod open;
+mod packed;
 mod updates;
 
 pub use blob::{BlobReader, ReadBlob};
 pub use introduced::{existing_tips, introduced, Introduced, NewBlob, Place};
 pub use open::{GateRepo, GitEnv, ObjectView};
+pub use packed::{PackedObjects, Stats as PackedStats};
 pub use updates::{parse_updates, RefUpdate, UpdateKind, MAX_INPUT};
 
 pub use gix::hash::Kind as HashKind;

@@ -134,7 +134,7 @@ fn work_out(repo: &GateRepo, updates: &[RefUpdate], config: &HookConfig) -> Resu
             hidden.push(u.old);
         }
     }
-    let intro = introduced(&repo.repo, updates, &hidden)?;
+    let intro = introduced(repo, updates, &hidden)?;
     let cache =
         config.cache_dir.as_ref().map(|d| Cache::new(under(repo.git_dir(), d), &config.scan, &config.cache_salt));
     let judged = super::judge_all(repo.view(), &intro.blobs, config, cache.as_ref());

@@ -132,7 +132,7 @@ pub fn pre_receive(
     }
     let bypass = bypass(env, config, &updates, repo.git_dir(), out);
     let hidden = existing_tips(&repo.repo, |_| false)?;
-    let intro = introduced(&repo.repo, &updates, &hidden)?;
+    let intro = introduced(&repo, &updates, &hidden)?;
     let cache =
         config.cache_dir.as_ref().map(|d| Cache::new(under(repo.git_dir(), d), &config.scan, &config.cache_salt));
     let judged = super::judge_all(repo.view(), &intro.blobs, config, cache.as_ref());
