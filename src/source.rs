@@ -45,7 +45,11 @@ pub struct FileSource {
 
 impl FileSource {
     pub fn open(path: &std::path::Path) -> io::Result<FileSource> {
-        let file = std::fs::File::open(path)?;
+        FileSource::from_file(std::fs::File::open(path)?)
+    }
+
+    /// A source over an open file (which need not have a name).
+    pub fn from_file(file: std::fs::File) -> io::Result<FileSource> {
         let len = file.metadata()?.len();
         Ok(FileSource { file, len })
     }

@@ -169,3 +169,68 @@ fn lfs_watch_waits_for_a_stable_size_between_polls() {
     assert!(show(&o.stdout).contains(&format!("sha256:{oid} safe")), "{}", show(&o.stdout));
     assert!(show(&o.stderr).contains("2 poll(s), 1 object(s) judged"), "{}", show(&o.stderr));
 }
+
+/// A long-running watch remembers objects one by one only while they are recent: judged
+/// objects are passed over by their ctime afterwards, yet an object renamed into a directory
+/// the poll had already listed (with an old mtime, as a finished upload has) and an object
+/// changed after it was judged are both looked at again.
+#[test]
+fn lfs_watch_memory_is_bounded_by_recency() {
+    use modelgate::hook::lfs_store::{LfsRun, WatchOptions};
+    use std::time::{Duration, SystemTime};
+    let s = store();
+    let policy = modelgate::policy::Policy::from_file(&s.policy).unwrap();
+    let run = LfsRun { policy: &policy, config: modelgate::hook::gate::hook_config(&policy), base: s.e.bare.clone() };
+    // More objects than one batch of judgements.
+    let oids: Vec<String> = (0..300).map(|i| put_gitea_object(&s.root, format!("object {i}\n").as_bytes())).collect();
+    // An upload finished in a temporary file an hour ago, renamed into the store during the
+    // first poll under a name that sorts before every other object (so that poll has listed
+    // its directory already).
+    let first = oids.iter().min().unwrap().clone();
+    let late_bytes = (0..).map(|i| format!("late {i}\n").into_bytes()).find(|b| sha256_hex(b) < first).unwrap();
+    let late = sha256_hex(&late_bytes);
+    let tmp = s.root.join("tmp-upload");
+    std::fs::write(&tmp, &late_bytes).unwrap();
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&tmp).unwrap().set_modified(hour_ago).unwrap();
+    let late_path = s.root.join(&late[0..2]).join(&late[2..4]).join(&late[4..]);
+    let tampered = s.root.join(&oids[5][0..2]).join(&oids[5][2..4]).join(&oids[5][4..]);
+
+    let opts = WatchOptions {
+        quarantine: None,
+        interval: Duration::from_millis(10),
+        settle: Duration::ZERO,
+        max_iterations: Some(3),
+        remember: Duration::ZERO,
+    };
+    let mut reported: Vec<String> = Vec::new();
+    let mut report = |v: &modelgate::hook::lfs_store::ObjectVerdict| {
+        reported.push(v.oid.clone());
+        if reported.len() == 1 {
+            std::fs::create_dir_all(late_path.parent().unwrap()).unwrap();
+            std::fs::rename(&tmp, &late_path).unwrap();
+        }
+        if v.oid == late {
+            // Changed after it was judged (a verdict cached for the same size would be
+            // taken without hashing, so another size).
+            std::fs::write(&tampered, b"object 5, changed\n").unwrap();
+        }
+    };
+    let mut err = Vec::new();
+    let summary = run.watch(&opts, &mut report, &mut err).unwrap();
+    assert_eq!(summary.judged, 301, "{summary:?} {}", show(&err));
+    assert_eq!(reported.len(), 301);
+    assert_eq!(reported.last(), Some(&late), "the late object is found by the second poll");
+    let unique: std::collections::HashSet<&String> = reported.iter().collect();
+    assert_eq!(unique.len(), 301, "each object is judged once");
+    // The changed object no longer hashes to its oid: taken as still being written.
+    assert_eq!(summary.pending, 1, "{summary:?}");
+    // Only that object is remembered; 300 judged objects are not.
+    assert_eq!(summary.remembered, 1, "{summary:?}");
+
+    // With the default margin every object here is recent, hence remembered.
+    let opts = WatchOptions { max_iterations: Some(2), remember: WatchOptions::REMEMBER, ..opts };
+    let summary = run.watch(&opts, &mut |_| {}, &mut err).unwrap();
+    assert_eq!(summary.remembered, 301, "{summary:?}");
+    assert_eq!(summary.judged, 300, "{summary:?}");
+}

@@ -435,3 +435,32 @@ fn an_old_subtree_added_again_comes_from_the_cache_and_deep_changes_are_found() 
     assert!(out.contains("vendor/a/b/c/model.pkl") && out.contains(BAD_CODE), "{out}");
     assert!(out.contains("push rejected: 1 file(s) failed"), "{out}");
 }
+
+/// Blobs over the streaming threshold (64 MiB) go through a temporary file that never keeps
+/// a name: nothing is left in TMPDIR after a rejection, nor after a judgement abandoned at
+/// its time budget while git is still streaming (the hook exits with that worker running).
+#[test]
+fn streamed_blobs_leave_no_temporary_files() {
+    let e = Env::new();
+    let tmp = e.dir.path().join("hook-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(
+        e.bare.join("hooks/pre-receive"),
+        format!("#!/bin/sh\nTMPDIR='{}' exec '{BIN}' hook pre-receive\n", tmp.display()),
+    )
+    .unwrap();
+    let left = || std::fs::read_dir(&tmp).unwrap().map(|f| f.unwrap().path()).collect::<Vec<_>>();
+    let mut big = BAD.to_vec();
+    big.resize(65 << 20, 0);
+    e.write("big.model", &big);
+    drop(big);
+    e.commit("big");
+    let out = assert_rejected(e.push(&["main"]));
+    assert!(out.contains("big.model") && out.contains(BAD_CODE), "{out}");
+    assert_eq!(left(), Vec::<std::path::PathBuf>::new());
+
+    std::fs::write(e.bare.join("modelgate.toml"), "[gate]\nfile_timeout = \"1ms\"\ncache_dir = \"\"\n").unwrap();
+    let out = assert_rejected(e.push(&["main"]));
+    assert!(out.contains("gate-file-timeout") && out.contains("big.model"), "{out}");
+    assert_eq!(left(), Vec::<std::path::PathBuf>::new());
+}

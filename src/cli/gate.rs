@@ -71,6 +71,10 @@ pub struct LfsWatchArgs {
     /// Exit after this many polls
     #[arg(long, value_name = "N")]
     pub max_iterations: Option<u64>,
+    /// Remember judged objects one by one for this long past the poll that saw them (by
+    /// ctime; covers the clock skew of a network filesystem); older ones are passed over
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
+    pub remember: std::time::Duration,
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
@@ -193,6 +197,7 @@ fn lfs_watch(a: &LfsWatchArgs) -> Result<i32> {
         interval: a.interval,
         settle: a.settle,
         max_iterations: if a.once { Some(1) } else { a.max_iterations },
+        remember: a.remember,
     };
     let json = a.common.format == LfsFormat::Json;
     let mut failed: Option<io::Error> = None;

@@ -1,11 +1,12 @@
 //! Reading blobs: size from the object header first, small blobs into memory through gix,
-//! big ones streamed by `git cat-file` into an unlinked temporary file (gix can only load a
-//! whole object into memory).
+//! big ones streamed by `git cat-file` into a temporary file without a name (gix can only load
+//! a whole object into memory).
 
 use anyhow::{anyhow, bail, Context, Result};
 use gix::objs::Find;
 use gix::odb::Header;
 use gix::ObjectId;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -46,9 +47,15 @@ impl BlobReader {
 
     /// The blob's bytes: in memory below the threshold, else in a temporary file.
     pub fn read(&mut self, id: &ObjectId) -> Result<ReadBlob> {
+        self.read_with(id, &|| Ok(()))
+    }
+
+    /// [`BlobReader::read`], calling `check` between chunks of a streamed blob: an error
+    /// from it (a cancelled or over-budget judgement) stops the stream and `git cat-file`.
+    pub fn read_with(&mut self, id: &ObjectId, check: &dyn Fn() -> std::io::Result<()>) -> Result<ReadBlob> {
         let size = self.size(id)?;
         if size >= self.big {
-            let source = self.stream(id, size)?;
+            let source = self.stream(id, size, check)?;
             return Ok(ReadBlob { size, source, streamed: true });
         }
         let data = self.odb.try_find(id, &mut self.buf).map_err(|e| anyhow!("cannot read blob {id}: {e}"))?;
@@ -59,31 +66,96 @@ impl BlobReader {
         Ok(ReadBlob { size, source: Arc::new(BytesSource(data.data.to_vec())), streamed: false })
     }
 
-    /// Stream a big blob into an unlinked temporary file outside the repository.
-    fn stream(&self, id: &ObjectId, size: u64) -> Result<Arc<dyn Source>> {
-        let tmp =
-            tempfile::Builder::new().prefix("modelgate-blob-").tempfile().context("cannot create a temporary file")?;
-        let out = tmp.reopen()?;
+    /// Stream a big blob through `git cat-file` into a temporary file that has no name (or
+    /// loses it as soon as it is created), so that nothing is left on disk whatever happens
+    /// to the judgement: an error, a cancellation, a worker abandoned at its time budget
+    /// while the hook exits, or the process being killed. The file goes with its last handle.
+    fn stream(&self, id: &ObjectId, size: u64, check: &dyn Fn() -> std::io::Result<()>) -> Result<Arc<dyn Source>> {
+        let mut file = tempfile::tempfile().context("cannot create a temporary file")?;
+        let mut errors = tempfile::tempfile().context("cannot create a temporary file")?;
         // `--no-replace-objects`: replace refs must not change which bytes are scanned.
-        let status = Command::new("git")
+        let mut child = Command::new("git")
             .arg("--git-dir")
             .arg(&self.git_dir)
             .args(["--no-replace-objects", "cat-file", "blob"])
             .arg(id.to_string())
             .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(Stdio::piped())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(errors.try_clone()?)
+            .spawn()
             .context("cannot run git cat-file")?;
-        if !status.status.success() {
-            bail!("git cat-file failed for {id}: {}", String::from_utf8_lossy(&status.stderr).trim());
+        // Read the pipe here rather than letting git write the file: if this process goes
+        // away, git's next write fails and it ends too.
+        let copied = match child.stdout.take() {
+            Some(mut out) => copy_checked(&mut out, &mut file, size, check),
+            None => Err(anyhow!("no output from git cat-file")),
+        };
+        if copied.is_err() {
+            let _ = child.kill();
         }
-        let src = FileSource::open(tmp.path()).context("cannot reopen the temporary file")?;
-        // The open handle keeps the data; the name goes now.
-        drop(tmp);
-        if src.len() != size {
-            bail!("git cat-file gave {} bytes for blob {id} of {size} bytes", src.len());
+        let status = child.wait().context("cannot run git cat-file")?;
+        let copied = copied.with_context(|| format!("cannot stream blob {id}"))?;
+        if !status.success() {
+            let mut msg = Vec::new();
+            errors.seek(SeekFrom::Start(0))?;
+            let _ = (&mut errors).take(4096).read_to_end(&mut msg);
+            bail!("git cat-file failed for {id}: {}", String::from_utf8_lossy(&msg).trim());
         }
-        Ok(Arc::new(src))
+        if copied != size {
+            bail!("git cat-file gave {copied} bytes for blob {id} of {size} bytes");
+        }
+        Ok(Arc::new(FileSource::from_file(file)?))
+    }
+}
+
+/// Copy `from` to `to` in chunks, calling `check` before each; at most `max` bytes.
+fn copy_checked(
+    from: &mut dyn Read,
+    to: &mut dyn Write,
+    max: u64,
+    check: &dyn Fn() -> std::io::Result<()>,
+) -> Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        check()?;
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        total += n as u64;
+        if total > max {
+            bail!("more than the blob's {max} bytes");
+        }
+        to.write_all(buf.get(..n).unwrap_or_default())?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_stop_on_a_failed_check_and_past_the_size() {
+        let data = vec![7u8; 3 << 20];
+        let mut out = Vec::new();
+        assert_eq!(copy_checked(&mut &data[..], &mut out, 3 << 20, &|| Ok(())).unwrap(), 3 << 20);
+        assert_eq!(out, data);
+        let calls = std::cell::Cell::new(0);
+        let cancel_second = || {
+            calls.set(calls.get() + 1);
+            if calls.get() > 1 {
+                Err(std::io::Error::other("cancelled"))
+            } else {
+                Ok(())
+            }
+        };
+        let mut out = Vec::new();
+        let e = copy_checked(&mut &data[..], &mut out, 3 << 20, &cancel_second).unwrap_err();
+        assert!(e.to_string().contains("cancelled"), "{e}");
+        assert_eq!(out.len(), 1 << 20, "stopped after the first chunk");
+        assert!(copy_checked(&mut &data[..], &mut Vec::new(), (3 << 20) - 1, &|| Ok(())).is_err());
     }
 }

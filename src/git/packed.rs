@@ -3,7 +3,7 @@
 //! gix resolves every packed object from the bottom of its delta chain and caches only the
 //! object asked for, never the bases on the way (and never a chain's undeltified base), so
 //! reading the trees of a long history inflates each chain again for every tree on it: on a
-//! 10,000-commit push with chains 50 deep that was three quarters of the gate's time. git
+//! 10,000-commit push with chains 50 deep that was most of the gate's time. git
 //! keeps a cache of delta bases; this does the same for the packs of one object directory
 //! (the quarantine during a push), with bounded memory. Anything it cannot resolve itself
 //! (loose objects, bases in other packs, unusual entries, any decoding problem) is read
@@ -56,7 +56,8 @@ struct State {
     /// Inflated delta instructions: re-applying a chain is cheap, inflating it is not.
     deltas: Cache<Vec<u8>>,
     inflate: gix::zlib::Inflate,
-    /// Delta entries waiting for their base, innermost last.
+    /// Delta entries waiting for their base: the object asked for first, the one nearest
+    /// the base last.
     chain: Vec<pack::data::Entry>,
     stats: Stats,
 }
@@ -125,6 +126,7 @@ impl<'s> PackedObjects<'s> {
         self.packs.len()
     }
 
+    /// What it has done so far.
     pub fn stats(&self) -> Stats {
         self.state.borrow().stats
     }

@@ -78,8 +78,10 @@ impl Cache {
             fingerprint: self.fingerprint.clone(),
             judged: judged.clone(),
         };
+        // One write: serde_json writes token by token, and the file is unbuffered.
+        let text = serde_json::to_vec(&entry)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, &entry)?;
+        std::io::Write::write_all(&mut tmp, &text)?;
         tmp.persist(&path).map_err(|e| e.error)?;
         Ok(())
     }

@@ -420,7 +420,7 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
     if let Err(e) = ctx.meter.check() {
         return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None);
     }
-    let read = match reader.read(&blob.id) {
+    let read = match reader.read_with(&blob.id, &|| ctx.meter.check()) {
         Ok(r) => r,
         Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None),
     };

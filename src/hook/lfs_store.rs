@@ -235,6 +235,17 @@ pub struct WatchOptions {
     pub settle: Duration,
     /// Stop after this many polls (`--once` is 1); `None`: forever.
     pub max_iterations: Option<u64>,
+    /// Objects are remembered one by one only while recent, so that memory does not grow
+    /// with the store: an object whose status last changed (its ctime, which writing it or
+    /// renaming it into the store sets, and which cannot be set back) before the previous
+    /// poll began, less this margin, was seen by that poll and is passed over. The margin
+    /// covers the clock skew of a network filesystem. [`WatchOptions::REMEMBER`] by default.
+    pub remember: Duration,
+}
+
+impl WatchOptions {
+    /// The default [`WatchOptions::remember`].
+    pub const REMEMBER: Duration = Duration::from_secs(600);
 }
 
 /// Counts over a watch.
@@ -246,6 +257,8 @@ pub struct WatchSummary {
     pub quarantined: u64,
     /// Objects seen but not finished yet at the last poll.
     pub pending: u64,
+    /// Objects remembered one by one after the last poll (unfinished or recently judged).
+    pub remembered: u64,
 }
 
 /// A file seen in the store.
@@ -253,10 +266,15 @@ pub struct WatchSummary {
 struct Stamp {
     size: u64,
     mtime: SystemTime,
+    /// The later of ctime and mtime.
+    changed: SystemTime,
 }
 
 /// A mismatching object younger than this is taken as still being written.
 const MISMATCH_GRACE: Duration = Duration::from_secs(60);
+
+/// Objects judged together (the listing is streamed, so memory does not grow with the store).
+const WATCH_BATCH: usize = 256;
 
 impl LfsRun<'_> {
     /// The directory the store's objects are under, for listing.
@@ -287,96 +305,169 @@ impl LfsRun<'_> {
         if let Some(q) = &opts.quarantine {
             std::fs::create_dir_all(q).with_context(|| format!("cannot create quarantine {}", q.display()))?;
         }
-        let mut seen: HashMap<String, Stamp> = HashMap::new();
-        let mut done: HashMap<String, Stamp> = HashMap::new();
-        let mut summary = WatchSummary::default();
-        let mut out = Out::new(err, false);
+        let mut w = Watcher {
+            run: self,
+            opts,
+            root,
+            report,
+            out: Out::new(err, false),
+            pending: HashMap::new(),
+            recent: HashMap::new(),
+            horizon: None,
+            started: SystemTime::now(),
+            ready: Vec::new(),
+            unfinished: 0,
+            summary: WatchSummary::default(),
+        };
         loop {
-            summary.polls += 1;
-            let now = SystemTime::now();
-            let mut ready = Vec::new();
-            let mut pending = 0;
-            for (oid, stamp) in list_store(&root, self.config.lfs.layout) {
-                if done.get(&oid) == Some(&stamp) {
-                    continue;
-                }
-                let age = now.duration_since(stamp.mtime).unwrap_or_default();
-                let settled = seen.get(&oid) == Some(&stamp) || age >= opts.settle;
-                seen.insert(oid.clone(), stamp);
-                if settled {
-                    ready.push((oid, stamp, age));
-                } else {
-                    pending += 1;
-                }
-            }
-            if !ready.is_empty() {
-                let jobs = ObjectJobs {
-                    oids: ready.iter().map(|(o, _, _)| o.clone()).collect(),
-                    base: self.base.clone(),
-                    store: self.config.lfs.clone(),
-                    config: self.config.clone(),
-                    cache: self.cache(),
-                    watch: true,
-                };
-                let started = Instant::now();
-                let judged = run_pool(Arc::new(jobs), &self.config.limits);
-                let mut verdicts = Vec::new();
-                for ((oid, stamp, age), j) in ready.into_iter().zip(judged) {
-                    let mismatch = j.findings.iter().any(|f| f.code == "lfs-object-mismatch");
-                    let vanished = j.findings.iter().any(|f| f.code == "lfs-object-missing");
-                    if vanished || (mismatch && age + started.elapsed() < opts.settle + MISMATCH_GRACE) {
-                        // Still being written (or moved away meanwhile): look again later.
-                        pending += u64::from(!vanished);
-                        continue;
-                    }
-                    let mut v = self.decide(&oid, j);
-                    if v.action == Action::Reject {
-                        summary.rejected += 1;
-                        if let Some(q) = &opts.quarantine {
-                            match quarantine(&root, self.config.lfs.layout, &self.base, &self.config.lfs, &oid, q, &v) {
-                                Ok(dest) => {
-                                    summary.quarantined += 1;
-                                    v.quarantined = Some(dest);
-                                }
-                                Err(e) => {
-                                    out.line(&format!("modelgate: warning: cannot quarantine sha256:{oid}: {e:#}"))
-                                }
-                            }
-                        }
-                    }
-                    summary.judged += 1;
-                    done.insert(oid, stamp);
-                    report(&v);
-                    verdicts.push(v);
-                }
-                self.audit("lfs-watched", &verdicts, &mut out);
-            }
-            summary.pending = pending;
-            out.flush();
-            if opts.max_iterations.is_some_and(|m| summary.polls >= m) {
-                return Ok(summary);
+            w.poll();
+            if opts.max_iterations.is_some_and(|m| w.summary.polls >= m) {
+                return Ok(w.summary);
             }
             std::thread::sleep(opts.interval);
         }
     }
 }
 
-/// Every object file under `root` whose place and name make a valid oid for `layout`.
+/// The state of a watch between polls.
+struct Watcher<'w, 'p> {
+    run: &'w LfsRun<'p>,
+    opts: &'w WatchOptions,
+    root: PathBuf,
+    report: &'w mut dyn FnMut(&ObjectVerdict),
+    out: Out<'w>,
+    /// Objects seen and not judged yet, with the poll that last listed them.
+    pending: HashMap<String, (Stamp, u64)>,
+    /// Objects judged that changed too recently to be passed over by [`Watcher::horizon`].
+    recent: HashMap<String, Stamp>,
+    /// Objects that changed before this were seen by an earlier poll.
+    horizon: Option<SystemTime>,
+    /// When the current poll began.
+    started: SystemTime,
+    ready: Vec<(String, Stamp, Duration)>,
+    unfinished: u64,
+    summary: WatchSummary,
+}
+
+impl Watcher<'_, '_> {
+    fn poll(&mut self) {
+        self.summary.polls += 1;
+        self.started = SystemTime::now();
+        self.unfinished = 0;
+        let root = self.root.clone();
+        each_object(&root, self.run.config.lfs.layout, &mut |oid, stamp| self.consider(oid, stamp));
+        self.judge_ready();
+        let poll = self.summary.polls;
+        // Gone from the store: forget.
+        self.pending.retain(|_, (_, listed)| *listed == poll);
+        let horizon = self.started.checked_sub(self.opts.remember);
+        if let Some(h) = horizon {
+            self.recent.retain(|_, s| s.changed >= h);
+        }
+        self.horizon = horizon;
+        self.summary.pending = self.unfinished;
+        self.summary.remembered = (self.pending.len() + self.recent.len()) as u64;
+        self.out.flush();
+    }
+
+    fn consider(&mut self, oid: String, stamp: Stamp) {
+        let pending = self.pending.get(&oid).map(|(s, _)| *s);
+        if pending.is_none() && self.horizon.is_some_and(|h| stamp.changed < h) {
+            return;
+        }
+        if self.recent.get(&oid) == Some(&stamp) {
+            return;
+        }
+        let age = self.started.duration_since(stamp.mtime).unwrap_or_default();
+        let settled = pending == Some(stamp) || age >= self.opts.settle;
+        self.pending.insert(oid.clone(), (stamp, self.summary.polls));
+        if settled {
+            self.ready.push((oid, stamp, age));
+            if self.ready.len() >= WATCH_BATCH {
+                self.judge_ready();
+            }
+        } else {
+            self.unfinished += 1;
+        }
+    }
+
+    fn judge_ready(&mut self) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let ready = std::mem::take(&mut self.ready);
+        let run = self.run;
+        let jobs = ObjectJobs {
+            oids: ready.iter().map(|(o, _, _)| o.clone()).collect(),
+            base: run.base.clone(),
+            store: run.config.lfs.clone(),
+            config: run.config.clone(),
+            cache: run.cache(),
+            watch: true,
+        };
+        let started = Instant::now();
+        let judged = run_pool(Arc::new(jobs), &run.config.limits);
+        let mut verdicts = Vec::new();
+        for ((oid, stamp, age), j) in ready.into_iter().zip(judged) {
+            let mismatch = j.findings.iter().any(|f| f.code == "lfs-object-mismatch");
+            let vanished = j.findings.iter().any(|f| f.code == "lfs-object-missing");
+            if vanished {
+                // Moved away meanwhile: looked at afresh if it comes back.
+                self.pending.remove(&oid);
+                continue;
+            }
+            if mismatch && age + started.elapsed() < self.opts.settle + MISMATCH_GRACE {
+                // Still being written: look again later.
+                self.unfinished += 1;
+                continue;
+            }
+            let mut v = run.decide(&oid, j);
+            if v.action == Action::Reject {
+                self.summary.rejected += 1;
+                if let Some(q) = &self.opts.quarantine {
+                    let layout = run.config.lfs.layout;
+                    match quarantine(&self.root, layout, &run.base, &run.config.lfs, &oid, q, &v) {
+                        Ok(dest) => {
+                            self.summary.quarantined += 1;
+                            v.quarantined = Some(dest);
+                        }
+                        Err(e) => self.out.line(&format!("modelgate: warning: cannot quarantine sha256:{oid}: {e:#}")),
+                    }
+                }
+            }
+            self.summary.judged += 1;
+            self.pending.remove(&oid);
+            // Older changes are passed over by the next poll's horizon anyway.
+            if self.started.checked_sub(self.opts.remember).is_none_or(|h| stamp.changed >= h) {
+                self.recent.insert(oid, stamp);
+            }
+            (self.report)(&v);
+            verdicts.push(v);
+        }
+        run.audit("lfs-watched", &verdicts, &mut self.out);
+    }
+}
+
+/// Call `f` for every object file under `root` whose place and name make a valid oid for
+/// `layout`, directory by directory (sorted), without listing the whole store at once.
 /// Temporary and partial files (other names, `tmp/` directories) are never candidates.
-fn list_store(root: &Path, layout: Layout) -> Vec<(String, Stamp)> {
-    let mut out = Vec::new();
+fn each_object(root: &Path, layout: Layout, f: &mut dyn FnMut(String, Stamp)) {
     let hex2 = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     let dirs = |p: &Path| -> Vec<(String, PathBuf)> {
         let Ok(rd) = std::fs::read_dir(p) else { return Vec::new() };
-        rd.filter_map(|e| e.ok())
+        let mut v: Vec<_> = rd
+            .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
             .filter(|(n, _)| hex2(n))
-            .collect()
+            .collect();
+        v.sort();
+        v
     };
     for (a, pa) in dirs(root) {
         for (b, pb) in dirs(&pa) {
             let Ok(rd) = std::fs::read_dir(&pb) else { continue };
+            let mut found = Vec::new();
             for e in rd.filter_map(|e| e.ok()) {
                 let Ok(name) = e.file_name().into_string() else { continue };
                 let oid = match layout {
@@ -390,13 +481,25 @@ fn list_store(root: &Path, layout: Layout) -> Vec<(String, Stamp)> {
                 // Regular files only: never follow a link out of the store.
                 let Ok(m) = std::fs::symlink_metadata(e.path()) else { continue };
                 if m.is_file() {
-                    out.push((oid, Stamp { size: m.len(), mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH) }));
+                    found.push((oid, stamp(&m)));
                 }
+            }
+            found.sort_by(|x, y| x.0.cmp(&y.0));
+            for (oid, st) in found {
+                f(oid, st);
             }
         }
     }
-    out.sort_by(|x, y| x.0.cmp(&y.0));
-    out
+}
+
+fn stamp(m: &std::fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let mtime = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let ctime = u64::try_from(m.ctime())
+        .ok()
+        .and_then(|s| SystemTime::UNIX_EPOCH.checked_add(Duration::new(s, u32::try_from(m.ctime_nsec()).unwrap_or(0))))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Stamp { size: m.len(), mtime, changed: ctime.max(mtime) }
 }
 
 /// Move a rejected object out of the store, with its verdict beside it.
@@ -455,12 +558,16 @@ mod tests {
         std::fs::write(gitea.join("upload-123.tmp"), b"x").unwrap();
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
         std::fs::write(dir.path().join("tmp").join(&oid), b"x").unwrap();
-        let l = list_store(dir.path(), Layout::Gitea);
-        assert_eq!(l.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>(), [oid.as_str()]);
+        let list = |layout| {
+            let mut v = Vec::new();
+            each_object(dir.path(), layout, &mut |oid, _| v.push(oid));
+            v
+        };
+        let l = list(Layout::Gitea);
+        assert_eq!(l, [oid.clone()]);
         // The git-lfs layout names files by the whole oid, matching their directories.
         std::fs::write(gitea.join(&oid), b"x").unwrap();
         std::fs::write(gitea.join("cd".repeat(32)), b"x").unwrap();
-        let l = list_store(dir.path(), Layout::GitLfs);
-        assert_eq!(l.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>(), [oid.as_str()]);
+        assert_eq!(list(Layout::GitLfs), [oid]);
     }
 }
