@@ -127,7 +127,7 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             // sources are looked at after the probe (`find_hdf5`), streams cannot rewind.
             let data = match data {
                 Data::Stream(r, size) if hint == Hint::Sniff => match peek_hdf5_stream(r, size) {
-                    (Some(at), data) => return hdf5_stream(scan, data, at),
+                    (Some(at), data) => return hdf5_at(scan, data, at),
                     (None, data) => data,
                 },
                 data => data,
@@ -191,13 +191,7 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             gguf::scan(scan, data);
             Format::Gguf
         }
-        Format::Hdf5 | Format::KerasH5 => match random(scan, data, "hdf5 file") {
-            Some(src) => {
-                also_pickle(scan, &Data::Random(src.clone()));
-                hdf5::scan(scan, src.as_ref())
-            }
-            None => Format::Hdf5,
-        },
+        Format::Hdf5 | Format::KerasH5 => hdf5_at(scan, data, 0),
         Format::TfLite => match random(scan, data, "tflite model") {
             Some(src) => {
                 also_pickle(scan, &Data::Random(src.clone()));
@@ -226,7 +220,7 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             Data::Random(src) if hint == Hint::Sniff => find_hdf5(scan, src.as_ref()),
             Data::Stream(r, size) if hint == Hint::Sniff && format == Format::Unknown => {
                 match peek_hdf5_stream(r, size) {
-                    (Some(at), data) => hdf5_stream(scan, data, at),
+                    (Some(at), data) => hdf5_at(scan, data, at),
                     (None, _) => Format::Unknown,
                 }
             }
@@ -253,9 +247,9 @@ fn peek_hdf5_stream(r: Box<dyn std::io::Read + Send>, size: Option<u64>) -> (Opt
     (at, Data::Stream(Box::new(std::io::Cursor::new(prefix.0).chain(r)), size))
 }
 
-/// A stream with an HDF5 superblock at `at`: buffered whole (within the budget) and read as
-/// HDF5, and probed as a pickle as every HDF5 file is.
-fn hdf5_stream(scan: &mut Scan<'_>, data: Data, at: u64) -> Format {
+/// HDF5 data with its superblock at `at`: made random-access (a stream is buffered within the
+/// budget), read as HDF5, and probed as a pickle too (a loader may ignore the magic).
+fn hdf5_at(scan: &mut Scan<'_>, data: Data, at: u64) -> Format {
     match random(scan, data, "hdf5 file") {
         Some(src) => {
             also_pickle(scan, &Data::Random(src.clone()));

@@ -564,7 +564,7 @@ mod tests {
             v
         };
         let l = list(Layout::Gitea);
-        assert_eq!(l, [oid.clone()]);
+        assert_eq!(l, std::slice::from_ref(&oid));
         // The git-lfs layout names files by the whole oid, matching their directories.
         std::fs::write(gitea.join(&oid), b"x").unwrap();
         std::fs::write(gitea.join("cd".repeat(32)), b"x").unwrap();
