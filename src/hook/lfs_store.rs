@@ -352,7 +352,7 @@ struct Watcher<'w, 'p> {
 impl Watcher<'_, '_> {
     fn poll(&mut self) {
         self.summary.polls += 1;
-        self.started = SystemTime::now();
+        self.started = fs_now();
         self.unfinished = 0;
         let root = self.root.clone();
         each_object(&root, self.run.config.lfs.layout, &mut |oid, stamp| self.consider(oid, stamp));
@@ -532,6 +532,14 @@ fn quarantine(
     }))?;
     std::fs::write(dir.join(format!("{oid}.json")), meta)?;
     Ok(dest)
+}
+
+/// Now, as file times will say it: those come from the kernel's coarse clock, which lags the
+/// system clock by up to a tick, so a file changed just after `SystemTime::now()` can carry an
+/// earlier time and be passed over as old. A new file's time bounds it from below.
+fn fs_now() -> SystemTime {
+    let now = SystemTime::now();
+    tempfile::tempfile().and_then(|f| f.metadata()).and_then(|m| m.modified()).map_or(now, |t| t.min(now))
 }
 
 #[cfg(test)]
