@@ -1,6 +1,6 @@
 //! Format detection by content. The file name is never consulted.
 
-use crate::engine::Hint;
+use crate::finding::Hint;
 use crate::source::{read_up_to, Data};
 use std::io::{self, Read};
 

@@ -7,6 +7,8 @@ use crate::finding::{Finding, Severity, Verdict};
 use crate::lists::Lists;
 use crate::source::{Data, Source};
 use serde::Serialize;
+
+pub use crate::finding::{Hint, Import};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,32 +49,6 @@ impl Default for ScanOptions {
             max_nested_pickle_bytes: 64 << 20,
             clamav: None,
         }
-    }
-}
-
-/// One name a pickle imports (what `find_class` would be asked for).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Import {
-    /// Module after CPython's protocol < 3 name mapping (`__builtin__` -> `builtins`).
-    pub module: String,
-    /// Attribute name, possibly dotted (protocol >= 4 resolves each component).
-    pub name: String,
-    /// The names as written in the stream, when the mapping changed them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw: Option<(String, String)>,
-    /// Opcode that made the import (`GLOBAL`, `STACK_GLOBAL`, `INST`, `EXT1`, ...).
-    pub opcode: &'static str,
-    pub offset: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub member: Option<String>,
-    /// The first reconstructed call that uses it, e.g. `os.system('echo pwned')`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<String>,
-}
-
-impl Import {
-    pub fn full_name(&self) -> String {
-        format!("{}.{}", self.module, self.name)
     }
 }
 
@@ -142,17 +118,6 @@ pub struct Scan<'a> {
     out_findings: Vec<Finding>,
     /// A member of a model format was seen (so an empty finding list means "safe").
     model: bool,
-}
-
-/// How a member handed back by a container should be treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hint {
-    /// Detect by content; headerless (protocol 0/1) pickles are probed too.
-    Sniff,
-    /// The loader reads this member as a pickle whatever it looks like.
-    Pickle,
-    /// Raw tensor bytes the loader never interprets: only unmistakable magic is checked.
-    RawData,
 }
 
 impl<'a> Scan<'a> {

@@ -193,3 +193,40 @@ mod tests {
         assert_eq!(Verdict::from_findings(&[], true), Verdict::Safe);
     }
 }
+
+/// One name a pickle imports (what `find_class` would be asked for).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Import {
+    /// Module after CPython's protocol < 3 name mapping (`__builtin__` -> `builtins`).
+    pub module: String,
+    /// Attribute name, possibly dotted (protocol >= 4 resolves each component).
+    pub name: String,
+    /// The names as written in the stream, when the mapping changed them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<(String, String)>,
+    /// Opcode that made the import (`GLOBAL`, `STACK_GLOBAL`, `INST`, `EXT1`, ...).
+    pub opcode: &'static str,
+    pub offset: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// The first reconstructed call that uses it, e.g. `os.system('echo pwned')`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+}
+
+impl Import {
+    pub fn full_name(&self) -> String {
+        format!("{}.{}", self.module, self.name)
+    }
+}
+
+/// How a member handed back by a container should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// Detect by content; headerless (protocol 0/1) pickles are probed too.
+    Sniff,
+    /// The loader reads this member as a pickle whatever it looks like.
+    Pickle,
+    /// Raw tensor bytes the loader never interprets: only unmistakable magic is checked.
+    RawData,
+}

@@ -25,7 +25,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-use crate::engine::Import;
+use crate::finding::Import;
 use crate::finding::{CodeInfo, Finding, Severity};
 use std::collections::HashSet;
 
