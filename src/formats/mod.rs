@@ -11,6 +11,7 @@ pub mod numpy;
 pub mod onnx;
 pub mod pickle;
 pub mod protobuf;
+pub mod pyjson;
 pub mod safetensors;
 pub mod sevenz;
 pub mod tar;
