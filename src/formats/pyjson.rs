@@ -182,6 +182,23 @@ impl Doc<'_> {
     }
 }
 
+/// The start of a document as text, decoded as `json.loads(bytes)` would (lossy, a cut
+/// character at the end dropped): for sniffing.
+pub fn head_text(head: &[u8]) -> String {
+    let even = |b: &[u8], unit: usize| b.get(..b.len() - b.len() % unit).unwrap_or_default().to_vec();
+    let decoded = match detect_encoding(head) {
+        Encoding::Utf8 => head.to_vec(),
+        Encoding::Utf8Sig => head.get(3..).unwrap_or_default().to_vec(),
+        Encoding::Utf16 { be, bom } => {
+            utf16(&even(head.get(if bom { 2 } else { 0 }..).unwrap_or_default(), 2), be).unwrap_or_default()
+        }
+        Encoding::Utf32 { be, bom } => {
+            utf32(&even(head.get(if bom { 4 } else { 0 }..).unwrap_or_default(), 4), be).unwrap_or_default()
+        }
+    };
+    lossy_surrogates(&decoded)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
     Utf8,
