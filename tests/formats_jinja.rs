@@ -138,7 +138,11 @@ fn render(dir: &std::path::Path, mode: &str, templates: &[&str]) -> Vec<serde_js
 fn real_jinja2_escapes_are_dangerous() {
     let dirs = jinja_dirs();
     if dirs.is_empty() {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "jinja2 versions under /opt/mg-jinja are required when CI=true");
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "jinja2 versions under /opt/mg-jinja are required when CI=true"
+        );
         eprintln!("skipping: no jinja2 under /opt/mg-jinja");
         return;
     }
@@ -170,4 +174,70 @@ fn real_jinja2_escapes_are_dangerous() {
         let r = scan(&tokenizer_config(t));
         assert!(r.findings.is_empty(), "{r:#?}");
     }
+}
+
+/// Standalone templates (`chat_template.jinja`, `additional_chat_templates/*.jinja`) are
+/// recognised by content: a chat template is a model file judged like any other; text with
+/// tags that renders no chat is not a model unless it escapes.
+#[test]
+fn standalone_templates_are_judged_by_content() {
+    for t in BENIGN {
+        let r = scan(t.as_bytes());
+        assert_safe(&r, "chat-template");
+        assert_safe(&scan_stream(t.as_bytes()), "chat-template");
+    }
+    // Starting with text rather than a tag.
+    let r = scan(format!("<|im_start|>system\nYou are helpful.<|im_end|>\n{}", BENIGN[1]).as_bytes());
+    assert_safe(&r, "chat-template");
+    for t in ESCAPES {
+        let r = scan(t.as_bytes());
+        assert_eq!(r.verdict, Verdict::Dangerous, "{t}: {r:#?}");
+        assert_eq!(scan_stream(t.as_bytes()).verdict, Verdict::Dangerous, "{t}");
+    }
+    // An escape in text that renders no chat (and starts with a word) is still dangerous.
+    let r = scan(b"Hello {{ cycler.__init__.__globals__.os.popen('id').read() }}");
+    assert_eq!(r.verdict, Verdict::Dangerous, "{r:#?}");
+    // Other text with braces is not a model: a Helm chart, a Go template, prose.
+    for t in [
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Values.name }}\n",
+        "Use {{ and }} to escape.",
+        "{% if x %}hi{% endif %}",
+    ] {
+        let r = scan(t.as_bytes());
+        assert_eq!(r.verdict, Verdict::Unsupported, "{t}: {r:#?}");
+    }
+    // A chat template that cannot be parsed cannot be judged.
+    let r = scan(b"{% for message in messages %}{{ message['content'] @@ }}{% endfor %}");
+    assert_eq!(r.verdict, Verdict::Error, "{r:#?}");
+    // A protocol 0 pickle that quotes a template is still read as a pickle.
+    let r = scan(b"cos\nsystem\n(S'{{ messages }}'\ntR.");
+    assert_eq!(r.verdict, Verdict::Dangerous, "{r:#?}");
+}
+
+/// `chat_template.json` and every shape transformers accepts for `chat_template`.
+#[test]
+fn every_chat_template_shape_is_checked() {
+    let esc = ESCAPES[6];
+    for v in [
+        serde_json::json!({"chat_template": esc}),
+        serde_json::json!({"chat_template": [{"name": "default", "template": BENIGN[0]}, {"name": "rag", "template": esc}]}),
+        serde_json::json!({"chat_template": {"default": BENIGN[0], "tool_use": esc}}),
+    ] {
+        let r = scan(&serde_json::to_vec(&v).unwrap());
+        assert_eq!(r.verdict, Verdict::Dangerous, "{v}: {r:#?}");
+    }
+    // Escaped in JSON (`\u005f`) and in the template (`\x5f`): both decoded.
+    let doc = r#"{"chat_template": "{{ cycler|attr('\\x5f\\x5finit\\x5f\\x5f') }}", "x": NaN}"#;
+    assert_eq!(scan(doc.as_bytes()).verdict, Verdict::Dangerous);
+    let doc = r#"{"chat_template": "{{ cycler.\u005f_init__ }}"}"#;
+    assert_eq!(scan(doc.as_bytes()).verdict, Verdict::Dangerous);
+}
+
+/// Templates past the size that is checked are errors, not safe.
+#[test]
+fn oversized_templates_are_errors() {
+    let big = format!("{}{}", BENIGN[0], " ".repeat(5 << 20));
+    let r = scan(&tokenizer_config(&big));
+    assert_eq!(r.verdict, Verdict::Error, "{:?}", r.findings);
+    assert!(has(&r, "chat-template-unparsed"));
 }

@@ -102,10 +102,79 @@ fn legacy_configs_use_the_class_allowlist() {
 
 #[test]
 fn other_json_is_not_a_model() {
-    for j in [&br#"{"architectures": ["LlamaForCausalLM"], "hidden_size": 4096}"#[..], b"{\"a\": ", b"{}"] {
+    for j in [&br#"{"architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "x": NaN}"#[..], b"{}", b"{\\rtf1 x}"] {
         let r = scan(j);
         assert_eq!(r.verdict, Verdict::Unsupported, "{r:#?}");
     }
+}
+
+const LAMBDA: &str = r#"{"class_name": "Lambda", "config": {"name": "evil", "function": ["4wEAAAAAAAAAAAAAAAEAAAADAAAA8xYAAACVAHQBAAAAAAAAAAAAAGQBpgEAAKsBAAAAAAAAAABTACkCTnoKZWNobyBwd25lZCkB2gVwcmludCkB2gF4cwEAAAAg", null, null]}}"#;
+
+/// Keras reads `config.json` with `json.loads`: what Python accepts (and serde_json does
+/// not) is checked, never passed over as unknown bytes.
+#[test]
+fn configs_python_reads_are_checked() {
+    let cfg = |extra: &str| {
+        format!(r#"{{"class_name": "Sequential", "config": {{"name": "s"{extra}, "layers": [{LAMBDA}]}}}}"#)
+    };
+    let docs: Vec<Vec<u8>> = vec![
+        cfg(r#", "lr": NaN, "clip": Infinity, "low": -Infinity"#).into_bytes(),
+        cfg(r#", "seed": 123456789012345678901234567890123456789, "eps": 1e999"#).into_bytes(),
+        cfg(r#", "note": "\ud800 lone surrogate""#).into_bytes(),
+        cfg(r#", "dup": 1, "dup": 2"#).into_bytes(),
+        cfg("").replace("\"Lambda\"", r#""La\u006dbda""#).into_bytes(),
+        [&b"\xef\xbb\xbf"[..], cfg("").as_bytes()].concat(),
+        cfg("").encode_utf16().flat_map(u16::to_le_bytes).collect(),
+        cfg("").encode_utf16().flat_map(u16::to_be_bytes).collect(),
+        [&b"\xff\xfe"[..], &cfg("").encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>()].concat(),
+        cfg("").chars().flat_map(|c| (c as u32).to_be_bytes()).collect(),
+        format!(
+            r#"{{"class_name": "Sequential", "config": {{"deep": {}0{}, "layers": [{LAMBDA}]}}}}"#,
+            "[".repeat(300),
+            "]".repeat(300)
+        )
+        .into_bytes(),
+    ];
+    for d in docs {
+        let r = scan(&d);
+        assert_eq!(r.verdict, Verdict::Dangerous, "{}: {r:#?}", String::from_utf8_lossy(&d));
+        assert!(has(&r, "keras-lambda-layer"));
+        assert_eq!(r.format, "keras-config");
+    }
+    // A Lambda nested 900 deep (Python 3.11 reads it) is found.
+    let mut deep = LAMBDA.to_string();
+    for _ in 0..450 {
+        deep = format!(r#"{{"class_name": "TimeDistributed", "config": {{"layer": {deep}}}}}"#);
+    }
+    let r = scan(deep.as_bytes());
+    assert_eq!(r.verdict, Verdict::Dangerous, "{:?}", r.findings);
+}
+
+/// A document that starts as a JSON object but cannot be read, or nests past the budget, is
+/// an error: never "unknown bytes".
+#[test]
+fn unreadable_configs_fail_closed() {
+    for d in [
+        format!(r#"{{"class_name": "Sequential", "config": {{"layers": [{LAMBDA},]}}}}"#),
+        r#"{"class_name": "Lambda", "config": {"function": "x"}"#.to_string(),
+        format!(r#"{{"class_name": "Sequential", "config": {}1{}}}"#, "[".repeat(2000), "]".repeat(2000)),
+        r#"{"a": "#.to_string(),
+        r#"{"chat_template": "{{ x }}", }"#.to_string(),
+    ] {
+        let r = scan(d.as_bytes());
+        assert_eq!(r.verdict, Verdict::Error, "{d:.80}: {r:#?}");
+    }
+}
+
+/// More findings than are listed never hide the worst one.
+#[test]
+fn many_findings_keep_the_dangerous_one() {
+    let mut layers: Vec<serde_json::Value> =
+        (0..500).map(|i| layer("my_pkg.layers", &format!("Custom{i}"), json!({}))).collect();
+    layers.push(serde_json::from_str(LAMBDA).unwrap());
+    let r = scan(&model(layers));
+    assert_eq!(r.verdict, Verdict::Dangerous, "{r:#?}");
+    assert!(has(&r, "keras-findings-elided"));
 }
 
 #[test]
@@ -115,9 +184,9 @@ fn mangled_configs_never_panic() {
 
 /// The python3 on PATH (the JSON oracle needs only the standard library).
 fn python() -> Option<&'static str> {
-    ["python3", "python"].into_iter().find(|p| {
-        std::process::Command::new(p).arg("-c").arg("import json").output().is_ok_and(|o| o.status.success())
-    })
+    ["python3", "python"]
+        .into_iter()
+        .find(|p| std::process::Command::new(p).arg("-c").arg("import json").output().is_ok_and(|o| o.status.success()))
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -185,7 +254,10 @@ fn json_loads_matches_cpython() {
             failures.push(format!("{:?}: python {case}, modelgate {got:?}", String::from_utf8_lossy(&doc)));
         }
     }
-    eprintln!("both accept {}, budget error {}, both refuse {}, python-only refusal {}", counts[0], counts[1], counts[2], counts[3]);
+    eprintln!(
+        "both accept {}, budget error {}, both refuse {}, python-only refusal {}",
+        counts[0], counts[1], counts[2], counts[3]
+    );
     assert!(counts[0] > 500 && counts[2] > 1000, "{counts:?}");
     assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
 }

@@ -220,7 +220,10 @@ fn parse(scan: &mut Scan<'_>, g: &mut G) -> Res<()> {
                         Finding::new(
                             "chat-template-unparsed",
                             Severity::Error,
-                            format!("{key}: template array of {total} bytes; only {} bytes were checked", jinja::MAX_TEMPLATE),
+                            format!(
+                                "{key}: template array of {total} bytes; only {} bytes were checked",
+                                jinja::MAX_TEMPLATE
+                            ),
                         )
                         .at(value_at),
                     );
@@ -306,7 +309,10 @@ fn template_findings(scan: &mut Scan<'_>, text: &str, key: &str, value_at: u64, 
             Finding::new(
                 "chat-template-unparsed",
                 Severity::Error,
-                format!("{key}: template of {n} bytes is longer than {} bytes; only its start was checked", jinja::MAX_TEMPLATE),
+                format!(
+                    "{key}: template of {n} bytes is longer than {} bytes; only its start was checked",
+                    jinja::MAX_TEMPLATE
+                ),
             )
             .at(value_at),
         );

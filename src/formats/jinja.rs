@@ -177,7 +177,11 @@ enum Val {
     /// Something the template cannot determine. `frags` are constants it was built from;
     /// `built` is set when string operations made it (not a plain context variable);
     /// `harvest` when it was cut out of a stringified object.
-    Unknown { frags: Vec<String>, built: bool, harvest: bool },
+    Unknown {
+        frags: Vec<String>,
+        built: bool,
+        harvest: bool,
+    },
 }
 
 fn unknown() -> Val {
@@ -561,14 +565,12 @@ fn build_model(src: &str, nodes: &[Node]) -> Result<Model, usize> {
                     open.truncate(pos);
                     match (k.as_str(), name) {
                         ("set", Some(target)) => m.assigns.push(Assign { target, rhs: Rhs::Body(pieces) }),
-                        ("macro", Some(Expr::Name(n))) => m.assigns.push(Assign {
-                            target: Expr::Name(format!("macro:{n}")),
-                            rhs: Rhs::Body(pieces),
-                        }),
-                        ("block", Some(Expr::Name(n))) => m.assigns.push(Assign {
-                            target: Expr::Name(format!("block:{n}")),
-                            rhs: Rhs::Body(pieces),
-                        }),
+                        ("macro", Some(Expr::Name(n))) => {
+                            m.assigns.push(Assign { target: Expr::Name(format!("macro:{n}")), rhs: Rhs::Body(pieces) })
+                        }
+                        ("block", Some(Expr::Name(n))) => {
+                            m.assigns.push(Assign { target: Expr::Name(format!("block:{n}")), rhs: Rhs::Body(pieces) })
+                        }
                         _ => {}
                     }
                 }
@@ -761,9 +763,7 @@ impl Eval<'_> {
             Expr::Opaque(_) => unknown(),
             Expr::List(items) => Val::List(items.iter().map(|x| self.eval(x, d)).collect()),
             Expr::Dict(items) => Val::Dict(items.iter().map(|(k, v)| (self.eval(k, d), self.eval(v, d))).collect()),
-            Expr::Either(parts, _) => {
-                parts.iter().map(|x| self.eval(x, d)).reduce(join).unwrap_or_else(unknown)
-            }
+            Expr::Either(parts, _) => parts.iter().map(|x| self.eval(x, d)).reduce(join).unwrap_or_else(unknown),
             Expr::Bin(op, a, b) => binop(op, self.eval(a, d), self.eval(b, d)),
             Expr::Attr(obj, name) => {
                 if let Expr::Name(n) = obj.as_ref() {
@@ -812,7 +812,8 @@ impl Eval<'_> {
                     return Val::Dict(items);
                 }
                 "range" => {
-                    let nums: Vec<f64> = a.iter().filter_map(|v| if let Val::Num(n) = v { Some(*n) } else { None }).collect();
+                    let nums: Vec<f64> =
+                        a.iter().filter_map(|v| if let Val::Num(n) = v { Some(*n) } else { None }).collect();
                     let (start, stop, step) = match nums.as_slice() {
                         [stop] => (0.0, *stop, 1.0),
                         [start, stop] => (*start, *stop, 1.0),
@@ -919,7 +920,9 @@ fn binop(op: &str, a: Val, b: Val) -> Val {
             combine(x, y, |p, q| Some(format!("{p}{q}"))).map_or_else(|| a.derived(&[&b]), Val::Strs)
         }
         ("~", _, _) => match (a.to_strs(), b.to_strs()) {
-            (Some(x), Some(y)) => combine(&x, &y, |p, q| Some(format!("{p}{q}"))).map_or_else(|| a.derived(&[&b]), Val::Strs),
+            (Some(x), Some(y)) => {
+                combine(&x, &y, |p, q| Some(format!("{p}{q}"))).map_or_else(|| a.derived(&[&b]), Val::Strs)
+            }
             _ => a.derived(&[&b]),
         },
         ("*", Val::Strs(s), Val::Num(n)) | ("*", Val::Num(n), Val::Strs(s)) => {
@@ -1046,12 +1049,14 @@ fn method(recv: &Val, name: &str, a: &[Val], kw: &[(String, Val)]) -> Val {
         (Val::Strs(_), "strip" | "lstrip" | "rstrip") => match str_arg(a, 0) {
             Some(chars) => map_strs(recv, |x| {
                 let set = |c: char| chars.contains(c);
-                Some(match name {
-                    "strip" => x.trim_matches(set),
-                    "lstrip" => x.trim_start_matches(set),
-                    _ => x.trim_end_matches(set),
-                }
-                .to_string())
+                Some(
+                    match name {
+                        "strip" => x.trim_matches(set),
+                        "lstrip" => x.trim_start_matches(set),
+                        _ => x.trim_end_matches(set),
+                    }
+                    .to_string(),
+                )
             }),
             None => recv.derived(&all),
         },
@@ -1068,7 +1073,11 @@ fn method(recv: &Val, name: &str, a: &[Val], kw: &[(String, Val)]) -> Val {
                         let sep = recv.to_strs().unwrap_or_default();
                         let mut acc: Vec<String> = vec![String::new()];
                         for (i, p) in parts.iter().enumerate() {
-                            let with_sep = if i == 0 { p.clone() } else { combine(&sep, p, |s, x| Some(format!("{s}{x}"))).unwrap_or_default() };
+                            let with_sep = if i == 0 {
+                                p.clone()
+                            } else {
+                                combine(&sep, p, |s, x| Some(format!("{s}{x}"))).unwrap_or_default()
+                            };
                             match combine(&acc, &with_sep, |x, y| Some(format!("{x}{y}"))) {
                                 Some(v) => acc = v,
                                 None => return recv.derived(&all),
@@ -1101,7 +1110,9 @@ fn method(recv: &Val, name: &str, a: &[Val], kw: &[(String, Val)]) -> Val {
         }
         (Val::Dict(items), "values") => Val::List(items.iter().map(|(_, v)| v.clone()).collect()),
         (Val::Dict(items), "keys") => Val::List(items.iter().map(|(k, _)| k.clone()).collect()),
-        (Val::Dict(items), "items") => Val::List(items.iter().map(|(k, v)| Val::List(vec![k.clone(), v.clone()])).collect()),
+        (Val::Dict(items), "items") => {
+            Val::List(items.iter().map(|(k, v)| Val::List(vec![k.clone(), v.clone()])).collect())
+        }
         (Val::List(items), "pop") => match a.first() {
             Some(Val::Num(n)) => index(items.len(), *n).and_then(|i| items.get(i).cloned()).unwrap_or_else(unknown),
             None => items.last().cloned().unwrap_or_else(unknown),
@@ -1196,14 +1207,18 @@ fn filter(name: &str, obj: Val, a: &[Val], kw: &[(String, Val)]) -> Val {
         },
         "min" | "max" | "random" => items_of(&obj),
         "int" => match &obj {
-            Val::Strs(s) if s.len() == 1 => s.first().and_then(|x| x.trim().parse::<i64>().ok()).map_or_else(unknown, |n| Val::Num(n as f64)),
+            Val::Strs(s) if s.len() == 1 => {
+                s.first().and_then(|x| x.trim().parse::<i64>().ok()).map_or_else(unknown, |n| Val::Num(n as f64))
+            }
             Val::Num(n) => Val::Num(n.trunc()),
             _ => unknown(),
         },
         "length" | "count" | "abs" | "round" | "float" | "sum" | "wordcount" => match (&obj, name) {
             (Val::Num(n), "abs") => Val::Num(n.abs()),
             (Val::Num(n), "round" | "float") => Val::Num(*n),
-            (Val::Strs(s), "length" | "count") if s.len() == 1 => Val::Num(s.first().map_or(0, |x| x.chars().count()) as f64),
+            (Val::Strs(s), "length" | "count") if s.len() == 1 => {
+                Val::Num(s.first().map_or(0, |x| x.chars().count()) as f64)
+            }
             (Val::List(items), "length" | "count") => Val::Num(items.len() as f64),
             _ => unknown(),
         },
@@ -1317,7 +1332,9 @@ fn children(e: &Expr) -> Vec<&Expr> {
         Expr::Dict(items) => items.iter().flat_map(|(k, v)| [k, v]).collect(),
         Expr::Bin(_, a, b) | Expr::Item(a, b) => vec![a, b],
         Expr::Attr(a, _) => vec![a],
-        Expr::Slice(a, parts) => std::iter::once(a.as_ref()).chain(parts.iter().flatten().map(|b| b.as_ref())).collect(),
+        Expr::Slice(a, parts) => {
+            std::iter::once(a.as_ref()).chain(parts.iter().flatten().map(|b| b.as_ref())).collect()
+        }
         Expr::Call(f, args, kwargs) | Expr::Filter(f, _, args, kwargs) => {
             std::iter::once(f.as_ref()).chain(args).chain(kwargs.iter().map(|(_, v)| v)).collect()
         }
@@ -1363,10 +1380,18 @@ impl Checker<'_, '_> {
             other => {
                 let Val::Unknown { frags, harvest, .. } = other.derived(&[]) else { return };
                 let joined = frags.concat().to_lowercase();
-                if harvest || joined.contains("__") || DUNDER_STEMS.iter().any(|s| joined.contains(s)) || frags.iter().any(|f| bad_name(f)) {
+                if harvest
+                    || joined.contains("__")
+                    || DUNDER_STEMS.iter().any(|s| joined.contains(s))
+                    || frags.iter().any(|f| bad_name(f))
+                {
                     self.issues.push(escape(format!(
                         "builds an attribute name at run time ({how}) from {}",
-                        if harvest { "characters cut out of an object's text".to_string() } else { format!("{frags:?}") }
+                        if harvest {
+                            "characters cut out of an object's text".to_string()
+                        } else {
+                            format!("{frags:?}")
+                        }
                     )));
                 } else {
                     self.issues.push(computed(format!("builds an attribute name at run time ({how})")));
@@ -1386,16 +1411,23 @@ impl Checker<'_, '_> {
             Some(Val::Strs(s)) => {
                 for x in s {
                     if let Some(f) = bad_format_field(x) {
-                        self.issues.push(escape(format!("calls str.format on {:?}, which walks to {f:?} ({how})", excerpt(x, 60))));
+                        self.issues.push(escape(format!(
+                            "calls str.format on {:?}, which walks to {f:?} ({how})",
+                            excerpt(x, 60)
+                        )));
                     }
                 }
             }
             Some(other @ Val::Unknown { .. }) => {
                 let frags = other.frags();
                 if let Some((x, f)) = frags.iter().find_map(|x| bad_format_field(x).map(|f| (x, f))) {
-                    self.issues.push(escape(format!("calls str.format on text holding {:?}, which walks to {f:?} ({how})", excerpt(x, 60))));
+                    self.issues.push(escape(format!(
+                        "calls str.format on text holding {:?}, which walks to {f:?} ({how})",
+                        excerpt(x, 60)
+                    )));
                 } else if frags.iter().any(|x| x.contains('{')) {
-                    self.issues.push(computed(format!("calls str.format on a format string built at run time ({how})")));
+                    self.issues
+                        .push(computed(format!("calls str.format on a format string built at run time ({how})")));
                 }
             }
             _ => {}
@@ -1563,7 +1595,8 @@ pub fn check_template(src: &str, origin: &str) -> Vec<Finding> {
         }
         round(&mut ev, &calls);
     }
-    let mut ck = Checker { ev: &ev, issues: Vec::new(), reaches_format: false, bad_formats: Vec::new(), too_deep: false };
+    let mut ck =
+        Checker { ev: &ev, issues: Vec::new(), reaches_format: false, bad_formats: Vec::new(), too_deep: false };
     let mut per_tag: Vec<(Vec<Issue>, usize, usize)> = Vec::new();
     for (exprs, start, end) in &model.tags {
         for e in exprs {
@@ -1573,7 +1606,11 @@ pub fn check_template(src: &str, origin: &str) -> Vec<Finding> {
     }
     for (start, end) in &model.loads_templates {
         per_tag.push((
-            vec![Issue { code: "chat-template-include", severity: Severity::Suspicious, what: "loads another template".into() }],
+            vec![Issue {
+                code: "chat-template-include",
+                severity: Severity::Suspicious,
+                what: "loads another template".into(),
+            }],
             *start,
             *end,
         ));
@@ -1591,14 +1628,21 @@ pub fn check_template(src: &str, origin: &str) -> Vec<Finding> {
     }
     if let Some((s, field)) = ck.bad_formats.first() {
         let issue = if ck.reaches_format {
-            escape(format!("holds the format string {:?}, which walks to {field:?}, and reaches str.format", excerpt(s, 80)))
+            escape(format!(
+                "holds the format string {:?}, which walks to {field:?}, and reaches str.format",
+                excerpt(s, 80)
+            ))
         } else {
             computed(format!("holds the format string {:?}, which walks to {field:?}", excerpt(s, 80)))
         };
         push_issues(&mut out, vec![issue], origin, s);
     }
     if ck.too_deep {
-        out.push(Finding::new("chat-template-unparsed", Severity::Error, format!("{origin}: expressions nested too deep to check")));
+        out.push(Finding::new(
+            "chat-template-unparsed",
+            Severity::Error,
+            format!("{origin}: expressions nested too deep to check"),
+        ));
     }
     out.finish()
 }

@@ -195,12 +195,8 @@ fn lex_tag(src: &str, pos: usize, statement: bool) -> Result<(Vec<Tok>, usize, b
             toks.push(t);
             i += n;
         } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
-            let word: String = src
-                .get(i..)
-                .unwrap_or("")
-                .chars()
-                .take_while(|ch| ch.is_alphanumeric() || *ch == '_')
-                .collect();
+            let word: String =
+                src.get(i..).unwrap_or("").chars().take_while(|ch| ch.is_alphanumeric() || *ch == '_').collect();
             if word.is_empty() {
                 return Err(i);
             }

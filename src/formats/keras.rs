@@ -184,7 +184,8 @@ fn not_json(scan: &mut Scan<'_>, text: &[u8], e: &pyjson::Error) -> Format {
     }
     let head = pyjson::head_text(text.get(..64).unwrap_or(text));
     let mut rest = head.trim_start_matches([' ', '\t', '\n', '\r']).chars();
-    let object_member = rest.next() == Some('{') && rest.as_str().trim_start_matches([' ', '\t', '\n', '\r']).starts_with('"');
+    let object_member =
+        rest.next() == Some('{') && rest.as_str().trim_start_matches([' ', '\t', '\n', '\r']).starts_with('"');
     if object_member {
         scan.finding(Finding::new(
             "json-malformed",
@@ -207,8 +208,12 @@ pub fn check_json_text(scan: &mut Scan<'_>, text: &str, path: &str) {
             }
         }
         Err(e) => scan.finding(
-            Finding::new("keras-config-malformed", Severity::Error, format!("keras config cannot be read as json: {e}"))
-                .evidence(format!("{path}: {}", excerpt(text, 120))),
+            Finding::new(
+                "keras-config-malformed",
+                Severity::Error,
+                format!("keras config cannot be read as json: {e}"),
+            )
+            .evidence(format!("{path}: {}", excerpt(text, 120))),
         ),
     }
 }

@@ -280,11 +280,13 @@ fn tensor(r: &mut Reader<'_, '_>, w: &mut Walk, scope: &str) -> Result<(), Error
                 );
             }
         }
-        None if external && w.findings.iter().filter(|f| f.code == "onnx-malformed").count() < MAX_FINDINGS => w.findings.push(
-            Finding::new("onnx-malformed", Severity::Error, "tensor stored externally has no location")
-                .at(start)
-                .evidence(what),
-        ),
+        None if external && w.findings.iter().filter(|f| f.code == "onnx-malformed").count() < MAX_FINDINGS => {
+            w.findings.push(
+                Finding::new("onnx-malformed", Severity::Error, "tensor stored externally has no location")
+                    .at(start)
+                    .evidence(what),
+            )
+        }
         None => {}
     }
     Ok(())

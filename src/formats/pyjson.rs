@@ -264,9 +264,7 @@ fn push_cp(out: &mut Vec<u8>, c: u32) {
     match c {
         0..=0x7f => out.push(c as u8),
         0x80..=0x7ff => out.extend([0xc0 | (c >> 6) as u8, 0x80 | (c & 0x3f) as u8]),
-        0x800..=0xffff => {
-            out.extend([0xe0 | (c >> 12) as u8, 0x80 | ((c >> 6) & 0x3f) as u8, 0x80 | (c & 0x3f) as u8])
-        }
+        0x800..=0xffff => out.extend([0xe0 | (c >> 12) as u8, 0x80 | ((c >> 6) & 0x3f) as u8, 0x80 | (c & 0x3f) as u8]),
         _ => out.extend([
             0xf0 | (c >> 18) as u8,
             0x80 | ((c >> 12) & 0x3f) as u8,
@@ -407,7 +405,12 @@ impl Parser<'_> {
                         let top = stack.is_empty() && members.is_some();
                         let key = self.key(build || top)?;
                         if let (true, Some(m)) = (top, members.as_deref_mut()) {
-                            m.push(Member { key: key.clone(), start: self.i, end: self.i, is_string: self.peek() == Some(b'"') });
+                            m.push(Member {
+                                key: key.clone(),
+                                start: self.i,
+                                end: self.i,
+                                is_string: self.peek() == Some(b'"'),
+                            });
                         }
                         stack.push(Frame::Object(Map::new(), key, top));
                         continue 'value;
@@ -621,7 +624,9 @@ impl Parser<'_> {
                 continue;
             }
             let mut c = self.hex4(esc_at)?;
-            if (0xd800..=0xdbff).contains(&c) && self.b.get(self.i) == Some(&b'\\') && self.b.get(self.i + 1) == Some(&b'u')
+            if (0xd800..=0xdbff).contains(&c)
+                && self.b.get(self.i) == Some(&b'\\')
+                && self.b.get(self.i + 1) == Some(&b'u')
             {
                 let save = self.i;
                 self.i += 2;

@@ -254,8 +254,13 @@ fn check_metadata(v: &serde_json::Value, offset: u64, out: &mut Vec<Finding>) {
     let mut per: std::collections::HashMap<&'static str, usize> = std::collections::HashMap::new();
     for (k, val) in map {
         // At most MAX_FINDINGS of each kind; the kinds are checked for every key.
-        let full = |c: &'static str, per: &std::collections::HashMap<&'static str, usize>| per.get(c).copied().unwrap_or(0) >= MAX_FINDINGS;
-        if full("safetensors-metadata-code", &per) && full("safetensors-metadata-suspicious", &per) && full("safetensors-malformed", &per) {
+        let full = |c: &'static str, per: &std::collections::HashMap<&'static str, usize>| {
+            per.get(c).copied().unwrap_or(0) >= MAX_FINDINGS
+        };
+        if full("safetensors-metadata-code", &per)
+            && full("safetensors-metadata-suspicious", &per)
+            && full("safetensors-malformed", &per)
+        {
             break;
         }
         let Some(s) = val.as_str() else {
