@@ -494,6 +494,11 @@ struct Assign {
     rhs: Rhs,
 }
 
+/// Parameters of a macro or call block: names and default expressions.
+type Params = Vec<(String, Option<Expr>)>;
+/// A call of a named function: name, positional and keyword arguments.
+type CallSite = (String, Vec<Expr>, Vec<(String, Expr)>);
+
 /// One problem found in a template.
 struct Issue {
     code: &'static str,
@@ -515,9 +520,9 @@ struct Model {
     /// (expressions, tag start, tag end) of each tag.
     tags: Vec<(Vec<Expr>, usize, usize)>,
     assigns: Vec<Assign>,
-    macros: HashMap<String, Vec<(String, Option<Expr>)>>,
+    macros: HashMap<String, Params>,
     /// Call-block parameters (fed by `caller(...)`).
-    caller_params: Vec<(String, Option<Expr>)>,
+    caller_params: Params,
     loads_templates: Vec<(usize, usize)>,
 }
 
@@ -600,8 +605,8 @@ struct Parsed {
     assigns: Vec<Assign>,
     block: Block,
     loads_templates: bool,
-    macro_def: Option<(String, Vec<(String, Option<Expr>)>)>,
-    call_params: Option<Vec<(String, Option<Expr>)>>,
+    macro_def: Option<(String, Params)>,
+    call_params: Option<Params>,
 }
 
 fn parse_tag(tag: &Tag) -> PResult<Parsed> {
@@ -1089,7 +1094,7 @@ fn method(recv: &Val, name: &str, a: &[Val], kw: &[(String, Val)]) -> Val {
                 }
             }
             Some(Val::Strs(s)) => {
-                let sep = str_arg(&[recv.clone()], 0).unwrap_or_default();
+                let sep = str_arg(std::slice::from_ref(recv), 0).unwrap_or_default();
                 Val::Strs(s.iter().map(|x| x.chars().map(String::from).collect::<Vec<_>>().join(&sep)).collect())
             }
             _ => recv.derived(&all),
@@ -1170,7 +1175,7 @@ fn filter(name: &str, obj: Val, a: &[Val], kw: &[(String, Val)]) -> Val {
                 return obj.derived(&all);
             }
             let sep = a.first().cloned().or_else(|| kwarg("d")).unwrap_or_else(|| Val::str1(""));
-            method(&sep, "join", &[obj.clone()], &[])
+            method(&sep, "join", std::slice::from_ref(&obj), &[])
         }
         "first" | "last" => match &obj {
             Val::Strs(_) => item(obj.clone(), Val::Num(if name == "first" { 0.0 } else { -1.0 })),
@@ -1227,7 +1232,7 @@ fn filter(name: &str, obj: Val, a: &[Val], kw: &[(String, Val)]) -> Val {
 }
 
 /// One round over every assignment; true when a value changed.
-fn round(ev: &mut Eval<'_>, calls: &[(String, Vec<Expr>, Vec<(String, Expr)>)]) -> bool {
+fn round(ev: &mut Eval<'_>, calls: &[CallSite]) -> bool {
     let mut changed = false;
     let mut updates: Vec<(String, Val)> = Vec::new();
     for a in &ev.model.assigns {
@@ -1306,7 +1311,7 @@ fn bind(target: &Expr, v: Val, out: &mut Vec<(String, Val)>) {
 }
 
 /// Every call of a named function in the template (macro calls and `caller(...)`).
-fn collect_calls(e: &Expr, out: &mut Vec<(String, Vec<Expr>, Vec<(String, Expr)>)>, depth: u32) {
+fn collect_calls(e: &Expr, out: &mut Vec<CallSite>, depth: u32) {
     if depth > MAX_EVAL_DEPTH * 8 || out.len() > 10_000 {
         return;
     }
@@ -1442,10 +1447,11 @@ impl Checker<'_, '_> {
         let d = depth + 1;
         let ev = self.ev;
         match e {
-            Expr::Name(n) => {
-                if n.starts_with("__") || matches!(n.as_str(), "os" | "subprocess" | "builtins" | "sys" | "importlib") {
-                    self.issues.push(escape(format!("uses the name {n:?}")));
-                }
+            Expr::Name(n)
+                if n.starts_with("__")
+                    || matches!(n.as_str(), "os" | "subprocess" | "builtins" | "sys" | "importlib") =>
+            {
+                self.issues.push(escape(format!("uses the name {n:?}")));
             }
             Expr::Str(s, _) => {
                 if let Some(f) = bad_format_field(s) {
@@ -1668,7 +1674,7 @@ impl Findings {
     }
 
     fn finish(mut self) -> Vec<Finding> {
-        self.kept.sort_by(|a, b| b.severity.cmp(&a.severity));
+        self.kept.sort_by_key(|f| std::cmp::Reverse(f.severity));
         self.kept
     }
 }
@@ -1771,9 +1777,7 @@ pub fn scan_text(scan: &mut Scan<'_>, bytes: &[u8]) -> Option<Format> {
         // A cut at MAX_TEMPLATE may split a character.
         std::str::from_utf8(bytes.get(..MAX_TEMPLATE)?).ok()
     })?;
-    if sniff(text.as_bytes().get(..text.len().min(crate::detect::HEAD * 8)).unwrap_or_default()).is_none() {
-        return None;
-    }
+    sniff(text.as_bytes().get(..text.len().min(crate::detect::HEAD * 8)).unwrap_or_default())?;
     let chat = CHAT_WORDS.iter().any(|w| text.contains(w));
     let findings = check_template(text, "template");
     let unparsed = findings.iter().any(|f| f.code == "chat-template-unparsed");

@@ -247,7 +247,7 @@ impl Findings {
     }
 
     fn finish(mut self) -> Vec<Finding> {
-        self.kept.sort_by(|a, b| b.severity.cmp(&a.severity));
+        self.kept.sort_by_key(|f| std::cmp::Reverse(f.severity));
         if self.dropped > 0 {
             self.kept.push(Finding::new(
                 "keras-findings-elided",

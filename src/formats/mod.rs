@@ -6,7 +6,7 @@ pub mod eicar;
 pub mod gguf;
 pub mod hdf5;
 pub mod jinja;
-pub mod jinja_lex;
+pub(crate) mod jinja_lex;
 pub mod keras;
 pub mod numpy;
 pub mod onnx;
