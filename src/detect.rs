@@ -80,6 +80,8 @@ pub enum Format {
     ProtobufProbe,
     /// Bytes that may be a JSON document (a Keras config); the content decides.
     JsonProbe,
+    /// A Jinja chat template (`chat_template.jinja`), or text that may be one.
+    ChatTemplate,
     /// Not a format modelgate knows.
     Unknown,
 }
@@ -109,6 +111,7 @@ impl Format {
             Format::Onnx => "onnx".into(),
             Format::ProtobufProbe => "protobuf".into(),
             Format::JsonProbe => "json".into(),
+            Format::ChatTemplate => "chat-template".into(),
             Format::Unknown => "unknown".into(),
         }
     }
