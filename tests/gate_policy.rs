@@ -75,11 +75,13 @@ reason = "quarantined legacy area"
     zip.imports = true;
     assert_eq!(action(&p, &zip, Verdict::Suspicious), Action::Reject);
     // Path and ref together: a rule milder than [actions] changes nothing, the strictest
-    // action wins, and no rule is named when [actions] decided.
+    // action wins, and the first rule that sets it is named.
     let s = subject("legacy/old.pt", "refs/heads/main", &other, "pytorch");
     assert_eq!(action(&p, &s, Verdict::Dangerous), Action::Reject);
     let d = p.decide_facts(&s, Verdict::Dangerous, &[]);
-    assert_eq!(d.rule, None);
+    assert_eq!(d.rule.map(|r| r.line), Some(8));
+    let dev = subject("legacy/old.pt", "refs/heads/dev", &other, "pytorch");
+    assert_eq!(p.decide_facts(&dev, Verdict::Dangerous, &[]).rule, None, "only [actions]");
     // The protected-ref rule decides a safe pickle there, and is named.
     let d = p.decide_facts(&s, Verdict::Safe, &[]);
     assert_eq!((d.action, d.rule.as_ref().map(|r| r.line)), (Action::Reject, Some(8)));

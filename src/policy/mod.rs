@@ -307,7 +307,7 @@ impl Exception {
 }
 
 /// The rule that decided a file's action: the first matching rule that sets the strictest
-/// action, when that is stricter than `[actions]`.
+/// action (which may also be what `[actions]` says).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchedRule {
     /// Index into [`Policy::rules`].
@@ -333,7 +333,7 @@ pub struct Decision {
     pub action: Action,
     /// The verdict after exceptions (the report's own verdict when none applied).
     pub verdict: Verdict,
-    /// The `[[rule]]` that made the action stricter than `[actions]`; `None` when `[actions]`
+    /// The first matching `[[rule]]` that sets the final action; `None` when only `[actions]`
     /// (or a pinned `[[allow]]` entry) decided.
     pub rule: Option<MatchedRule>,
     /// Findings dropped by `[[ignore]]` exceptions, in finding order.
@@ -713,12 +713,13 @@ impl Policy {
     }
 
     /// The strictest action among `base` and the rules matching `subject` for `verdict`, and
-    /// the first rule that set it when it is stricter than `base`.
+    /// the first matching rule that sets that action (its reason is the one to show), if any.
     pub fn strictest(&self, subject: &Subject<'_>, verdict: Verdict, base: Action) -> (Action, Option<MatchedRule>) {
         let mut action = base;
         let mut rule = None;
         for (index, r) in self.rules.iter().enumerate() {
-            if let Some(a) = r.action(verdict).filter(|a| *a > action && r.applies(subject)) {
+            let Some(a) = r.action(verdict).filter(|a| *a >= action) else { continue };
+            if (a > action || rule.is_none()) && r.applies(subject) {
                 action = a;
                 rule = Some(MatchedRule { index, line: r.line, reason: r.reason.clone() });
             }

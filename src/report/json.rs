@@ -34,7 +34,7 @@ pub struct File {
     pub imports: Vec<String>,
     /// Findings after policy exceptions.
     pub findings: Vec<FindingOut>,
-    /// The policy rule that made the decision stricter than `[actions]`, `null` otherwise.
+    /// The first matching policy rule that sets the decision, `null` when only `[actions]` did.
     pub rule: Option<RuleOut>,
     /// The `[[allow]]` entry pinned to this file's content that allowed it, `null` otherwise.
     pub allowed_by: Option<RuleOut>,
