@@ -480,13 +480,14 @@ impl Tips {
                 out.push(line);
             }
         }
+        let said_safetensors = out.iter().any(|l| l.contains("safetensors"));
         let advice = super::message::Advice {
             path: self.path.as_deref(),
             commit: self.commit.as_deref(),
             at_tip: self.at_tip,
             verdict: self.verdict,
             allowlist_helps: self.allowlist_helps,
-            model: self.model,
+            model: self.model && !said_safetensors,
             blob: &self.blob,
             not_content: self.not_content,
         };
