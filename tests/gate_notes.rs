@@ -167,3 +167,32 @@ fn pushes_cannot_write_or_delete_the_gates_notes() {
     assert!(out.contains("BYPASS"), "{out}");
     assert_eq!(e.server_ref(NOTES), None);
 }
+
+#[test]
+fn a_push_of_many_noted_commits_fans_the_notes_tree_out() {
+    let e = gated();
+    // 300 commits, each adding its own small model file, through fast-import.
+    let mut stream = Vec::new();
+    for i in 0..300 {
+        let model = safetensors(Some(("n", &i.to_string())));
+        stream.extend_from_slice(
+            format!("commit refs/heads/main\ncommitter T <t@x> {} +0000\ndata 4\nc{i:03}\n", 1_700_000_000 + i)
+                .as_bytes(),
+        );
+        stream.extend_from_slice(format!("M 100644 inline m{i}.safetensors\ndata {}\n", model.len()).as_bytes());
+        stream.extend_from_slice(&model);
+        stream.extend_from_slice(b"\n\n");
+    }
+    let mut c = e.git(&e.work);
+    c.args(["fast-import", "--quiet"]).stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&stream).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_accepted(e.push(&["main"]));
+    let top = e.b(&["ls-tree", NOTES]);
+    assert!(top.lines().all(|l| l.contains(" tree ")), "300 new notes go into subtrees: {top}");
+    assert_eq!(e.b(&["notes", "--ref", NOTES, "list"]).lines().count(), 300);
+    let c = e.b(&["rev-parse", "main~123"]);
+    assert!(note(&e, &c).unwrap().contains("m176.safetensors: safe (safetensors)"));
+}

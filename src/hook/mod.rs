@@ -241,6 +241,12 @@ impl HookEnv {
         env
     }
 
+    /// [`HookEnv::from_env_trusting`] with no trusted forge: only `pusher_env`, when given,
+    /// names the pusher.
+    pub fn from_env_with(pusher_env: Option<&str>) -> HookEnv {
+        HookEnv::from_env_trusting(crate::policy::TrustEnv::None, pusher_env)
+    }
+
     /// Hide these server paths (and their canonical forms) from the pusher.
     pub fn hide_paths(&mut self, paths: impl IntoIterator<Item = PathBuf>) {
         for p in paths {

@@ -13,7 +13,7 @@ use super::handoff::{Handoff, HandoffFile, HandoffPlace};
 use super::{audit, now_secs, read_stdin, under, Cache, HookConfig, HookEnv, Judged, Out};
 use crate::git::{existing_tips, introduced, parse_updates, GateRepo, RefUpdate, UpdateKind};
 use anyhow::{anyhow, bail, Result};
-use gix::bstr::{BString, ByteSlice};
+use gix::bstr::BString;
 use gix::ObjectId;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
@@ -320,10 +320,15 @@ fn notes_commit(
     Ok(Some(id.detach()))
 }
 
+/// Notes one level of the notes tree holds before new notes go into `xx/` subtrees (git
+/// fans a notes tree out at about this size; it reads any mix of layouts).
+const FANOUT_AT: usize = 256;
+
 /// Add notes (remaining hex of the annotated commit's id at this level, text) to the notes
 /// tree `tree`, keeping its fan-out: a note goes where one for the same commit already is
-/// (and is appended to), else into an existing `xx/` subtree of its next two hex digits,
-/// else into this tree. Other entries are kept as they are. Returns the new tree's id.
+/// (and is appended to), else into the `xx/` subtree of its next two hex digits when this
+/// level has subtrees or would grow past [`FANOUT_AT`] notes, else into this tree. Other
+/// entries are kept as they are. Returns the new tree's id.
 fn merge_notes(repo: &gix::Repository, tree: Option<ObjectId>, notes: &[(String, &str)]) -> Result<ObjectId> {
     use gix::objs::tree::{Entry, EntryKind};
     let mut entries: Vec<Entry> = match tree {
@@ -335,10 +340,20 @@ fn merge_notes(repo: &gix::Repository, tree: Option<ObjectId>, notes: &[(String,
         }
         None => Vec::new(),
     };
+    // Entries by name: blobs (notes) and trees (fan-out subtrees) apart.
+    let mut blobs: HashMap<BString, usize> = HashMap::new();
+    let mut trees: HashMap<BString, usize> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.mode.is_tree() {
+            trees.insert(e.filename.clone(), i);
+        } else {
+            blobs.insert(e.filename.clone(), i);
+        }
+    }
+    let fan_out = !trees.is_empty() || blobs.len() + notes.len() > FANOUT_AT;
     let mut subtrees: BTreeMap<BString, Vec<(String, &str)>> = BTreeMap::new();
     for (hex, text) in notes {
-        let at = entries.iter().position(|e| e.filename == hex.as_bytes() && !e.mode.is_tree());
-        if let Some(i) = at {
+        if let Some(&i) = blobs.get(hex.as_bytes()) {
             let old_id = entries.get(i).map(|e| e.oid).ok_or_else(|| anyhow!("notes tree changed"))?;
             let old = repo.find_object(old_id).map_err(|e| anyhow!("cannot read note {old_id}: {e}"))?;
             let mut combined = old.data.to_vec();
@@ -355,22 +370,21 @@ fn merge_notes(repo: &gix::Repository, tree: Option<ObjectId>, notes: &[(String,
             }
             continue;
         }
-        let fan = hex.get(..2).filter(|_| hex.len() > 2);
-        if let Some(fan) = fan.filter(|f| entries.iter().any(|e| e.filename == f.as_bytes() && e.mode.is_tree())) {
+        let fan = hex.get(..2).filter(|f| hex.len() > 2 && (fan_out || trees.contains_key(f.as_bytes())));
+        if let Some(fan) = fan {
             subtrees.entry(fan.into()).or_default().push((hex.get(2..).unwrap_or_default().to_string(), *text));
             continue;
         }
         let blob = repo.write_blob(text.as_bytes()).map_err(|e| anyhow!("cannot write a note: {e}"))?;
+        blobs.insert(hex.as_str().into(), entries.len());
         entries.push(Entry { mode: EntryKind::Blob.into(), filename: hex.as_str().into(), oid: blob.detach() });
     }
     for (fan, batch) in subtrees {
-        let i = entries
-            .iter()
-            .position(|e| e.filename == fan && e.mode.is_tree())
-            .ok_or_else(|| anyhow!("notes subtree {} vanished", fan.to_str_lossy()))?;
-        let sub = merge_notes(repo, entries.get(i).map(|e| e.oid), &batch)?;
-        if let Some(e) = entries.get_mut(i) {
-            e.oid = sub;
+        let at = trees.get(&fan).copied();
+        let sub = merge_notes(repo, at.and_then(|i| entries.get(i)).map(|e| e.oid), &batch)?;
+        match at.and_then(|i| entries.get_mut(i)) {
+            Some(e) => e.oid = sub,
+            None => entries.push(Entry { mode: EntryKind::Tree.into(), filename: fan, oid: sub }),
         }
     }
     entries.sort();

@@ -703,7 +703,7 @@ impl Policy {
 
     /// The active pinned `[[allow]]` entry matching this content, if any.
     pub fn pinned_allow(&self, content: &ContentIds<'_>) -> Option<MatchedAllow> {
-        if content.sha256.is_none() && content.blob.is_none() && content.blob256.is_none() {
+        if self.pinned.is_empty() || (content.sha256.is_none() && content.blob.is_none() && content.blob256.is_none()) {
             return None;
         }
         let today = Date::today();
