@@ -146,8 +146,38 @@ pub enum Layout {
     Gitea,
     /// Same layout as Gitea (GitLab, lfs-test-server).
     Gitlab,
-    /// A path template (`{oid}`, `{oid0:2}`, `{oid2:4}`, `{oid4:}`, ...).
+    /// A path template (`{oid}`, `{oid0:2}`, `{oid2:4}`, `{oid4:}`, ...; `{repo}`, `{owner}`,
+    /// `{name}` for the repository).
     Template,
+}
+
+/// The repository a template store is looked up for: `owner/name` (a GitLab path may have
+/// more components: `group/sub/project`). Every component is checked, so that a name
+/// cannot lead out of the store (`..`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreRepo(String);
+
+impl StoreRepo {
+    /// `None` unless every `/`-separated component is a plain name.
+    pub fn new(full: &str) -> Option<StoreRepo> {
+        let ok = |c: &str| !c.is_empty() && c != "." && c != ".." && !c.chars().any(|ch| ch.is_control() || ch == '\\');
+        full.split('/').all(ok).then(|| StoreRepo(full.to_string()))
+    }
+
+    /// The whole name (`{repo}`).
+    pub fn full(&self) -> &str {
+        &self.0
+    }
+
+    /// Everything before the last component (`{owner}`); empty for a one-component name.
+    pub fn owner(&self) -> &str {
+        self.0.rsplit_once('/').map_or("", |(o, _)| o)
+    }
+
+    /// The last component (`{name}`).
+    pub fn name(&self) -> &str {
+        self.0.rsplit_once('/').map_or(self.0.as_str(), |(_, n)| n)
+    }
 }
 
 /// Where the server keeps LFS objects. Embedded in the policy as `[lfs]`.
@@ -163,6 +193,10 @@ pub struct LfsStore {
     pub template: Option<String>,
     /// Hash every resolved object and compare it with its oid (reads the whole object).
     pub verify_sha256: bool,
+    /// The repository `{repo}`, `{owner}` and `{name}` of a template stand for (set by the
+    /// hook from the trusted environment or the repository's path; not a policy key).
+    #[serde(skip)]
+    pub repo: Option<StoreRepo>,
 }
 
 /// A configuration or resolution failure that is not about one object.
@@ -189,7 +223,8 @@ impl LfsStore {
                     .template
                     .as_deref()
                     .ok_or_else(|| StoreError("lfs layout template needs a template".into()))?;
-                expand_template(t, &"0".repeat(64)).map(|_| ())
+                let probe = StoreRepo("owner/name".into());
+                expand_template(t, &"0".repeat(64), Some(&probe)).map(|_| ())
             }
             _ if self.template.is_some() => {
                 Err(StoreError("lfs template is only used with layout = \"template\"".into()))
@@ -222,9 +257,47 @@ impl LfsStore {
                     .template
                     .as_deref()
                     .ok_or_else(|| StoreError("lfs layout template needs a template".into()))?;
-                base.join(expand_template(t, oid)?)
+                base.join(expand_template(t, oid, self.repo.as_ref())?)
             }
         })
+    }
+
+    /// Whether object paths depend on the repository (a template with `{repo}`, `{owner}` or
+    /// `{name}`).
+    pub fn names_repo(&self) -> bool {
+        self.layout == Layout::Template
+            && self.template.as_deref().is_some_and(|t| ["{repo}", "{owner}", "{name}"].iter().any(|p| t.contains(p)))
+    }
+
+    /// The directory an admin configured for the store, which must exist whatever objects
+    /// were uploaded: `root`, or the fixed part of an absolute template (up to its first
+    /// placeholder). `None` when nothing was configured (the git-lfs layout's default
+    /// `lfs/objects` appears with the first upload).
+    pub fn configured_root(&self, git_dir: &Path) -> Option<PathBuf> {
+        let template_dir = self.template.as_deref().filter(|_| self.layout == Layout::Template).map(|t| {
+            let fixed = t.split('{').next().unwrap_or("");
+            PathBuf::from(fixed.rsplit_once('/').map_or("", |(d, _)| d))
+        });
+        match (&self.root, template_dir) {
+            (Some(r), Some(t)) => Some(git_dir.join(r).join(t)),
+            (Some(r), None) => Some(git_dir.join(r)),
+            (None, Some(t)) if t.is_absolute() => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Why the store cannot be used at all, for the admin (paths included): its configured
+    /// root is missing or is not a readable directory.
+    pub fn misconfiguration(&self, git_dir: &Path) -> Option<String> {
+        let root = self.configured_root(git_dir)?;
+        match std::fs::metadata(&root) {
+            Ok(m) if m.is_dir() => match std::fs::read_dir(&root) {
+                Ok(_) => None,
+                Err(e) => Some(format!("the lfs store root {} cannot be read: {e}", root.display())),
+            },
+            Ok(_) => Some(format!("the lfs store root {} is not a directory", root.display())),
+            Err(e) => Some(format!("the lfs store root {} cannot be used: {e}", root.display())),
+        }
     }
 }
 
@@ -232,10 +305,10 @@ fn slice(oid: &str, a: usize, b: usize) -> Result<&str, StoreError> {
     oid.get(a..b).ok_or_else(|| StoreError("oid too short".into()))
 }
 
-/// Expand `{oid}` and `{oidA:B}` / `{oidA:}` (character ranges of the oid). The
-/// placeholders together must cover every character of the oid, so that two objects
-/// never share a path.
-fn expand_template(template: &str, oid: &str) -> Result<String, StoreError> {
+/// Expand `{oid}` and `{oidA:B}` / `{oidA:}` (character ranges of the oid), and `{repo}`,
+/// `{owner}`, `{name}` (the repository). The oid placeholders together must cover every
+/// character of the oid, so that two objects never share a path.
+fn expand_template(template: &str, oid: &str, repo: Option<&StoreRepo>) -> Result<String, StoreError> {
     let mut out = String::new();
     let mut covered = [false; 64];
     let mut rest = template;
@@ -248,12 +321,25 @@ fn expand_template(template: &str, oid: &str) -> Result<String, StoreError> {
         let after = rest.get(open + 1..).unwrap_or_default();
         let close = after.find('}').ok_or_else(|| StoreError(format!("unclosed '{{' in lfs template {template:?}")))?;
         let key = after.get(..close).unwrap_or_default();
+        rest = after.get(close + 1..).unwrap_or_default();
+        if matches!(key, "repo" | "owner" | "name") {
+            let r = repo.ok_or_else(|| {
+                StoreError(format!("the lfs template names the repository ({{{key}}}) but its name is unknown"))
+            })?;
+            out.push_str(match key {
+                "repo" => r.full(),
+                "owner" => r.owner(),
+                _ => r.name(),
+            });
+            continue;
+        }
         let (a, b) = placeholder(key).ok_or_else(|| {
-            StoreError(format!("unknown placeholder {{{key}}} in lfs template (use {{oid}} or {{oidA:B}})"))
+            StoreError(format!(
+                "unknown placeholder {{{key}}} in lfs template (use {{oid}}, {{oidA:B}}, {{repo}}, {{owner}} or {{name}})"
+            ))
         })?;
         out.push_str(oid.get(a..b).ok_or_else(|| StoreError("oid too short".into()))?);
         covered.iter_mut().skip(a).take(b - a).for_each(|c| *c = true);
-        rest = after.get(close + 1..).unwrap_or_default();
     }
     if rest.contains('}') {
         return Err(StoreError(format!("unmatched '}}' in lfs template {template:?}")));
@@ -298,7 +384,13 @@ pub fn resolve(store: &LfsStore, git_dir: &Path, pointer: &Pointer) -> Resolved 
             Err(e) => return Resolved::Problem(unavailable(&pointer.oid, &e)),
         },
         Ok(_) => return Resolved::Problem(missing(pointer)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Resolved::Problem(missing(pointer)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Not "never uploaded" when the store itself is not there: the server is wrong.
+            if store.misconfiguration(git_dir).is_some() {
+                return Resolved::Problem(store_misconfigured(&pointer.oid));
+            }
+            return Resolved::Problem(missing(pointer));
+        }
         Err(e) => return Resolved::Problem(unavailable(&pointer.oid, &e)),
     };
     if source.len() != pointer.size {
@@ -336,6 +428,18 @@ fn missing(p: &Pointer) -> Finding {
         ),
     )
     .evidence(format!("sha256:{}", p.oid))
+}
+
+/// The finding for a pointer whose store is misconfigured: what the pusher reads, with no
+/// server path (the admin learns the details from [`LfsStore::misconfiguration`]).
+pub fn store_misconfigured(oid: &str) -> Finding {
+    Finding::new(
+        "lfs-store-unavailable",
+        Severity::Error,
+        "server misconfiguration: the git lfs store is not set up on this server, so the object cannot be \
+         checked (this is not about your upload); an admin has been told",
+    )
+    .evidence(format!("sha256:{oid}"))
 }
 
 fn unavailable(oid: &str, e: &std::io::Error) -> Finding {

@@ -177,6 +177,11 @@ fn configured_gitea_store_resolves_pointers() {
         cache_dir: None,
         ..Default::default()
     };
+    // No store at all is the server's fault, not the pusher's, and says so.
+    let (code, err) = run(&e, &config, &create(&c));
+    assert_eq!(code, 1);
+    assert!(err.contains("server misconfiguration") && !err.contains("git lfs push"), "{err}");
+    std::fs::create_dir_all(&root).unwrap();
     let (code, err) = run(&e, &config, &create(&c));
     assert_eq!(code, 1);
     assert!(err.contains("lfs-object-missing") && err.contains("git lfs push --all"), "{err}");
