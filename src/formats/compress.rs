@@ -1,6 +1,21 @@
-//! Single-stream compression wrappers (gzip, zlib, bzip2, xz, lzma, lz4, joblib's `ZF` zlib):
-//! decoded as a stream under the per-file expansion budget and handed back to the dispatcher,
-//! so a compressed joblib dump or pickle ends up in the pickle parser.
+//! Single-stream compression wrappers (gzip, zlib, bzip2, xz, lzma, lzip, lz4, zstd, joblib's
+//! `ZF` zlib): decoded as a stream under the per-file expansion budget and handed back to the
+//! dispatcher, so a compressed joblib dump or pickle ends up in the pickle parser.
+//!
+//! Each is read as leniently as the Python reader that loads it:
+//! - gzip as `gzip._GzipReader` (Lib/gzip.py): every member in turn, zero bytes after a
+//!   member skipped, the header CRC read but not checked, each member's CRC and length checked;
+//!   anything else after a member is an error (`BadGzipFile`). joblib's own gzip reader stops
+//!   after the first member; reading on scans more, never less.
+//! - bzip2 and xz/lzma as `bz2.BZ2File` and `lzma.LZMAFile` (`_compression.DecompressReader`):
+//!   a new decoder for every stream, each xz/lzma stream detected anew (`FORMAT_AUTO`: xz,
+//!   lzma-alone or lzip, liblzma's `lzma_auto_decoder`), so empty first streams and an
+//!   lzma-alone stream followed by others are read whole; data after a stream that does not
+//!   start a valid one is ignored, as Python does.
+//! - zlib as joblib's `BinaryZlibFile` and `zlib.decompress`: one stream, trailing data ignored.
+//! - joblib's old `ZF` files as `joblib.numpy_pickle_compat.read_zfile`: the 19 characters
+//!   after `ZF` are a length in `int(x, 16)` syntax; joblib <= 0.8.4 wrote the field one
+//!   character wider, so one space after it is skipped.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 use crate::detect::{Compression, Format};
@@ -8,7 +23,7 @@ use crate::engine::{Hint, Scan};
 use crate::finding::{CodeInfo, Finding, Severity};
 use crate::formats::zip::ErrTap;
 use crate::source::{Data, Input};
-use std::io::Read;
+use std::io::{self, BufRead, Read};
 
 pub const CODES: &[CodeInfo] = &[
     CodeInfo {
@@ -30,23 +45,15 @@ fn memlimit(scan: &Scan<'_>) -> u64 {
     scan.opts.max_buffered_bytes.max(64 << 20)
 }
 
-/// joblib < 0.10: `ZF` then `hex(len)` left-justified to 19 bytes, then a zlib stream.
-const ZF_HEADER: usize = 2 + 19;
+/// joblib < 0.10: `ZF`, then `hex(len)` left-justified to 19 bytes (`_MAX_LEN`), then zlib.
+pub const ZF_HEADER: usize = 2 + 19;
 
 /// Decode `data` and scan what it holds; returns the inner format.
 pub fn scan(scan: &mut Scan<'_>, c: Compression, data: Data, hint: Hint) -> Format {
     let mut input = data.into_input();
-    let mut size_hint = None;
     if c == Compression::JoblibZf {
-        match input.read_vec(ZF_HEADER) {
-            Ok(h) => match parse_zf_len(&h) {
-                Some(n) => size_hint = Some(n),
-                None => scan.finding(
-                    Finding::new("joblib-zfile-header", Severity::Error, "the length after `ZF` is not a hex number")
-                        .at(2)
-                        .evidence(String::from_utf8_lossy(h.get(2..).unwrap_or(&[])).trim().to_string()),
-                ),
-            },
+        let header = match input.read_vec(ZF_HEADER) {
+            Ok(h) => h,
             Err(e) => {
                 scan.finding(Finding::new(
                     "joblib-zfile-header",
@@ -55,6 +62,17 @@ pub fn scan(scan: &mut Scan<'_>, c: Compression, data: Data, hint: Hint) -> Form
                 ));
                 return Format::Unknown;
             }
+        };
+        if zf_length(&header).is_none() {
+            scan.finding(
+                Finding::new("joblib-zfile-header", Severity::Error, "the length after `ZF` is not a hex number")
+                    .at(2)
+                    .evidence(String::from_utf8_lossy(header.get(2..).unwrap_or(&[])).trim().to_string()),
+            );
+        }
+        // read_zfile: joblib <= 0.8.4 wrote one more padding space (zlib data never starts with one)
+        if input.fill_buf().ok().and_then(|b| b.first().copied()) == Some(b' ') {
+            input.consume(1);
         }
     }
     let decoder = match decoder(scan, c, input) {
@@ -70,7 +88,7 @@ pub fn scan(scan: &mut Scan<'_>, c: Compression, data: Data, hint: Hint) -> Form
     };
     let tap = ErrTap::default();
     let reader = scan.limit(tap.wrap(decoder));
-    let inner = scan.inner(Data::Stream(reader, size_hint), hint);
+    let inner = scan.inner(Data::Stream(reader, None), hint);
     if let Some(e) = tap.error() {
         scan.finding(Finding::new(
             "compressed-data-corrupt",
@@ -83,37 +101,362 @@ pub fn scan(scan: &mut Scan<'_>, c: Compression, data: Data, hint: Hint) -> Form
 
 fn decoder(scan: &Scan<'_>, c: Compression, input: Input) -> Result<Box<dyn Read + Send>, liblzma::stream::Error> {
     Ok(match c {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Compression::Gzip => Box::new(GzipMembers::new(input)),
         Compression::Zlib | Compression::JoblibZf => Box::new(flate2::bufread::ZlibDecoder::new(input)),
-        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
-        Compression::Xz => {
-            let s = liblzma::stream::Stream::new_stream_decoder(memlimit(scan), liblzma::stream::CONCATENATED)?;
-            Box::new(liblzma::bufread::XzDecoder::new_stream(input, s))
-        }
-        Compression::Lzma => {
-            let s = liblzma::stream::Stream::new_lzma_decoder(memlimit(scan))?;
-            Box::new(liblzma::bufread::XzDecoder::new_stream(input, s))
+        Compression::Bzip2 => Box::new(Streams::new(input, Codec::Bzip2)),
+        Compression::Xz | Compression::Lzma | Compression::Lzip => {
+            Box::new(Streams::new(input, Codec::Lzma { memlimit: memlimit(scan) }))
         }
         Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
         Compression::Zstd => super::zstd::decoder(input),
     })
 }
 
-/// The decompressed length joblib wrote after `ZF` (`0x1f4`, padded with spaces, maybe a Python 2 `L`).
-fn parse_zf_len(h: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(h.get(2..)?).ok()?.trim_matches(|c: char| c == ' ' || c == '\0');
-    let hex = text.strip_prefix("0x")?.trim_end_matches('L');
-    u64::from_str_radix(hex, 16).ok()
+/// The length after `ZF` as `int(field, 16)` reads it (`None` where Python raises).
+pub fn zf_length(header: &[u8]) -> Option<i128> {
+    py_int16(header.get(2..ZF_HEADER.min(header.len()))?)
+}
+
+/// Python's `int(b, 16)` (`PyLong_FromString`): ASCII whitespace around, a sign, an optional
+/// `0x`, hex digits with single underscores between them (one may follow the prefix).
+pub fn py_int16(b: &[u8]) -> Option<i128> {
+    let space = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let start = b.iter().position(|c| !space(c))?;
+    let end = b.iter().rposition(|c| !space(c))? + 1;
+    let mut s = b.get(start..end)?;
+    let mut neg = false;
+    if let Some((&sign @ (b'+' | b'-'), rest)) = s.split_first() {
+        neg = sign == b'-';
+        s = rest;
+    }
+    let mut after_prefix = false;
+    if s.len() >= 2 && s.first() == Some(&b'0') && matches!(s.get(1), Some(b'x' | b'X')) {
+        s = s.get(2..)?;
+        after_prefix = true;
+    }
+    let mut v: i128 = 0;
+    let mut digits = 0;
+    let mut prev_underscore = false;
+    for (i, &c) in s.iter().enumerate() {
+        if c == b'_' {
+            if prev_underscore || (i == 0 && !after_prefix) {
+                return None;
+            }
+            prev_underscore = true;
+            continue;
+        }
+        let d = char::from(c).to_digit(16)?;
+        v = v.checked_mul(16)?.checked_add(i128::from(d))?;
+        digits += 1;
+        prev_underscore = false;
+    }
+    if digits == 0 || prev_underscore {
+        return None;
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// gzip members one after the other, as `gzip._GzipReader` reads them.
+struct GzipMembers<R: BufRead> {
+    src: Option<R>,
+    body: Option<flate2::bufread::DeflateDecoder<R>>,
+    crc: flate2::Crc,
+}
+
+impl<R: BufRead> GzipMembers<R> {
+    fn new(src: R) -> Self {
+        GzipMembers { src: Some(src), body: None, crc: flate2::Crc::new() }
+    }
+}
+
+fn bad(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn read_exact_n<R: BufRead>(r: &mut R, n: usize) -> io::Result<Vec<u8>> {
+    let mut v = vec![0u8; n];
+    r.read_exact(&mut v)
+        .map_err(|_| io::Error::new(io::ErrorKind::UnexpectedEof, "gzip header or trailer is truncated"))?;
+    Ok(v)
+}
+
+/// Skip a zero-terminated field (or to the end of the data, as Python does).
+fn skip_cstr<R: BufRead>(r: &mut R) -> io::Result<()> {
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == 0) {
+            Some(i) => {
+                r.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                r.consume(n);
+            }
+        }
+    }
+}
+
+/// `gzip._read_gzip_header`: false at the end of the data.
+fn gzip_header<R: BufRead>(r: &mut R) -> io::Result<bool> {
+    if r.fill_buf()?.is_empty() {
+        return Ok(false);
+    }
+    let magic = read_exact_n(r, 2).map_err(|_| bad("not a gzipped file"))?;
+    if magic != [0x1f, 0x8b] {
+        return Err(bad("not a gzipped file (data after the last gzip member)"));
+    }
+    let h = read_exact_n(r, 8)?;
+    if h.first() != Some(&8) {
+        return Err(bad("unknown gzip compression method"));
+    }
+    let flags = h.get(1).copied().unwrap_or(0);
+    if flags & 4 != 0 {
+        let n = read_exact_n(r, 2)?;
+        let n = u16::from_le_bytes([n.first().copied().unwrap_or(0), n.get(1).copied().unwrap_or(0)]);
+        let skipped = io::copy(&mut r.by_ref().take(u64::from(n)), &mut io::sink())?;
+        if skipped < u64::from(n) {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "gzip extra field is truncated"));
+        }
+    }
+    if flags & 8 != 0 {
+        skip_cstr(r)?;
+    }
+    if flags & 16 != 0 {
+        skip_cstr(r)?;
+    }
+    if flags & 2 != 0 {
+        read_exact_n(r, 2)?;
+    }
+    Ok(true)
+}
+
+impl<R: BufRead> Read for GzipMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if let Some(body) = self.body.as_mut() {
+                let n = body.read(buf)?;
+                if n > 0 {
+                    self.crc.update(buf.get(..n).unwrap_or(&[]));
+                    return Ok(n);
+                }
+                // _read_eof: CRC and size, then zero padding
+                let Some(body) = self.body.take() else { return Ok(0) };
+                let mut r = body.into_inner();
+                let t = read_exact_n(&mut r, 8)?;
+                let word = |i: usize| u32::from_le_bytes([0, 1, 2, 3].map(|k| t.get(i + k).copied().unwrap_or(0)));
+                if word(0) != self.crc.sum() {
+                    return Err(bad("gzip CRC check failed"));
+                }
+                if word(4) != self.crc.amount() {
+                    return Err(bad("incorrect length of gzip data produced"));
+                }
+                loop {
+                    let b = r.fill_buf()?;
+                    let zeros = b.iter().take_while(|&&x| x == 0).count();
+                    let all = zeros == b.len();
+                    r.consume(zeros);
+                    if !all || zeros == 0 {
+                        break;
+                    }
+                }
+                self.src = Some(r);
+                continue;
+            }
+            let Some(mut r) = self.src.take() else { return Ok(0) };
+            if !gzip_header(&mut r)? {
+                return Ok(0);
+            }
+            self.crc.reset();
+            self.body = Some(flate2::bufread::DeflateDecoder::new(r));
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Codec {
+    Bzip2,
+    Lzma { memlimit: u64 },
+}
+
+enum Dec {
+    Bz(bzip2::Decompress),
+    Lz(Box<liblzma::stream::Stream>),
+}
+
+/// Concatenated bzip2 or xz/lzma/lzip streams, read as `_compression.DecompressReader` does.
+struct Streams<R: BufRead> {
+    src: R,
+    codec: Codec,
+    dec: Option<Dec>,
+    streams: u64,
+    produced: bool,
+    done: bool,
+}
+
+impl<R: BufRead> Streams<R> {
+    fn new(src: R, codec: Codec) -> Self {
+        Streams { src, codec, dec: None, streams: 0, produced: false, done: false }
+    }
+
+    fn start(&self) -> io::Result<Dec> {
+        Ok(match self.codec {
+            Codec::Bzip2 => Dec::Bz(bzip2::Decompress::new(false)),
+            Codec::Lzma { memlimit } => Dec::Lz(Box::new(
+                liblzma::stream::Stream::new_auto_decoder(memlimit, 0).map_err(|e| bad(e.to_string()))?,
+            )),
+        })
+    }
+}
+
+impl<R: BufRead> Read for Streams<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.done {
+                return Ok(0);
+            }
+            if self.dec.is_none() {
+                if self.src.fill_buf()?.is_empty() {
+                    self.done = true;
+                    return Ok(0);
+                }
+                self.dec = Some(self.start()?);
+                self.streams += 1;
+                self.produced = false;
+            }
+            let input = self.src.fill_buf()?;
+            let eof = input.is_empty();
+            let (consumed, written, result) = match self.dec.as_mut() {
+                Some(Dec::Bz(d)) => {
+                    let (i0, o0) = (d.total_in(), d.total_out());
+                    let r = d
+                        .decompress(input, buf)
+                        .map(|s| matches!(s, bzip2::Status::StreamEnd))
+                        .map_err(|e| e.to_string());
+                    ((d.total_in() - i0) as usize, (d.total_out() - o0) as usize, r)
+                }
+                Some(Dec::Lz(d)) => {
+                    let (i0, o0) = (d.total_in(), d.total_out());
+                    let action = if eof { liblzma::stream::Action::Finish } else { liblzma::stream::Action::Run };
+                    let r = d
+                        .process(input, buf, action)
+                        .map(|s| matches!(s, liblzma::stream::Status::StreamEnd))
+                        .map_err(|e| e.to_string());
+                    ((d.total_in() - i0) as usize, (d.total_out() - o0) as usize, r)
+                }
+                None => (0, 0, Ok(false)),
+            };
+            self.src.consume(consumed);
+            self.produced |= written > 0;
+            match result {
+                Err(e) => {
+                    // A later stream that fails before producing anything is trailing data,
+                    // which DecompressReader ignores (`except self._trailing_error: break`).
+                    if self.streams > 1 && !self.produced {
+                        self.done = true;
+                        return Ok(0);
+                    }
+                    return Err(bad(e));
+                }
+                Ok(true) => {
+                    self.dec = None;
+                    if written > 0 {
+                        return Ok(written);
+                    }
+                }
+                Ok(false) => {
+                    if written > 0 {
+                        return Ok(written);
+                    }
+                    if eof {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "compressed file ended before the end-of-stream marker was reached",
+                        ));
+                    }
+                    if consumed == 0 {
+                        return Err(bad("the decoder makes no progress"));
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
-    fn zf_length() {
-        assert_eq!(parse_zf_len(b"ZF0x1f4                "), Some(500));
-        assert_eq!(parse_zf_len(b"ZF0x1f4L               "), Some(500));
-        assert_eq!(parse_zf_len(b"ZF0xzz                 "), None);
+    fn zf_length_is_python_int_base_16() {
+        for (h, v) in [
+            (&b"ZF0x1f4                "[..], 500),
+            (b"ZF 0X1F4\t\n           ", 500),
+            (b"ZF0x_1f4               ", 500),
+            (b"ZF+1f4                 ", 500),
+            (b"ZF1_f4                 ", 500),
+            (b"ZF-0x1                 ", -1),
+        ] {
+            assert_eq!(zf_length(h), Some(v), "{:?}", String::from_utf8_lossy(h));
+        }
+        for h in [
+            &b"ZF0xzz                 "[..],
+            b"ZF0x1f4L               ",
+            b"ZF0x                   ",
+            b"ZF_1f4                 ",
+            b"ZF1__f4                ",
+            b"ZF1f4_                 ",
+            b"ZF- 1f4                ",
+            b"ZF1f\x004              ",
+            b"ZF                     ",
+        ] {
+            assert_eq!(zf_length(h), None, "{:?}", String::from_utf8_lossy(h));
+        }
+    }
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn read_all(r: impl Read) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut r = r;
+        r.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn gzip_members_padding_and_trailers() {
+        let mut z = gz(b"one ");
+        z.extend_from_slice(&[0; 7]);
+        z.extend(gz(b"two"));
+        z.extend_from_slice(&[0; 3]);
+        assert_eq!(read_all(GzipMembers::new(io::Cursor::new(z.clone()))).unwrap(), b"one two");
+        z.extend_from_slice(b"junk");
+        let mut got = Vec::new();
+        let e = GzipMembers::new(io::Cursor::new(z)).read_to_end(&mut got).unwrap_err();
+        assert!(e.to_string().contains("not a gzipped file"), "{e}");
+        assert_eq!(got, b"one two");
+        // a wrong header CRC is not checked (FHCRC), a wrong data CRC is
+        let mut h = gz(b"x");
+        h[3] |= 2;
+        h.splice(10..10, [0xde, 0xad]);
+        assert_eq!(read_all(GzipMembers::new(io::Cursor::new(h))).unwrap(), b"x");
+        let mut c = gz(b"x");
+        let n = c.len();
+        c[n - 8] ^= 1;
+        assert!(read_all(GzipMembers::new(io::Cursor::new(c))).is_err());
     }
 }
