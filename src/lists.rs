@@ -520,7 +520,8 @@ const ALLOW: &[(&str, &str)] = &[
     (
         "numpy.core.multiarray._reconstruct numpy._core.multiarray._reconstruct numpy.core.multiarray.scalar
          numpy._core.multiarray.scalar numpy.ndarray numpy.dtype numpy.core.numeric._frombuffer
-         numpy._core.numeric._frombuffer numpy.dtypes.*DType numpy.ma.core._mareconstruct numpy.ma.core.MaskedArray",
+         numpy._core.numeric._frombuffer numpy.dtypes.*DType numpy.ma.core._mareconstruct numpy.ma.core.MaskedArray
+         numpy._core._internal._convert_to_stringdtype_kwargs numpy.core._internal._convert_to_stringdtype_kwargs",
         "array reconstruction",
     ),
     (

@@ -288,11 +288,19 @@ enum Codec {
 enum Dec {
     Bz(bzip2::Decompress),
     Lz(Box<liblzma::stream::Stream>),
+    /// An lzip member (liblzma's `lzma_lzip_decoder`, which `lzma_auto_decoder` picks for the
+    /// `LZIP` magic): a raw LZMA1 stream with an end marker, then CRC32, data and member size.
+    Lzip {
+        raw: Box<liblzma::stream::Stream>,
+        crc: flate2::Crc,
+    },
 }
 
 /// Concatenated bzip2 or xz/lzma/lzip streams, read as `_compression.DecompressReader` does.
 struct Streams<R: BufRead> {
     src: R,
+    /// Bytes read ahead to tell an lzip member from other streams; decoded first.
+    pending: Vec<u8>,
     codec: Codec,
     dec: Option<Dec>,
     streams: u64,
@@ -300,18 +308,71 @@ struct Streams<R: BufRead> {
     done: bool,
 }
 
+/// The lzip header's coded dictionary size (lzip manual, "File format").
+fn lzip_dict(b: u8) -> Option<u32> {
+    let log = u32::from(b & 0x1f);
+    if !(12..=29).contains(&log) {
+        return None;
+    }
+    let base = 1u32 << log;
+    Some(base - (base / 16) * u32::from(b >> 5))
+}
+
 impl<R: BufRead> Streams<R> {
     fn new(src: R, codec: Codec) -> Self {
-        Streams { src, codec, dec: None, streams: 0, produced: false, done: false }
+        Streams { src, pending: Vec::new(), codec, dec: None, streams: 0, produced: false, done: false }
     }
 
-    fn start(&self) -> io::Result<Dec> {
-        Ok(match self.codec {
-            Codec::Bzip2 => Dec::Bz(bzip2::Decompress::new(false)),
-            Codec::Lzma { memlimit } => Dec::Lz(Box::new(
-                liblzma::stream::Stream::new_auto_decoder(memlimit, 0).map_err(|e| bad(e.to_string()))?,
-            )),
-        })
+    /// Read ahead until `pending` holds `n` bytes or the data ends.
+    fn fill_pending(&mut self, n: usize) -> io::Result<()> {
+        while self.pending.len() < n {
+            let buf = self.src.fill_buf()?;
+            if buf.is_empty() {
+                break;
+            }
+            let take = buf.len().min(n - self.pending.len());
+            self.pending.extend_from_slice(buf.get(..take).unwrap_or(&[]));
+            self.src.consume(take);
+        }
+        Ok(())
+    }
+
+    fn start(&mut self) -> io::Result<Dec> {
+        let memlimit = match self.codec {
+            Codec::Bzip2 => return Ok(Dec::Bz(bzip2::Decompress::new(false))),
+            Codec::Lzma { memlimit } => memlimit,
+        };
+        self.fill_pending(6)?;
+        if self.pending.starts_with(b"LZIP") {
+            let version = self.pending.get(4).copied();
+            let dict = self.pending.get(5).and_then(|&b| lzip_dict(b));
+            let (Some(1), Some(dict)) = (version, dict) else {
+                return Err(bad("unsupported lzip version or dictionary size"));
+            };
+            self.pending.clear();
+            let mut opts = liblzma::stream::LzmaOptions::new_preset(6).map_err(|e| bad(e.to_string()))?;
+            opts.dict_size(dict).literal_context_bits(3).literal_position_bits(0).position_bits(2);
+            let mut filters = liblzma::stream::Filters::new();
+            filters.lzma1(&opts);
+            let raw = liblzma::stream::Stream::new_raw_decoder(&filters).map_err(|e| bad(e.to_string()))?;
+            return Ok(Dec::Lzip { raw: Box::new(raw), crc: flate2::Crc::new() });
+        }
+        Ok(Dec::Lz(Box::new(liblzma::stream::Stream::new_auto_decoder(memlimit, 0).map_err(|e| bad(e.to_string()))?)))
+    }
+
+    /// The 20-byte lzip trailer after the member's LZMA data.
+    fn lzip_trailer(&mut self, crc: &flate2::Crc) -> io::Result<()> {
+        self.fill_pending(20)?;
+        let t: Vec<u8> = self.pending.drain(..self.pending.len().min(20)).collect();
+        if t.len() < 20 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "lzip trailer is truncated"));
+        }
+        let word = |i: usize| u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7].map(|k| t.get(i + k).copied().unwrap_or(0)));
+        // flate2's Crc counts the size modulo 2^32
+        if word(0) as u32 != crc.sum() || word(4) & 0xffff_ffff != u64::from(crc.amount()) {
+            return Err(bad("lzip CRC or size check failed"));
+        }
+        Ok(())
     }
 }
 
@@ -325,16 +386,34 @@ impl<R: BufRead> Read for Streams<R> {
                 return Ok(0);
             }
             if self.dec.is_none() {
-                if self.src.fill_buf()?.is_empty() {
+                if self.pending.is_empty() && self.src.fill_buf()?.is_empty() {
                     self.done = true;
                     return Ok(0);
                 }
-                self.dec = Some(self.start()?);
                 self.streams += 1;
                 self.produced = false;
+                match self.start() {
+                    Ok(d) => self.dec = Some(d),
+                    Err(_) if self.streams > 1 => {
+                        // trailing data that is no stream: ignored, as Python does
+                        self.done = true;
+                        return Ok(0);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            let input = self.src.fill_buf()?;
+            let from_pending = !self.pending.is_empty();
+            let input: &[u8] = if from_pending { &self.pending } else { self.src.fill_buf()? };
             let eof = input.is_empty();
+            let action = if eof { liblzma::stream::Action::Finish } else { liblzma::stream::Action::Run };
+            let lz = |d: &mut liblzma::stream::Stream, buf: &mut [u8]| {
+                let (i0, o0) = (d.total_in(), d.total_out());
+                let r = d
+                    .process(input, buf, action)
+                    .map(|s| matches!(s, liblzma::stream::Status::StreamEnd))
+                    .map_err(|e| e.to_string());
+                ((d.total_in() - i0) as usize, (d.total_out() - o0) as usize, r)
+            };
             let (consumed, written, result) = match self.dec.as_mut() {
                 Some(Dec::Bz(d)) => {
                     let (i0, o0) = (d.total_in(), d.total_out());
@@ -344,18 +423,19 @@ impl<R: BufRead> Read for Streams<R> {
                         .map_err(|e| e.to_string());
                     ((d.total_in() - i0) as usize, (d.total_out() - o0) as usize, r)
                 }
-                Some(Dec::Lz(d)) => {
-                    let (i0, o0) = (d.total_in(), d.total_out());
-                    let action = if eof { liblzma::stream::Action::Finish } else { liblzma::stream::Action::Run };
-                    let r = d
-                        .process(input, buf, action)
-                        .map(|s| matches!(s, liblzma::stream::Status::StreamEnd))
-                        .map_err(|e| e.to_string());
-                    ((d.total_in() - i0) as usize, (d.total_out() - o0) as usize, r)
+                Some(Dec::Lz(d)) => lz(d, buf),
+                Some(Dec::Lzip { raw, crc }) => {
+                    let out = lz(raw, buf);
+                    crc.update(buf.get(..out.1).unwrap_or(&[]));
+                    out
                 }
                 None => (0, 0, Ok(false)),
             };
-            self.src.consume(consumed);
+            if from_pending {
+                self.pending.drain(..consumed.min(self.pending.len()));
+            } else {
+                self.src.consume(consumed);
+            }
             self.produced |= written > 0;
             match result {
                 Err(e) => {
@@ -368,7 +448,9 @@ impl<R: BufRead> Read for Streams<R> {
                     return Err(bad(e));
                 }
                 Ok(true) => {
-                    self.dec = None;
+                    if let Some(Dec::Lzip { crc, .. }) = self.dec.take() {
+                        self.lzip_trailer(&crc)?;
+                    }
                     if written > 0 {
                         return Ok(written);
                     }
