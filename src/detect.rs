@@ -134,8 +134,17 @@ pub fn sniff(data: &mut Data, hint: Hint) -> io::Result<Format> {
         Data::Random(src) => read_up_to(src.as_ref(), 0, HEAD)?,
         Data::Stream(r, size) => {
             let mut head = Vec::with_capacity(HEAD);
-            r.by_ref().take(HEAD as u64).read_to_end(&mut head)?;
-            let rest = std::mem::replace(r, Box::new(io::empty()));
+            // A stream that fails within the head (a decompressor meeting trailing junk) still
+            // delivers what came before: its reader sees the same error where it happened.
+            let failed = match r.by_ref().take(HEAD as u64).read_to_end(&mut head) {
+                Ok(_) => None,
+                Err(e) if head.is_empty() => return Err(e),
+                Err(e) => Some(e),
+            };
+            let rest = match failed {
+                Some(e) => Box::new(Replay(Some(e))) as Box<dyn Read + Send>,
+                None => std::mem::replace(r, Box::new(io::empty())),
+            };
             *data = Data::Stream(Box::new(io::Cursor::new(head.clone()).chain(rest)), *size);
             head
         }
@@ -150,6 +159,23 @@ pub fn sniff(data: &mut Data, hint: Hint) -> io::Result<Format> {
         }
     }
     Ok(fmt)
+}
+
+/// A reader that fails as the stream it replaces did (once with the error, then again with
+/// its kind and message).
+struct Replay(Option<io::Error>);
+
+impl Read for Replay {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(match self.0.take() {
+            Some(e) => {
+                let again = io::Error::new(e.kind(), e.to_string());
+                self.0 = Some(again);
+                e
+            }
+            None => io::Error::other("read error"),
+        })
+    }
 }
 
 /// Detection from the leading bytes alone.
