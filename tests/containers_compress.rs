@@ -229,3 +229,28 @@ fn lzma_alone_headers_lzma_open_accepts() {
     // zero bytes alone are no lzma stream
     assert_eq!(scan(vec![0u8; 4000]).format, "unknown");
 }
+
+#[test]
+fn thousands_of_empty_streams_end_in_an_error() {
+    // each stream costs a decoder (bzip2 allocates megabytes per stream): past a thousand
+    // that yield next to nothing, the file is an error instead of minutes of work
+    for (label, wrap) in [("gzip", gzip as Wrap), ("bzip2", bzip2), ("xz", xz), ("lzma", lzma_alone)] {
+        let empty = wrap(b"");
+        let mut c = empty.repeat(1500);
+        c.extend(wrap(EVIL_PICKLE));
+        let r = scan(c);
+        assert_eq!(r.verdict, Verdict::Error, "{label}: {:#?}", r.findings);
+        assert!(r.findings.iter().any(|f| f.message.contains("too many streams")), "{label}: {:#?}", r.findings);
+        // a few hundred are read through
+        let mut c = empty.repeat(300);
+        c.extend(wrap(EVIL_PICKLE));
+        assert_eq!(scan(c).verdict, Verdict::Dangerous, "{label}");
+    }
+}
+
+#[test]
+fn lz4_frames_in_turn() {
+    let (a, b) = EVIL_PICKLE.split_at(12);
+    let r = scan([lz4(a), lz4(b)].concat());
+    assert_eq!(r.verdict, Verdict::Dangerous, "{} {:#?}", r.format, r.findings);
+}

@@ -45,6 +45,21 @@ fn memlimit(scan: &Scan<'_>) -> u64 {
     scan.opts.max_buffered_bytes.max(64 << 20)
 }
 
+/// Python reads any number of concatenated streams; each costs a decoder (a bzip2 one
+/// allocates megabytes). Past this many, streams must yield at least [`MIN_STREAM_YIELD`]
+/// bytes each on average, or the file ends in an error (a crafted file of empty streams).
+const FREE_STREAMS: u64 = 1000;
+const MIN_STREAM_YIELD: u64 = 16 << 10;
+
+fn too_many_streams(streams: u64, out: u64) -> io::Result<()> {
+    if streams > FREE_STREAMS && out / streams < MIN_STREAM_YIELD {
+        return Err(bad(format!(
+            "{streams} compressed streams yielding {out} bytes in all: too many streams for their content"
+        )));
+    }
+    Ok(())
+}
+
 /// joblib < 0.10: `ZF`, then `hex(len)` left-justified to 19 bytes (`_MAX_LEN`), then zlib.
 pub const ZF_HEADER: usize = 2 + 19;
 
@@ -161,11 +176,13 @@ struct GzipMembers<R: BufRead> {
     src: Option<R>,
     body: Option<flate2::bufread::DeflateDecoder<R>>,
     crc: flate2::Crc,
+    members: u64,
+    out: u64,
 }
 
 impl<R: BufRead> GzipMembers<R> {
     fn new(src: R) -> Self {
-        GzipMembers { src: Some(src), body: None, crc: flate2::Crc::new() }
+        GzipMembers { src: Some(src), body: None, crc: flate2::Crc::new(), members: 0, out: 0 }
     }
 }
 
@@ -244,6 +261,7 @@ impl<R: BufRead> Read for GzipMembers<R> {
                 let n = body.read(buf)?;
                 if n > 0 {
                     self.crc.update(buf.get(..n).unwrap_or(&[]));
+                    self.out = self.out.saturating_add(n as u64);
                     return Ok(n);
                 }
                 // _read_eof: CRC and size, then zero padding
@@ -273,6 +291,8 @@ impl<R: BufRead> Read for GzipMembers<R> {
             if !gzip_header(&mut r)? {
                 return Ok(0);
             }
+            self.members += 1;
+            too_many_streams(self.members, self.out)?;
             self.crc.reset();
             self.body = Some(flate2::bufread::DeflateDecoder::new(r));
         }
@@ -306,6 +326,8 @@ struct Streams<R: BufRead> {
     streams: u64,
     produced: bool,
     done: bool,
+    out: u64,
+    memlimit: u64,
 }
 
 /// The lzip header's coded dictionary size (lzip manual, "File format").
@@ -320,7 +342,21 @@ fn lzip_dict(b: u8) -> Option<u32> {
 
 impl<R: BufRead> Streams<R> {
     fn new(src: R, codec: Codec) -> Self {
-        Streams { src, pending: Vec::new(), codec, dec: None, streams: 0, produced: false, done: false }
+        let memlimit = match codec {
+            Codec::Lzma { memlimit } => memlimit,
+            Codec::Bzip2 => 0,
+        };
+        Streams {
+            src,
+            pending: Vec::new(),
+            codec,
+            dec: None,
+            streams: 0,
+            produced: false,
+            done: false,
+            out: 0,
+            memlimit,
+        }
     }
 
     /// Read ahead until `pending` holds `n` bytes or the data ends.
@@ -349,6 +385,9 @@ impl<R: BufRead> Streams<R> {
             let (Some(1), Some(dict)) = (version, dict) else {
                 return Err(bad("unsupported lzip version or dictionary size"));
             };
+            if u64::from(dict) > self.memlimit {
+                return Err(bad(format!("an lzip member asks for a {dict}-byte dictionary")));
+            }
             self.pending.clear();
             let mut opts = liblzma::stream::LzmaOptions::new_preset(6).map_err(|e| bad(e.to_string()))?;
             opts.dict_size(dict).literal_context_bits(3).literal_position_bits(0).position_bits(2);
@@ -392,6 +431,7 @@ impl<R: BufRead> Read for Streams<R> {
                 }
                 self.streams += 1;
                 self.produced = false;
+                too_many_streams(self.streams, self.out)?;
                 match self.start() {
                     Ok(d) => self.dec = Some(d),
                     Err(_) if self.streams > 1 => {
@@ -437,6 +477,7 @@ impl<R: BufRead> Read for Streams<R> {
                 self.src.consume(consumed);
             }
             self.produced |= written > 0;
+            self.out = self.out.saturating_add(written as u64);
             match result {
                 Err(e) => {
                     // A later stream that fails before producing anything is trailing data,
