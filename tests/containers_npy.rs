@@ -178,3 +178,43 @@ fn npz_members_of_any_name_are_arrays() {
         assert!(dangerous_at(&r, name), "{name}: {:#?}", r.findings);
     }
 }
+
+#[test]
+fn header_mutations_never_panic() {
+    // token-aware mutations of valid headers: quotes, escapes, brackets, numbers, names
+    let pieces: &[&str] = &[
+        "'", "\"", "'''", "\\", "\\x", "\\u00", "\\N{", "\\\n", "#", "\n", "(", ")", "[", "]", "{", "}", ",", ":",
+        "0x", "0o_", "1_", "L", "j", "e9", "-", "+", "...", "True", "set()", "u'", "rb'", "\u{e9}", "\0", "O", "i4,",
+    ];
+    let bases = [
+        header("[('a', '<i4'), ('b', 'O', (2,))]", "(3,)"),
+        header("'i4,(2,)O'", "(0x10, 2L)"),
+        header("('V', 'O')", "()"),
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..3000 {
+        let base = &bases[i % bases.len()];
+        let mut chars: Vec<char> = base.chars().collect();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() as usize) % (chars.len() + 1);
+            let piece = pieces[(next() as usize) % pieces.len()];
+            if next() % 2 == 0 && at < chars.len() {
+                chars.remove(at);
+            }
+            for (k, c) in piece.chars().enumerate() {
+                chars.insert((at + k).min(chars.len()), c);
+            }
+        }
+        let text: String = chars.into_iter().collect();
+        for v in [1u8, 3] {
+            let r = scan(npy_with(v, &text, EVIL_PICKLE));
+            assert!(find(&r, "internal-error").is_empty(), "{text:?}: {:#?}", r.findings);
+        }
+    }
+}

@@ -25,7 +25,7 @@ const STRING_DTYPE_FLAGS: u64 = 0x6b;
 /// `'U'` dtypes carry `NPY_NEEDS_INIT`.
 const UNICODE_FLAGS: u64 = 0x08;
 const INT_MAX: u64 = i32::MAX as u64;
-const MAX_DEPTH: usize = 32;
+const MAX_DEPTH: usize = 512;
 
 /// The parts of a numpy dtype that matter here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +126,7 @@ fn descr_to_dtype_at(descr: &Lit, depth: usize) -> R {
             };
             let mut flags = NEEDS_PYAPI;
             let mut offset: Option<u64> = Some(0);
-            let mut names: Vec<String> = Vec::new();
+            let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
             for field in fields {
                 let parts = unpack(field)?;
                 let (name, dt) = match parts.as_slice() {
@@ -149,10 +149,9 @@ fn descr_to_dtype_at(descr: &Lit, depth: usize) -> R {
                     other => other,
                 };
                 let Lit::Str(name) = name else { return invalid("field names must be strings") };
-                if names.contains(&name) {
+                if !names.insert(name.clone()) {
                     return invalid(format!("the field name {name:?} is used twice"));
                 }
-                names.push(name);
                 flags |= dt.flags & FROM_FIELDS;
             }
             Ok(Dt { kind: b'V', itemsize: offset, flags, fields: true, subarray: false, legacy: true })

@@ -19,8 +19,10 @@
 //! parser cannot be sure of (non-ASCII names, which Python NFKC-normalises).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-const MAX_DEPTH: usize = 64;
-const MAX_ITEMS: usize = 200_000;
+/// CPython's tokenizer allows 200 nested brackets (MAXLEVEL).
+const MAX_DEPTH: usize = 200;
+const MAX_ITEMS: usize = 1 << 20;
+const MAX_SET: usize = 1000;
 
 /// A Python value `ast.literal_eval` can return.
 #[derive(Debug, Clone, PartialEq)]
@@ -712,6 +714,10 @@ impl Parser<'_> {
                 self.expect('}')?;
                 if items.iter().any(|k| !k.hashable()) {
                     return Err("an unhashable set element".into());
+                }
+                // duplicates collapse (pairwise: sets this large are refused)
+                if items.len() > MAX_SET {
+                    return Err(format!("a set of more than {MAX_SET} elements"));
                 }
                 let mut set: Vec<Lit> = Vec::new();
                 for it in items {
