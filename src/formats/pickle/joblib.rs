@@ -19,11 +19,14 @@ use crate::formats::numpy::Lit;
 const WRAPPER_MODULES: &[&str] = &["joblib.numpy_pickle", "sklearn.externals.joblib.numpy_pickle"];
 
 /// Where the array bytes are and what they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Layout {
     pub bytes: u64,
     pub object: bool,
     pub aligned: bool,
+    /// The dtype is beyond what modelgate can follow: the data is read as a pickle (where a
+    /// payload would be) and this error is reported.
+    pub uncertain: Option<String>,
 }
 
 fn is_wrapper_class(m: &Machine<'_>, id: Id) -> bool {
@@ -65,15 +68,25 @@ pub(super) fn layout(m: &Machine<'_>, state: Id) -> Result<Layout, String> {
         return Err("joblib array wrapper state is not a plain dict; the array size is unknown".into());
     }
     let dtype = a.dict_get(state, "dtype").ok_or("joblib array wrapper has no readable dtype")?;
-    let (dt, spec_object) = pickled_dtype(m, dtype, 0).map_err(|e| format!("joblib array dtype: {}", e.message()))?;
-    if spec_object && !dt.has_object() {
-        // numpy would build an object array from raw bytes: pointers the file chose
-        return Err("joblib array dtype holds objects but its pickled state clears the object flag".into());
-    }
     let aligned = a.dict_get(state, "numpy_array_alignment_bytes").is_some_and(|v| !matches!(a.get(v), Value::None));
+    let (dt, structural) = match pickled_dtype(m, dtype, 0) {
+        Ok(found) => found,
+        Err(DtError::Invalid(e)) => return Err(format!("numpy refuses the joblib array dtype: {e}")),
+        Err(DtError::Unknown(e)) => {
+            let msg =
+                format!("modelgate cannot tell how joblib reads this array ({e}); its data is scanned as a pickle");
+            return Ok(Layout { bytes: 0, object: true, aligned, uncertain: Some(msg) });
+        }
+    };
     if dt.has_object() {
         // the data is a pickle of its own: its length does not matter
-        return Ok(Layout { bytes: 0, object: true, aligned });
+        return Ok(Layout { bytes: 0, object: true, aligned, uncertain: None });
+    }
+    if structural {
+        // numpy would build an object array from raw bytes: pointers the file chose
+        return Err("the joblib array dtype holds objects but its pickled flags say it does not \
+                    (numpy would read raw pointers; such files crash it)"
+            .into());
     }
     let shape = a.dict_get(state, "shape").ok_or("joblib array wrapper has no readable shape")?;
     let dims = match a.get(shape) {
@@ -90,7 +103,7 @@ pub(super) fn layout(m: &Machine<'_>, state: Id) -> Result<Layout, String> {
     }
     let itemsize = dt.itemsize.ok_or("joblib array dtype has an item size modelgate cannot tell")?;
     let bytes = count.checked_mul(itemsize).ok_or("joblib array size overflows")?;
-    Ok(Layout { bytes, object: false, aligned })
+    Ok(Layout { bytes, object: false, aligned, uncertain: None })
 }
 
 /// A Python value the pickle built, as a literal (`None` when not all of it is known).
@@ -136,8 +149,8 @@ fn unknown<T>(msg: impl Into<String>) -> Result<T, DtError> {
     Err(DtError::Unknown(msg.into()))
 }
 
-/// The dtype object a pickle builds, as numpy makes it, and whether the dtype it was built
-/// from (before its BUILD state) held objects.
+/// The dtype object a pickle builds, as numpy makes it, and whether it holds objects in its
+/// structure (an object kind, field or subarray) whatever its flags say.
 fn pickled_dtype(m: &Machine<'_>, id: Id, depth: usize) -> Result<(Dt, bool), DtError> {
     if depth > 8 {
         return unknown("dtypes nested too deeply");
@@ -163,11 +176,11 @@ fn pickled_dtype(m: &Machine<'_>, id: Id, depth: usize) -> Result<(Dt, bool), Dt
             if align && dt.fields {
                 return unknown("an aligned structured dtype");
             }
-            let spec_object = dt.has_object();
             if c.state == NIL {
-                return Ok((dt, spec_object));
+                let structural = dt.has_object();
+                return Ok((dt, structural));
             }
-            Ok((setstate(m, dt, c.state, depth)?, spec_object))
+            setstate(m, dt, c.state, depth)
         }
         ("_convert_to_stringdtype_kwargs" | "StringDType", CallKind::Reduce | CallKind::NewObj)
             if numpy && c.state == NIL =>
@@ -181,9 +194,10 @@ fn pickled_dtype(m: &Machine<'_>, id: Id, depth: usize) -> Result<(Dt, bool), Dt
     }
 }
 
-/// Where a dtype state tuple keeps (version, names, fields, elsize, flags) for its length.
+/// Where a dtype state tuple keeps (version, subarray, names, fields, elsize, flags) for its length.
 struct StateLayout {
     version: Option<usize>,
+    subarray: usize,
     names: Option<usize>,
     fields: usize,
     elsize: usize,
@@ -192,16 +206,17 @@ struct StateLayout {
 
 fn state_layout(len: usize) -> Option<StateLayout> {
     Some(match len {
-        8 | 9 => StateLayout { version: Some(0), names: Some(3), fields: 4, elsize: 5, flags: Some(7) },
-        7 => StateLayout { version: Some(0), names: Some(3), fields: 4, elsize: 5, flags: None },
-        6 => StateLayout { version: Some(0), names: None, fields: 3, elsize: 4, flags: None },
-        5 => StateLayout { version: None, names: None, fields: 2, elsize: 3, flags: None },
+        8 | 9 => StateLayout { version: Some(0), subarray: 2, names: Some(3), fields: 4, elsize: 5, flags: Some(7) },
+        7 => StateLayout { version: Some(0), subarray: 2, names: Some(3), fields: 4, elsize: 5, flags: None },
+        6 => StateLayout { version: Some(0), subarray: 2, names: None, fields: 3, elsize: 4, flags: None },
+        5 => StateLayout { version: None, subarray: 1, names: None, fields: 2, elsize: 3, flags: None },
         _ => return None,
     })
 }
 
-/// numpy's `arraydescr_setstate`: the dtype after BUILD with `state`.
-fn setstate(m: &Machine<'_>, dt: Dt, state: Id, depth: usize) -> Result<Dt, DtError> {
+/// numpy's `arraydescr_setstate`: the dtype after BUILD with `state`, and whether its structure
+/// holds objects (the state replaces the subarray, and the fields unless they are `None`).
+fn setstate(m: &Machine<'_>, dt: Dt, state: Id, depth: usize) -> Result<(Dt, bool), DtError> {
     let invalid = |msg: &str| Err(DtError::Invalid(msg.to_string()));
     if !dt.legacy {
         return invalid("Cannot unpickle new style DType without custom methods");
@@ -229,29 +244,67 @@ fn setstate(m: &Machine<'_>, dt: Dt, state: Id, depth: usize) -> Result<Dt, DtEr
     if has_fields && version <= 1 {
         return unknown("field names of a version 0/1 dtype state");
     }
+    // The subarray is always replaced: a pickled (base dtype, shape) or none.
+    let subarray = items.get(lay.subarray).copied().unwrap_or(NIL);
+    let sub_object = match m.a.get(subarray) {
+        Value::None => false,
+        _ => {
+            let parts = m.a.tuple_items(subarray).filter(|p| p.len() == 2);
+            let base =
+                parts.and_then(|p| p.first().copied()).ok_or_else(|| DtError::Invalid("incorrect subarray".into()))?;
+            let (bd, bs) = pickled_dtype(m, base, depth + 1)?;
+            bs || bd.kind == b'O'
+        }
+    };
     // The flags: stored ('k' masks any int to 64 bits; -128..-1 are old signed chars), then
-    // recomputed for versions before 3.
+    // recomputed for versions before 3 (`_descr_find_object`).
     let stored: u64 = match lay.flags {
         None => 0,
         Some(i) => match items.get(i).and_then(|&x| to_lit(m, x, 0)) {
             Some(Lit::Int(v)) if (-128..0).contains(&v) => (v + 128) as u64,
             Some(Lit::Int(v)) => v as u64,
             Some(Lit::Bool(b)) => u64::from(b),
-            _ => return unknown("the stored dtype flags are not a known int"),
+            _ => return unknown("the stored dtype flags are not an int modelgate can read"),
         },
     };
+    // fields the state leaves alone are the spec's (a comma string's, say)
+    let spec_fields = dt.fields && !has_fields;
     let mut flags = stored;
     if version < 3 {
-        let found = flags != 0 || dt.kind == b'O' || (has_fields && fields_hold_object(m, fields, depth)?);
+        let found = flags != 0
+            || dt.kind == b'O'
+            || (has_fields && fields_hold_object(m, fields, depth)?)
+            || (spec_fields && dt.flags & 0x0b != 0);
         flags = if found { OBJECT_FLAGS } else { 0 };
     }
+    let structural = dt.kind == b'O'
+        || sub_object
+        || (has_fields && fields_contain_object(m, fields, depth)?)
+        || (spec_fields && dt.has_object());
     let mut new = Dt { flags, fields: dt.fields || has_fields, ..dt.clone() };
     if dt.extended() {
-        let elsize =
-            int_at(lay.elsize).ok_or_else(|| DtError::Invalid("the state's element size is not an int".into()))?;
-        new.itemsize = Some(u64::try_from(elsize).map_err(|_| DtError::Invalid("a negative element size".into()))?);
+        // a negative size leaves the item size unknown (it matters only for raw data)
+        new.itemsize = int_at(lay.elsize).and_then(|e| u64::try_from(e).ok());
     }
-    Ok(new)
+    Ok((new, structural))
+}
+
+/// Whether any field's dtype stores objects (an object kind, at any depth; flags aside).
+fn fields_contain_object(m: &Machine<'_>, fields: Id, depth: usize) -> Result<bool, DtError> {
+    let Value::Dict(c) = m.a.get(fields) else { return Ok(false) };
+    if u64::from(c.kept) < c.count {
+        return unknown("a dtype with more fields than modelgate keeps");
+    }
+    for kv in m.a.items(&c).chunks_exact(2) {
+        let Some(&value) = kv.get(1) else { continue };
+        let Some(descr) = m.a.tuple_items(value).and_then(|e| e.first().copied()) else { continue };
+        match pickled_dtype(m, descr, depth + 1) {
+            Ok((d, s)) if s || d.kind == b'O' => return Ok(true),
+            Ok(_) | Err(DtError::Invalid(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
 }
 
 /// `_descr_find_object` over a fields dict: the first field whose dtype has any flag, an
