@@ -91,3 +91,35 @@ fn pickled_dtype_states_agree_with_joblib() {
     assert!(closed * 5 < clean, "too many clean loads failed closed: {closed} of {clean}");
     assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n\n"));
 }
+
+/// Compressed-stream layouts (tests/fixtures/joblib/stream_variants.py) read by Python's
+/// `gzip.open`, `bz2.open` and `lzma.open` under `pickle.load`: where the marker ran,
+/// modelgate must say dangerous; where the file loaded cleanly, safe.
+#[test]
+fn stream_layouts_agree_with_python() {
+    let Some(py) = loaders::python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("streams.jsonl");
+    loaders::run(&py, "joblib/stream_variants.py", &[out.to_str().unwrap(), "300", "1"]);
+    let (mut markers, mut clean) = (0, 0);
+    let mut failures = Vec::new();
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let r = scan(loaders::unhex(row["hex"].as_str().unwrap()));
+        let what = row["what"].as_str().unwrap();
+        if row["marker"].as_bool().unwrap() {
+            markers += 1;
+            if r.verdict != Verdict::Dangerous {
+                failures.push(format!("payload ran, verdict {:?}: {what}\n{:#?}", r.verdict, r.findings));
+            }
+        } else if row["loaded"].as_bool().unwrap() {
+            clean += 1;
+            if r.verdict != Verdict::Safe {
+                failures.push(format!("loads cleanly, verdict {:?}: {what}\n{:#?}", r.verdict, r.findings));
+            }
+        }
+    }
+    eprintln!("{markers} payloads ran, {clean} clean loads");
+    assert!(markers > 50 && clean > 50, "too few cases of each kind");
+    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n\n"));
+}

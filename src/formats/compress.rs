@@ -33,6 +33,12 @@ pub const CODES: &[CodeInfo] = &[
         fix: "re-create the file; a loader fails on it too, but may run code it read before the damage",
     },
     CodeInfo {
+        code: "compressed-trailing-data",
+        severity: Severity::Info,
+        summary: "bytes after the last complete compressed stream start no valid stream; a reader that gets there fails, nothing in them can be decoded",
+        fix: "remove the trailing bytes",
+    },
+    CodeInfo {
         code: "joblib-zfile-header",
         severity: Severity::Error,
         summary: "the length header of an old joblib zlib file is malformed",
@@ -90,7 +96,8 @@ pub fn scan(scan: &mut Scan<'_>, c: Compression, data: Data, hint: Hint) -> Form
             input.consume(1);
         }
     }
-    let decoder = match decoder(scan, c, input) {
+    let trailing: Note = Note::default();
+    let decoder = match decoder(scan, c, input, trailing.clone()) {
         Ok(d) => d,
         Err(e) => {
             scan.finding(Finding::new(
@@ -104,6 +111,11 @@ pub fn scan(scan: &mut Scan<'_>, c: Compression, data: Data, hint: Hint) -> Form
     let tap = ErrTap::default();
     let reader = scan.limit(tap.wrap(decoder));
     let inner = scan.inner(Data::Stream(reader, None), hint);
+    if let Some(rest) = trailing.lock().ok().and_then(|g| g.clone()) {
+        // Everything decodable was decoded and scanned; Python raises only once a reader
+        // asks for more (pickle.load stops at STOP and never does).
+        scan.finding(Finding::new("compressed-trailing-data", Severity::Info, format!("{}: {rest}", c.label())));
+    }
     if let Some(e) = tap.error() {
         scan.finding(Finding::new(
             "compressed-data-corrupt",
@@ -114,13 +126,18 @@ pub fn scan(scan: &mut Scan<'_>, c: Compression, data: Data, hint: Hint) -> Form
     inner
 }
 
-fn decoder(scan: &Scan<'_>, c: Compression, input: Input) -> Result<Box<dyn Read + Send>, liblzma::stream::Error> {
+fn decoder(
+    scan: &Scan<'_>,
+    c: Compression,
+    input: Input,
+    trailing: Note,
+) -> Result<Box<dyn Read + Send>, liblzma::stream::Error> {
     Ok(match c {
-        Compression::Gzip => Box::new(GzipMembers::new(input)),
+        Compression::Gzip => Box::new(GzipMembers::new(input, trailing)),
         Compression::Zlib | Compression::JoblibZf => Box::new(flate2::bufread::ZlibDecoder::new(input)),
-        Compression::Bzip2 => Box::new(Streams::new(input, Codec::Bzip2)),
+        Compression::Bzip2 => Box::new(Streams::new(input, Codec::Bzip2, trailing)),
         Compression::Xz | Compression::Lzma | Compression::Lzip => {
-            Box::new(Streams::new(input, Codec::Lzma { memlimit: memlimit(scan) }))
+            Box::new(Streams::new(input, Codec::Lzma { memlimit: memlimit(scan) }, trailing))
         }
         Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
         Compression::Zstd => super::zstd::decoder(input),
@@ -178,16 +195,89 @@ struct GzipMembers<R: BufRead> {
     crc: flate2::Crc,
     members: u64,
     out: u64,
+    /// Output of the current member.
+    member_out: u64,
+    /// A member ended cleanly and the next has yielded nothing yet.
+    boundary: bool,
+    trailing: Note,
+    done: bool,
 }
 
 impl<R: BufRead> GzipMembers<R> {
-    fn new(src: R) -> Self {
-        GzipMembers { src: Some(src), body: None, crc: flate2::Crc::new(), members: 0, out: 0 }
+    fn new(src: R, trailing: Note) -> Self {
+        GzipMembers {
+            src: Some(src),
+            body: None,
+            crc: flate2::Crc::new(),
+            members: 0,
+            out: 0,
+            member_out: 0,
+            boundary: false,
+            trailing,
+            done: false,
+        }
+    }
+
+    fn read_members(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(body) = self.body.as_mut() {
+                let n = body.read(buf)?;
+                if n > 0 {
+                    self.crc.update(buf.get(..n).unwrap_or(&[]));
+                    self.out = self.out.saturating_add(n as u64);
+                    self.member_out = self.member_out.saturating_add(n as u64);
+                    self.boundary = false;
+                    return Ok(n);
+                }
+                // _read_eof: CRC and size, then zero padding
+                let Some(body) = self.body.take() else { return Ok(0) };
+                let mut r = body.into_inner();
+                let t = read_exact_n(&mut r, 8)?;
+                let word = |i: usize| u32::from_le_bytes([0, 1, 2, 3].map(|k| t.get(i + k).copied().unwrap_or(0)));
+                if word(0) != self.crc.sum() {
+                    return Err(bad("gzip CRC check failed"));
+                }
+                if word(4) != self.crc.amount() {
+                    return Err(bad("incorrect length of gzip data produced"));
+                }
+                loop {
+                    let b = r.fill_buf()?;
+                    let zeros = b.iter().take_while(|&&x| x == 0).count();
+                    let all = zeros == b.len();
+                    r.consume(zeros);
+                    if !all || zeros == 0 {
+                        break;
+                    }
+                }
+                self.src = Some(r);
+                self.boundary = true;
+                continue;
+            }
+            let Some(mut r) = self.src.take() else { return Ok(0) };
+            if !gzip_header(&mut r)? {
+                return Ok(0);
+            }
+            self.members += 1;
+            self.member_out = 0;
+            too_many_streams(self.members, self.out)?;
+            self.crc.reset();
+            self.body = Some(flate2::bufread::DeflateDecoder::new(r));
+        }
     }
 }
 
 fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Where a decoder notes bytes after the last complete stream that start no valid one: it
+/// ends there cleanly (everything decodable was decoded) and the note becomes an info finding.
+type Note = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
+fn note(n: &Note, e: &io::Error) {
+    if let Ok(mut g) = n.lock() {
+        g.get_or_insert_with(|| e.to_string());
+    }
 }
 
 fn read_exact_n<R: BufRead>(r: &mut R, n: usize) -> io::Result<Vec<u8>> {
@@ -253,48 +343,21 @@ fn gzip_header<R: BufRead>(r: &mut R) -> io::Result<bool> {
 
 impl<R: BufRead> Read for GzipMembers<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
+        if buf.is_empty() || self.done {
             return Ok(0);
         }
-        loop {
-            if let Some(body) = self.body.as_mut() {
-                let n = body.read(buf)?;
-                if n > 0 {
-                    self.crc.update(buf.get(..n).unwrap_or(&[]));
-                    self.out = self.out.saturating_add(n as u64);
-                    return Ok(n);
+        match self.read_members(buf) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                // after a complete member, a next one that fails before yielding anything
+                if self.boundary && !e.to_string().contains("too many streams") {
+                    note(&self.trailing, &e);
+                    self.done = true;
+                    Ok(0)
+                } else {
+                    Err(e)
                 }
-                // _read_eof: CRC and size, then zero padding
-                let Some(body) = self.body.take() else { return Ok(0) };
-                let mut r = body.into_inner();
-                let t = read_exact_n(&mut r, 8)?;
-                let word = |i: usize| u32::from_le_bytes([0, 1, 2, 3].map(|k| t.get(i + k).copied().unwrap_or(0)));
-                if word(0) != self.crc.sum() {
-                    return Err(bad("gzip CRC check failed"));
-                }
-                if word(4) != self.crc.amount() {
-                    return Err(bad("incorrect length of gzip data produced"));
-                }
-                loop {
-                    let b = r.fill_buf()?;
-                    let zeros = b.iter().take_while(|&&x| x == 0).count();
-                    let all = zeros == b.len();
-                    r.consume(zeros);
-                    if !all || zeros == 0 {
-                        break;
-                    }
-                }
-                self.src = Some(r);
-                continue;
             }
-            let Some(mut r) = self.src.take() else { return Ok(0) };
-            if !gzip_header(&mut r)? {
-                return Ok(0);
-            }
-            self.members += 1;
-            too_many_streams(self.members, self.out)?;
-            self.crc.reset();
-            self.body = Some(flate2::bufread::DeflateDecoder::new(r));
         }
     }
 }
@@ -328,6 +391,7 @@ struct Streams<R: BufRead> {
     done: bool,
     out: u64,
     memlimit: u64,
+    trailing: Note,
 }
 
 /// The lzip header's coded dictionary size (lzip manual, "File format").
@@ -341,7 +405,7 @@ fn lzip_dict(b: u8) -> Option<u32> {
 }
 
 impl<R: BufRead> Streams<R> {
-    fn new(src: R, codec: Codec) -> Self {
+    fn new(src: R, codec: Codec, trailing: Note) -> Self {
         let memlimit = match codec {
             Codec::Lzma { memlimit } => memlimit,
             Codec::Bzip2 => 0,
@@ -356,6 +420,7 @@ impl<R: BufRead> Streams<R> {
             done: false,
             out: 0,
             memlimit,
+            trailing,
         }
     }
 
@@ -501,10 +566,16 @@ impl<R: BufRead> Read for Streams<R> {
                         return Ok(written);
                     }
                     if eof {
-                        return Err(io::Error::new(
+                        let e = io::Error::new(
                             io::ErrorKind::UnexpectedEof,
                             "compressed file ended before the end-of-stream marker was reached",
-                        ));
+                        );
+                        if self.streams > 1 && !self.produced {
+                            note(&self.trailing, &e);
+                            self.done = true;
+                            return Ok(0);
+                        }
+                        return Err(e);
                     }
                     if consumed == 0 {
                         return Err(bad("the decoder makes no progress"));
@@ -566,20 +637,19 @@ mod tests {
         z.extend_from_slice(&[0; 7]);
         z.extend(gz(b"two"));
         z.extend_from_slice(&[0; 3]);
-        assert_eq!(read_all(GzipMembers::new(io::Cursor::new(z.clone()))).unwrap(), b"one two");
+        assert_eq!(read_all(GzipMembers::new(io::Cursor::new(z.clone()), Note::default())).unwrap(), b"one two");
         z.extend_from_slice(b"junk");
-        let mut got = Vec::new();
-        let e = GzipMembers::new(io::Cursor::new(z)).read_to_end(&mut got).unwrap_err();
-        assert!(e.to_string().contains("not a gzipped file"), "{e}");
-        assert_eq!(got, b"one two");
+        let n = Note::default();
+        assert_eq!(read_all(GzipMembers::new(io::Cursor::new(z), n.clone())).unwrap(), b"one two");
+        assert!(n.lock().unwrap().as_deref().is_some_and(|e| e.contains("not a gzipped file")));
         // a wrong header CRC is not checked (FHCRC), a wrong data CRC is
         let mut h = gz(b"x");
         h[3] |= 2;
         h.splice(10..10, [0xde, 0xad]);
-        assert_eq!(read_all(GzipMembers::new(io::Cursor::new(h))).unwrap(), b"x");
+        assert_eq!(read_all(GzipMembers::new(io::Cursor::new(h), Note::default())).unwrap(), b"x");
         let mut c = gz(b"x");
         let n = c.len();
         c[n - 8] ^= 1;
-        assert!(read_all(GzipMembers::new(io::Cursor::new(c))).is_err());
+        assert!(read_all(GzipMembers::new(io::Cursor::new(c), Note::default())).is_err());
     }
 }
