@@ -93,6 +93,7 @@ pub fn hook_config(policy: &Policy) -> HookConfig {
         cache_salt: format!("lists:{}", policy.lists_digest()),
         notes_ref: g.notes_ref.clone(),
         audit_log: g.audit_log.clone(),
+        ref_rules: policy.rules.iter().any(|r| !r.refs.is_empty()),
         ..HookConfig::default()
     }
 }
