@@ -453,22 +453,25 @@ struct Ctx<'a> {
     meter: &'a Arc<FileMeter>,
 }
 
-/// Blobs smaller than this are judged without asking the cache: an entry is only kept for
-/// models, and looking one up costs more than scanning a small file.
-const CACHE_LOOKUP_MIN: u64 = 64 << 10;
+/// The judgements of a blob's checkout variants under one [`Checkout`], as cached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckoutEntry {
+    variants: Vec<(String, Judged)>,
+}
+
+/// Cache key of a blob's variants under a checkout: the blob's key with a digest of it.
+fn checkout_key(id: &gix::ObjectId, co: &Checkout) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{co:?}").as_bytes());
+    let tag: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("co{tag}-{}", Cache::blob_key(id))
+}
 
 /// The judgement of the stored bytes and, when it may be cached, its key; then the
 /// judgements of every other checkout of the blob's places.
 fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged, Option<String>, Vec<Variant>) {
     let max_size = ctx.config.limits.max_file_size;
     let blob_key = Cache::blob_key(&blob.id);
-    let size = match reader.size(&blob.id) {
-        Ok(s) => s,
-        Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None, Vec::new()),
-    };
-    if let Some(m) = max_size.filter(|m| size > *m) {
-        return (too_large(size, m, None), None, Vec::new());
-    }
     let mut checkouts: Vec<&Checkout> = Vec::new();
     for p in &blob.places {
         if !checkouts.contains(&&p.checkout) {
@@ -479,12 +482,32 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
     if checkouts.is_empty() {
         checkouts.push(&default);
     }
-    // A blob only ever written as a symbolic link or without conversions needs its stored
-    // bytes only; anything else may give other bytes.
-    let convert = checkouts.iter().any(|c| !c.symlink);
-    let cached = if size >= CACHE_LOOKUP_MIN && !convert { ctx.cache.and_then(|c| c.get(&blob_key)) } else { None };
-    if let Some(j) = cached {
-        return (Judged { cached: true, ..j }, None, Vec::new());
+    // Symbolic links are written as stored: only other checkouts can give other bytes.
+    let converting: Vec<&Checkout> = checkouts.iter().copied().filter(|c| !c.symlink).collect();
+    if let Some(j) = ctx.cache.and_then(|c| c.get(&blob_key)) {
+        if let Some(m) = max_size.filter(|m| j.size > *m) {
+            return (too_large(j.size, m, j.lfs_oid), None, Vec::new());
+        }
+        let entries: Option<Vec<CheckoutEntry>> = converting
+            .iter()
+            .map(|co| ctx.cache.and_then(|c| c.get_value::<CheckoutEntry>(&checkout_key(&blob.id, co))))
+            .collect();
+        if let Some(entries) = entries {
+            let mut variants: Vec<Variant> = Vec::new();
+            for (checkout, judged) in entries.into_iter().flat_map(|e| e.variants) {
+                if !variants.iter().any(|v| v.checkout == checkout) {
+                    variants.push(Variant { checkout, judged: Judged { cached: true, ..judged } });
+                }
+            }
+            return (Judged { cached: true, ..j }, None, variants);
+        }
+    }
+    let size = match reader.size(&blob.id) {
+        Ok(s) => s,
+        Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None, Vec::new()),
+    };
+    if let Some(m) = max_size.filter(|m| size > *m) {
+        return (too_large(size, m, None), None, Vec::new());
     }
     if let Err(e) = ctx.meter.check() {
         return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None, Vec::new());
@@ -509,15 +532,9 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
                 .push(Variant { checkout: "the pointer text itself (a client without git-lfs)".into(), judged: plain });
             judge_pointer(ctx, &p, &display)
         }
-        None => {
-            let cached = if size >= CACHE_LOOKUP_MIN { ctx.cache.and_then(|c| c.get(&blob_key)) } else { None };
-            match cached {
-                Some(j) => (Judged { cached: true, ..j }, None),
-                None => (Judged::from_report(&scan_source(&display, source, &ctx.config.scan), None), Some(blob_key)),
-            }
-        }
+        None => (Judged::from_report(&scan_source(&display, source, &ctx.config.scan), None), Some(blob_key)),
     };
-    if !convert {
+    if converting.is_empty() {
         return (stored, key, variants);
     }
     // Other checkouts need the bytes in memory; a streamed blob is converted only if
@@ -531,64 +548,78 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
         }
     };
     let hex = blob.id.to_string();
-    let mut seen: Vec<String> = Vec::new();
-    for co in checkouts {
-        if let Some(f) = co.filter.as_deref().filter(|f| *f != "lfs") {
-            let label = format!("filter={f}");
-            if !seen.contains(&label) {
-                let finding = Finding::new(
-                    "checkout-filter-unknown",
-                    Severity::Error,
-                    format!("the path has filter={f}: clients with that filter configured check out what its program makes of the blob, which cannot be judged here"),
-                );
-                variants.push(Variant {
-                    checkout: label.clone(),
-                    judged: Judged::from_findings(vec![finding], read.size, None),
-                });
-                seen.push(label);
+    // Judgements by label, shared between checkouts.
+    let mut done: Vec<(String, Judged)> = Vec::new();
+    let worth_primary = stored.is_model() || stored.size >= CACHE_MIN_UNKNOWN;
+    for co in converting {
+        let mut mine: Vec<(String, Judged)> = Vec::new();
+        fn add(done: &mut Vec<(String, Judged)>, label: String, judged: Judged, mine: &mut Vec<(String, Judged)>) {
+            if !done.iter().any(|(l, _)| *l == label) {
+                done.push((label.clone(), judged.clone()));
             }
+            mine.push((label, judged));
         }
-        let Some(bytes) = bytes.as_deref() else {
-            if streamed_would_convert(co) {
-                let label = "a checkout conversion of a large file".to_string();
-                if !seen.contains(&label) {
+        if let Some(f) = co.filter.as_deref().filter(|f| *f != "lfs") {
+            let finding = Finding::new(
+                "checkout-filter-unknown",
+                Severity::Error,
+                format!("the path has filter={f}: clients with that filter configured check out what its program makes of the blob, which cannot be judged here"),
+            );
+            add(&mut done, format!("filter={f}"), Judged::from_findings(vec![finding], read.size, None), &mut mine);
+        }
+        match bytes.as_deref() {
+            None => {
+                if streamed_would_convert(co) {
                     let finding = Finding::new(
                         "checkout-too-large",
                         Severity::Error,
                         format!("the blob is {} bytes, too large to judge what git's checkout conversions (ident, end of line, working-tree-encoding) make of it", read.size),
                     );
-                    variants.push(Variant {
-                        checkout: label.clone(),
-                        judged: Judged::from_findings(vec![finding], read.size, None),
-                    });
-                    seen.push(label);
+                    add(
+                        &mut done,
+                        "a checkout conversion of a large file".into(),
+                        Judged::from_findings(vec![finding], read.size, None),
+                        &mut mine,
+                    );
                 }
             }
-            continue;
-        };
-        let (vs, problems) = crate::git::convert::variants(bytes, &hex, co);
-        for why in problems {
-            let label = format!("working-tree-encoding={}", co.encoding.as_deref().unwrap_or_default());
-            if !seen.contains(&label) {
-                let finding = Finding::new("checkout-encoding-unavailable", Severity::Error, why);
-                variants.push(Variant {
-                    checkout: label.clone(),
-                    judged: Judged::from_findings(vec![finding], read.size, None),
-                });
-                seen.push(label);
+            Some(bytes) => {
+                let (vs, problems) = crate::git::convert::variants(bytes, &hex, co);
+                for why in problems {
+                    let label = format!("working-tree-encoding={}", co.encoding.as_deref().unwrap_or_default());
+                    let finding = Finding::new("checkout-encoding-unavailable", Severity::Error, why);
+                    add(&mut done, label, Judged::from_findings(vec![finding], read.size, None), &mut mine);
+                }
+                for v in vs {
+                    if let Some((_, j)) = done.iter().find(|(l, _)| *l == v.label) {
+                        mine.push((v.label.clone(), j.clone()));
+                        continue;
+                    }
+                    for (label, judged) in judge_variant(ctx, &display, v) {
+                        add(&mut done, label, judged, &mut mine);
+                    }
+                }
             }
         }
-        for v in vs {
-            if seen.contains(&v.label) {
-                continue;
-            }
-            seen.push(v.label.clone());
-            for (label, judged) in judge_variant(ctx, blob, &display, v) {
-                variants.push(Variant { checkout: label, judged });
+        // Kept with the stored bytes' verdict when either is worth keeping.
+        let worth = worth_primary || mine.iter().any(|(_, j)| j.is_model());
+        if worth && ctx.meter.stopped().is_none() && !mine.iter().any(|(_, j)| is_gate_failure(j)) {
+            if let Some(c) = ctx.cache {
+                let _ = c.put_value(&checkout_key(&blob.id, co), &CheckoutEntry { variants: mine });
             }
         }
     }
+    variants.extend(done.into_iter().map(|(checkout, judged)| Variant { checkout, judged }));
     (stored, key, variants)
+}
+
+/// A judgement that says the gate could not judge (never cached).
+fn is_gate_failure(j: &Judged) -> bool {
+    j.findings.iter().any(|f| {
+        super::GATE_FAILURE_CODES.contains(&f.code.as_str())
+            && !f.code.starts_with("checkout-")
+            && f.code != "lfs-pointer-extension"
+    }) || j.findings.iter().any(|f| f.code == "clamav-error" || f.code == "lfs-object-missing")
 }
 
 /// Whether a streamed (large) blob might be converted at checkout: `ident`, an encoding, or
@@ -600,41 +631,17 @@ fn streamed_would_convert(co: &Checkout) -> bool {
 }
 
 /// Judge one checkout variant: its bytes as a file, and the LFS object they name when
-/// git-lfs would take them for a pointer. Cached by blob id and variant.
-fn judge_variant(
-    ctx: &Ctx<'_>,
-    blob: &NewBlob,
-    display: &str,
-    v: crate::git::convert::Variant,
-) -> Vec<(String, Judged)> {
+/// git-lfs would take them for a pointer.
+fn judge_variant(ctx: &Ctx<'_>, display: &str, v: crate::git::convert::Variant) -> Vec<(String, Judged)> {
     let mut out = Vec::new();
-    let size = v.bytes.len() as u64;
-    let key = variant_key(&blob.id, &v.label);
     if let Some(p) = lfs::decode_pointer(&v.bytes) {
         let (j, k) = judge_pointer(ctx, &p, display);
         store(ctx, k.as_deref(), &j);
         out.push((format!("{}, then git-lfs", v.label), j));
     }
-    let cached = if size >= CACHE_LOOKUP_MIN { ctx.cache.and_then(|c| c.get(&key)) } else { None };
-    let judged = match cached {
-        Some(j) => Judged { cached: true, ..j },
-        None => {
-            let src: Arc<dyn Source> = Arc::new(Guarded::new(Arc::new(BytesSource(v.bytes)), ctx.meter.clone()));
-            let j = Judged::from_report(&scan_source(display, src, &ctx.config.scan), None);
-            store(ctx, Some(&key), &j);
-            j
-        }
-    };
-    out.push((v.label, judged));
+    let src: Arc<dyn Source> = Arc::new(Guarded::new(Arc::new(BytesSource(v.bytes)), ctx.meter.clone()));
+    out.push((v.label, Judged::from_report(&scan_source(display, src, &ctx.config.scan), None)));
     out
-}
-
-/// Cache key of a checkout variant: the blob's key with a digest of the conversion.
-fn variant_key(id: &gix::ObjectId, label: &str) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(label.as_bytes());
-    let tag: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("conv{tag}-{}", Cache::blob_key(id))
 }
 
 /// Write a fresh judgement to the cache when it is worth keeping (as the worker does for
