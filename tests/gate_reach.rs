@@ -46,7 +46,10 @@ fn gitlink_into_itself(e: &Env, server: &Path) -> (String, String) {
     let hidden = e.commit("hidden");
     e.w(&["checkout", "-q", "--orphan", "main2"]);
     e.w(&["rm", "-q", "-rf", "."]);
-    e.write(".gitmodules", format!("[submodule \"sub\"]\n\tpath = sub\n\turl = file://{}\n", server.display()).as_bytes());
+    e.write(
+        ".gitmodules",
+        format!("[submodule \"sub\"]\n\tpath = sub\n\turl = file://{}\n", server.display()).as_bytes(),
+    );
     e.w(&["add", ".gitmodules"]);
     e.w(&["update-index", "--add", "--cacheinfo", &format!("160000,{hidden},sub")]);
     e.w(&["commit", "-q", "-m", "main with a submodule"]);
