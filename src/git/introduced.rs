@@ -116,17 +116,15 @@ pub fn introduced_with(
     let info = opts.info_attributes.as_deref().map(AttrFile::parse_file).filter(|f| !f.is_empty()).map(Arc::new);
     let mut c = Collector {
         repo,
-        objects,
+        view: gate.view(),
+        differ: Differ::new(objects, info.clone(), repo.object_hash(), opts.per_ref),
         info,
-        hash_len: repo.object_hash().len_in_bytes(),
-        attr_files: HashMap::new(),
         out: Introduced::default(),
         index: HashMap::new(),
         seen_commits: HashSet::new(),
         seen_trees: HashSet::new(),
         gitlinks: Vec::new(),
         memo: opts.per_ref.then(HashMap::new),
-        recording: None,
     };
     let hidden_set: HashSet<ObjectId> = hidden.iter().copied().collect();
     for u in updates {
@@ -178,6 +176,9 @@ fn peel(repo: &gix::Repository, mut id: ObjectId) -> Result<(ObjectId, gix::obje
     Ok((id, gix::object::Kind::Tag))
 }
 
+/// Fewer new commits than this are diffed on the calling thread.
+const PARALLEL_MIN_COMMITS: usize = 256;
+
 /// The ref a walk is for, and the path its trees sit at (a gitlink's path for a submodule).
 #[derive(Clone)]
 struct Ctx {
@@ -193,13 +194,39 @@ struct Memo {
     checkout: Checkout,
 }
 
-struct Collector<'r> {
-    repo: &'r gix::Repository,
-    objects: PackedObjects<'r>,
+/// What diffs found, in order, before it is merged into the collection.
+#[derive(Default)]
+struct Found {
+    places: Vec<(ObjectId, Place)>,
+    gitlinks: Vec<(ObjectId, BString, BString)>,
+    trees: Vec<ObjectId>,
+    symlinks: usize,
+    submodules: usize,
+    /// Per commit diffed, its places (when per-ref walks follow).
+    memo: Vec<(ObjectId, Vec<Memo>)>,
+}
+
+/// Diffs trees: one per thread, each with its own object cache.
+struct Differ<'s> {
+    objects: PackedObjects<'s>,
     info: Option<Arc<AttrFile>>,
     hash_len: usize,
     /// Parsed `.gitattributes` blobs (top-level parses count macros, hence the flag).
     attr_files: HashMap<(ObjectId, bool), Arc<AttrFile>>,
+    /// Whether a tree holds the bytes of a `.gitattributes` entry, by tree (each tree is
+    /// compared as the new side, then again as the old side of the next commit).
+    attr_memo: HashMap<ObjectId, bool>,
+    /// Record places per commit for the per-ref walks.
+    record: bool,
+    recording: Option<Vec<Memo>>,
+    found: Found,
+}
+
+struct Collector<'r> {
+    repo: &'r gix::Repository,
+    view: &'r super::open::ObjectView,
+    differ: Differ<'r>,
+    info: Option<Arc<AttrFile>>,
     out: Introduced,
     index: HashMap<ObjectId, usize>,
     seen_commits: HashSet<ObjectId>,
@@ -208,8 +235,6 @@ struct Collector<'r> {
     gitlinks: Vec<(ObjectId, BString, BString)>,
     /// Per commit, the places its diff gave (only when per-ref walks follow).
     memo: Option<HashMap<ObjectId, Rc<Vec<Memo>>>>,
-    /// The places of the commit being diffed, for `memo`.
-    recording: Option<Vec<Memo>>,
 }
 
 /// One tree entry, borrowed from the tree's bytes.
@@ -284,12 +309,117 @@ impl<'a> Iterator for Entries<'a> {
     }
 }
 
-/// A tree's entries, and whether it is malformed or out of order.
+/// A tree's entries, and whether it is malformed. (Order does not matter for what is
+/// found changed: only an entry identical in mode, name and id to one of the old tree is
+/// passed over, whatever the order; the order only pairs subtrees for a smaller diff.)
 fn entries(o: &Obj, hash_len: usize) -> (Vec<Entry<'_>>, bool) {
     let mut it = Entries { data: &o.data, hash_len, bad: false };
     let v: Vec<Entry<'_>> = it.by_ref().collect();
-    let sorted = v.windows(2).all(|w| matches!(w, [a, b] if tree_order(a, b) == Ordering::Less));
-    (v, it.bad || !sorted)
+    (v, it.bad)
+}
+
+/// The entries of `new` that are not identical in `old`, with their namesake in `old`.
+fn merge_changed<'a>(old: &[Entry<'a>], new: &[Entry<'a>]) -> Vec<(Entry<'a>, Option<Entry<'a>>)> {
+    let mut changed = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while let Some(n) = new.get(j) {
+        match old.get(i) {
+            None => {
+                changed.push((*n, None));
+                j += 1;
+            }
+            Some(o) if o.raw == n.raw => {
+                i += 1;
+                j += 1;
+            }
+            Some(o) => match tree_order(o, n) {
+                Ordering::Less => i += 1,
+                Ordering::Greater => {
+                    changed.push((*n, None));
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    changed.push((*n, Some(*o)));
+                    i += 1;
+                    j += 1;
+                }
+            },
+        }
+    }
+    changed
+}
+
+/// One entry at `off`, and where the next starts.
+fn entry_at(data: &[u8], off: usize, hash_len: usize) -> Option<(Entry<'_>, usize)> {
+    let rest = data.get(off..)?;
+    let mut it = Entries { data: rest, hash_len, bad: false };
+    let e = it.next()?;
+    Some((e, off + e.raw.len()))
+}
+
+/// Length of the common prefix of two byte strings (compared in blocks).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 64 <= n && a.get(i..i + 64) == b.get(i..i + 64) {
+        i += 64;
+    }
+    while i < n && a.get(i) == b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// [`merge_changed`] without decoding the entries the two trees share: the common prefix
+/// is skipped as bytes, and once the trees agree again after a difference, a single
+/// comparison of what is left ends the merge. `None` for a malformed tree.
+fn fast_changed<'a>(old: &'a [u8], new: &'a [u8], hash_len: usize) -> Option<Vec<(Entry<'a>, Option<Entry<'a>>)>> {
+    let p = common_prefix(old, new);
+    let mut off = 0;
+    while off < new.len() {
+        let (_, end) = entry_at(new, off, hash_len)?;
+        if end > p {
+            break;
+        }
+        off = end;
+    }
+    let (mut a, mut b) = (off, off);
+    let mut changed = Vec::new();
+    let mut in_sync = true;
+    while b < new.len() {
+        let (n, n_end) = entry_at(new, b, hash_len)?;
+        if a >= old.len() {
+            changed.push((n, None));
+            b = n_end;
+            continue;
+        }
+        let (o, o_end) = entry_at(old, a, hash_len)?;
+        if o.raw == n.raw {
+            if !in_sync {
+                if old.get(a..) == new.get(b..) {
+                    break;
+                }
+                in_sync = true;
+            }
+            a = o_end;
+            b = n_end;
+            continue;
+        }
+        in_sync = false;
+        match tree_order(&o, &n) {
+            Ordering::Less => a = o_end,
+            Ordering::Greater => {
+                changed.push((n, None));
+                b = n_end;
+            }
+            Ordering::Equal => {
+                changed.push((n, Some(o)));
+                a = o_end;
+                b = n_end;
+            }
+        }
+    }
+    Some(changed)
 }
 
 /// The raw `.gitattributes` entry of a tree, if any.
@@ -308,31 +438,24 @@ fn tree_order(a: &Entry<'_>, b: &Entry<'_>) -> Ordering {
     next(a).cmp(&next(b))
 }
 
-impl Collector<'_> {
-    fn walk(&mut self, tip: ObjectId, hidden: &[ObjectId], ctx: &Ctx) -> Result<()> {
-        let walk = self
-            .repo
-            .rev_walk([tip])
-            .with_hidden(hidden.iter().copied())
-            .use_commit_graph(false)
-            .all()
-            .map_err(|e| anyhow!("cannot walk history from {tip}: {e}"))?;
-        for info in walk {
-            let info = info.map_err(|e| anyhow!("cannot walk history from {tip}: {e}"))?;
-            if !self.seen_commits.insert(info.id) {
-                continue;
-            }
-            self.out.commits.push(info.id);
-            let parents: Vec<ObjectId> = info.parent_ids.iter().copied().collect();
-            self.commit_diff(info.id, &parents, ctx)?;
+impl<'s> Differ<'s> {
+    fn new(objects: PackedObjects<'s>, info: Option<Arc<AttrFile>>, kind: gix::hash::Kind, record: bool) -> Differ<'s> {
+        Differ {
+            objects,
+            info,
+            hash_len: kind.len_in_bytes(),
+            attr_files: HashMap::new(),
+            attr_memo: HashMap::new(),
+            record,
+            recording: None,
+            found: Found::default(),
         }
-        Ok(())
     }
 
     /// Diff a commit against each parent (a root commit against nothing).
     fn commit_diff(&mut self, commit: ObjectId, parents: &[ObjectId], ctx: &Ctx) -> Result<()> {
         let tree = self.tree_of(commit)?;
-        if self.memo.is_some() {
+        if self.record {
             self.recording = Some(Vec::new());
         }
         if parents.is_empty() {
@@ -342,15 +465,38 @@ impl Collector<'_> {
             let ptree = self.tree_of(*p)?;
             self.diff_root(Some(ptree), tree, Some(commit), ctx)?;
         }
-        if let (Some(rec), Some(memo)) = (self.recording.take(), self.memo.as_mut()) {
-            memo.insert(commit, Rc::new(rec));
+        if let Some(rec) = self.recording.take() {
+            self.found.memo.push((commit, rec));
         }
         Ok(())
     }
 
+    /// Whether a tree's bytes may hold a `.gitattributes` entry (remembered per tree).
+    fn may_attr(&mut self, id: ObjectId, data: &[u8]) -> bool {
+        if let Some(&v) = self.attr_memo.get(&id) {
+            return v;
+        }
+        if self.attr_memo.len() > 1 << 16 {
+            self.attr_memo.clear();
+        }
+        let v = memchr::memmem::find(data, b" .gitattributes\0").is_some();
+        self.attr_memo.insert(id, v);
+        v
+    }
+
+    /// The tree of a commit, read from the commit object's first line.
     fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
-        let c = self.repo.find_commit(commit).map_err(|e| anyhow!("cannot read commit {commit}: {e}"))?;
-        c.tree_id().map(|t| t.detach()).map_err(|e| anyhow!("cannot read commit {commit}: {e}"))
+        let obj = self.objects.object(&commit).map_err(|e| anyhow!("cannot read commit {commit}: {e:#}"))?;
+        let obj = obj.ok_or_else(|| anyhow!("cannot read commit {commit}: object missing"))?;
+        if obj.kind != gix::object::Kind::Commit {
+            bail!("object {commit} is a {}, not a commit", obj.kind);
+        }
+        let hex = obj
+            .data
+            .strip_prefix(b"tree ")
+            .and_then(|r| r.get(..self.hash_len * 2))
+            .ok_or_else(|| anyhow!("malformed commit {commit}"))?;
+        ObjectId::from_hex(hex).map_err(|e| anyhow!("malformed commit {commit}: {e}"))
     }
 
     fn tree(&self, id: &ObjectId) -> Result<Rc<Obj>> {
@@ -360,10 +506,6 @@ impl Collector<'_> {
             bail!("object {id} is a {}, not a tree", obj.kind);
         }
         Ok(obj)
-    }
-
-    fn whole_tree(&mut self, tree: ObjectId, commit: Option<ObjectId>, ctx: &Ctx) -> Result<()> {
-        self.diff_root(None, tree, commit, ctx)
     }
 
     fn diff_root(&mut self, old: Option<ObjectId>, new: ObjectId, commit: Option<ObjectId>, ctx: &Ctx) -> Result<()> {
@@ -391,30 +533,53 @@ impl Collector<'_> {
         if path.len() > 64 << 10 {
             bail!("tree {new} is nested too deeply");
         }
-        self.seen_trees.insert(new);
+        self.found.trees.push(new);
         let new_obj = self.tree(&new)?;
         let old_obj = match old {
             Some(o) if !force => Some(self.tree(&o)?),
             _ => None,
         };
         let hash_len = self.hash_len;
-        let (new_entries, new_bad) = entries(&new_obj, hash_len);
-        let (old_entries, old_bad) = match &old_obj {
-            Some(o) => entries(o, hash_len),
-            None => (Vec::new(), false),
+        // A `.gitattributes` entry anywhere (git reads it even from an unsorted tree) makes
+        // the full comparison necessary; the common case compares raw bytes only.
+        let slow = force
+            || old_obj.is_none()
+            || self.may_attr(new, &new_obj.data)
+            || old.zip(old_obj.as_ref()).is_some_and(|(id, o)| self.may_attr(id, &o.data));
+        let mut new_attr: Option<Entry<'_>> = None;
+        let changed: Vec<(Entry<'_>, Option<Entry<'_>>)> = match (&old_obj, slow) {
+            (Some(o), false) => match fast_changed(&o.data, &new_obj.data, hash_len) {
+                Some(c) => c,
+                None => {
+                    force = true;
+                    Entries { data: &new_obj.data, hash_len, bad: false }.map(|e| (e, None)).collect()
+                }
+            },
+            _ => {
+                let (new_entries, new_bad) = entries(&new_obj, hash_len);
+                let (old_entries, old_bad) = match &old_obj {
+                    Some(o) => entries(o, hash_len),
+                    None => (Vec::new(), false),
+                };
+                if new_bad || old_bad {
+                    // Malformed: judge everything in it.
+                    force = true;
+                }
+                // The directory's own attributes, and whether they changed.
+                new_attr = new_entries.iter().find(|e| e.name == b".gitattributes" && !e.is_tree()).copied();
+                if !force && old_obj.is_some() && attr_entry(&new_entries) != attr_entry(&old_entries) {
+                    force = true;
+                }
+                if old_obj.is_none() && old.is_some() {
+                    force = true;
+                }
+                if force || old_obj.is_none() {
+                    new_entries.iter().map(|e| (*e, None)).collect()
+                } else {
+                    merge_changed(&old_entries, &new_entries)
+                }
+            }
         };
-        if new_bad || old_bad {
-            // Malformed or unsorted: judge everything in it.
-            force = true;
-        }
-        // The directory's own attributes, and whether they changed.
-        let new_attr = new_entries.iter().find(|e| e.name == b".gitattributes" && !e.is_tree()).copied();
-        if !force && old_obj.is_some() && attr_entry(&new_entries) != attr_entry(&old_entries) {
-            force = true;
-        }
-        if old_obj.is_none() && old.is_some() {
-            force = true;
-        }
         let pushed = match new_attr {
             Some(e) if e.mode & S_IFMT != 0o160000 => {
                 let id = ObjectId::from_bytes_or_panic(e.id);
@@ -425,37 +590,6 @@ impl Collector<'_> {
             }
             _ => false,
         };
-        // Entries of new that are not identical in old (merge by tree order).
-        let mut changed: Vec<(Entry<'_>, Option<Entry<'_>>)> = Vec::new();
-        if force || old_obj.is_none() {
-            changed.extend(new_entries.iter().map(|e| (*e, None)));
-        } else {
-            let (mut i, mut j) = (0, 0);
-            while let Some(n) = new_entries.get(j) {
-                match old_entries.get(i) {
-                    None => {
-                        changed.push((*n, None));
-                        j += 1;
-                    }
-                    Some(o) if o.raw == n.raw => {
-                        i += 1;
-                        j += 1;
-                    }
-                    Some(o) => match tree_order(o, n) {
-                        Ordering::Less => i += 1,
-                        Ordering::Greater => {
-                            changed.push((*n, None));
-                            j += 1;
-                        }
-                        Ordering::Equal => {
-                            changed.push((*n, Some(*o)));
-                            i += 1;
-                            j += 1;
-                        }
-                    },
-                }
-            }
-        }
         let base_len = path.len();
         for (n, o) in changed {
             if !path.is_empty() {
@@ -475,13 +609,13 @@ impl Collector<'_> {
                     }
                 }
                 S_IFLNK => {
-                    self.out.symlinks += 1;
+                    self.found.symlinks += 1;
                     self.add(id, BString::from(path.as_slice()), commit, ctx, Checkout::symlink());
                 }
                 // Gitlinks (and any other mode, which git's canon_mode takes for one).
                 _ => {
-                    self.out.submodules += 1;
-                    self.gitlinks.push((id, full_path(ctx.base.as_bstr(), path), ctx.refname.clone()));
+                    self.found.submodules += 1;
+                    self.found.gitlinks.push((id, full_path(ctx.base.as_bstr(), path), ctx.refname.clone()));
                 }
             }
             path.truncate(base_len);
@@ -535,7 +669,101 @@ impl Collector<'_> {
         if let Some(rec) = self.recording.as_mut() {
             rec.push(Memo { blob: id, path: path.clone(), checkout: checkout.clone() });
         }
-        self.add_place(id, Place { path, commit, refname: ctx.refname.clone(), checkout });
+        self.found.places.push((id, Place { path, commit, refname: ctx.refname.clone(), checkout }));
+    }
+}
+
+impl Collector<'_> {
+    /// Walk the commits reachable from `tip` and not from `hidden`, diffing each new one.
+    fn walk(&mut self, tip: ObjectId, hidden: &[ObjectId], ctx: &Ctx) -> Result<()> {
+        let walk = self
+            .repo
+            .rev_walk([tip])
+            .with_hidden(hidden.iter().copied())
+            .use_commit_graph(false)
+            .all()
+            .map_err(|e| anyhow!("cannot walk history from {tip}: {e}"))?;
+        let mut todo: Vec<(ObjectId, Vec<ObjectId>)> = Vec::new();
+        for info in walk {
+            let info = info.map_err(|e| anyhow!("cannot walk history from {tip}: {e}"))?;
+            if !self.seen_commits.insert(info.id) {
+                continue;
+            }
+            self.out.commits.push(info.id);
+            todo.push((info.id, info.parent_ids.iter().copied().collect()));
+        }
+        self.diff_commits(&todo, ctx)
+    }
+
+    /// Diff commits, on several threads when there are many; the places are merged in
+    /// the order of `todo`.
+    fn diff_commits(&mut self, todo: &[(ObjectId, Vec<ObjectId>)], ctx: &Ctx) -> Result<()> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        if threads < 2 || todo.len() < PARALLEL_MIN_COMMITS {
+            for (c, parents) in todo {
+                self.differ.commit_diff(*c, parents, ctx)?;
+            }
+            let found = std::mem::take(&mut self.differ.found);
+            self.absorb(found);
+            return Ok(());
+        }
+        let chunk = todo.len().div_ceil(threads);
+        let view = self.view;
+        let info = self.info.clone();
+        let record = self.memo.is_some();
+        let results: Vec<Result<Found>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = todo
+                .chunks(chunk)
+                .map(|part| {
+                    let info = info.clone();
+                    scope.spawn(move || -> Result<Found> {
+                        let kind = view.object_hash();
+                        let handle = view.odb().context("cannot open the object store")?;
+                        let odb = gix::OdbHandle::new(handle, kind);
+                        let objects = PackedObjects::open(view.first_objects_dir(), &odb, kind);
+                        let mut d = Differ::new(objects, info, kind, record);
+                        for (c, parents) in part {
+                            d.commit_diff(*c, parents, ctx)?;
+                        }
+                        Ok(d.found)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a walk thread panicked")))).collect()
+        });
+        for r in results {
+            self.absorb(r?);
+        }
+        Ok(())
+    }
+
+    /// Merge what diffs found into the collection.
+    fn absorb(&mut self, found: Found) {
+        for (id, place) in found.places {
+            self.add_place(id, place);
+        }
+        self.gitlinks.extend(found.gitlinks);
+        self.seen_trees.extend(found.trees);
+        self.out.symlinks += found.symlinks;
+        self.out.submodules += found.submodules;
+        if let Some(memo) = self.memo.as_mut() {
+            for (c, rec) in found.memo {
+                memo.insert(c, Rc::new(rec));
+            }
+        }
+    }
+
+    fn whole_tree(&mut self, tree: ObjectId, commit: Option<ObjectId>, ctx: &Ctx) -> Result<()> {
+        self.differ.diff_root(None, tree, commit, ctx)?;
+        let found = std::mem::take(&mut self.differ.found);
+        self.absorb(found);
+        Ok(())
+    }
+
+    fn add(&mut self, id: ObjectId, path: BString, commit: Option<ObjectId>, ctx: &Ctx, checkout: Checkout) {
+        self.differ.add(id, path, commit, ctx, checkout);
+        let found = std::mem::take(&mut self.differ.found);
+        self.absorb(found);
     }
 
     fn add_place(&mut self, id: ObjectId, place: Place) {
@@ -577,7 +805,7 @@ impl Collector<'_> {
     /// trees read whole, tags followed, and blobs judged by id.
     fn quarantined(&mut self, gate: &GateRepo, hidden: &[ObjectId]) -> Result<()> {
         let Some(dir) = gate.view().first_objects_dir() else { return Ok(()) };
-        let mut ids: Vec<ObjectId> = self.objects.pack_ids().collect();
+        let mut ids: Vec<ObjectId> = self.differ.objects.pack_ids().collect();
         ids.extend(loose_ids(dir, self.repo.object_hash()));
         let mut pending: Vec<ObjectId> = Vec::new();
         for id in ids {
@@ -673,7 +901,9 @@ impl Collector<'_> {
                 }
                 None => {
                     let parents: Vec<ObjectId> = info.parent_ids.iter().copied().collect();
-                    self.commit_diff(info.id, &parents, &ctx)?;
+                    self.differ.commit_diff(info.id, &parents, &ctx)?;
+                    let found = std::mem::take(&mut self.differ.found);
+                    self.absorb(found);
                 }
             }
         }

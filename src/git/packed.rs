@@ -301,10 +301,41 @@ fn varint(data: &[u8], i: &mut usize) -> Option<u64> {
 /// Values by pack and offset in two generations: hits move to the current one, and when it
 /// holds half the budget the older one is dropped (an approximate LRU).
 struct Cache<V> {
-    current: HashMap<(usize, u64), Rc<V>>,
-    older: HashMap<(usize, u64), Rc<V>>,
+    current: HashMap<(usize, u64), Rc<V>, FastHash>,
+    older: HashMap<(usize, u64), Rc<V>, FastHash>,
     bytes: usize,
     cap: usize,
+}
+
+/// A multiply-and-rotate hasher for pack offsets (keys come from the pack index, not from
+/// anyone who could aim collisions at it, and SipHash was a tenth of the walk).
+#[derive(Default, Clone, Copy)]
+struct FastHash;
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
 }
 
 /// Bytes a cached value holds.
@@ -326,7 +357,7 @@ impl Weight for Vec<u8> {
 
 impl<V: Weight> Cache<V> {
     fn new(cap: usize) -> Cache<V> {
-        Cache { current: HashMap::new(), older: HashMap::new(), bytes: 0, cap }
+        Cache { current: HashMap::default(), older: HashMap::default(), bytes: 0, cap }
     }
 
     fn get(&mut self, p: usize, offset: u64) -> Option<Rc<V>> {

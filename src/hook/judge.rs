@@ -238,6 +238,9 @@ pub(crate) fn run_pool<J: Jobs>(jobs: Arc<J>, limits: &Limits) -> Vec<Judged> {
         stop: AtomicBool::new(false),
         push: Arc::new(PushMeter::new(limits.push_read_bytes)),
         slots: Mutex::new(Vec::new()),
+        sent: AtomicUsize::new(0),
+        n,
+        all_sent: (Mutex::new(false), std::sync::Condvar::new()),
     });
     let (tx, rx) = mpsc::channel::<Done>();
     let workers = match limits.jobs {
@@ -267,19 +270,35 @@ pub(crate) fn run_pool<J: Jobs>(jobs: Arc<J>, limits: &Limits) -> Vec<Judged> {
         if limits.file_timeout.is_some() {
             wake = Some(wake.map_or(now + POLL, |w| w.min(now + POLL)));
         }
-        let msg = match wake {
-            Some(w) => rx.recv_timeout(w.saturating_duration_since(now)),
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-        };
-        match msg {
-            Ok(d) => {
-                if let Some(slot @ None) = results.get_mut(d.index) {
-                    *slot = Some(d.judged);
-                    done += 1;
+        // Results are collected in batches: waking this thread for each of tens of
+        // thousands of small files cost more than judging them. Workers wake it when the
+        // last result is in; otherwise it looks at the deadlines (and the results) every POLL.
+        let mut disconnected = false;
+        loop {
+            match rx.try_recv() {
+                Ok(d) => {
+                    if let Some(slot @ None) = results.get_mut(d.index) {
+                        *slot = Some(d.judged);
+                        done += 1;
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    break;
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if disconnected {
+            break;
+        }
+        if done < n {
+            let (m, cv) = &shared.all_sent;
+            let guard = lock(m);
+            if !*guard {
+                let wait = wake.map_or(POLL, |w| w.saturating_duration_since(now).min(POLL));
+                let _ = cv.wait_timeout(guard, wait);
+            }
         }
         let now = Instant::now();
         if push_deadline.is_some_and(|d| now >= d) {
@@ -343,6 +362,10 @@ struct Shared<J> {
     stop: AtomicBool,
     push: Arc<PushMeter>,
     slots: Mutex<Vec<Slot>>,
+    /// Results sent, and a flag with a condition variable set when all `n` are.
+    sent: AtomicUsize,
+    n: usize,
+    all_sent: (Mutex<bool>, std::sync::Condvar),
 }
 
 /// A worker thread's state.
@@ -441,6 +464,11 @@ fn worker<J: Jobs>(shared: &Shared<J>, id: usize, tx: &mpsc::Sender<Done>) {
         };
         if abandoned || tx.send(Done { index, judged }).is_err() {
             return;
+        }
+        if shared.sent.fetch_add(1, Ordering::AcqRel) + 1 >= shared.n {
+            let (m, cv) = &shared.all_sent;
+            *lock(m) = true;
+            cv.notify_all();
         }
     }
 }
