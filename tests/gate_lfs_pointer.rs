@@ -96,6 +96,9 @@ fn the_decoder_agrees_with_git_lfs_smudge() {
     }
 }
 
+/// Pointer text for an oid.
+type MakePointer = Box<dyn Fn(&str) -> Vec<u8>>;
+
 fn plain_server(e: &Env) -> PathBuf {
     let p = e.dir.path().join("plain.git");
     e.run(e.dir.path(), &["init", "-q", "--bare", "plain.git"]);
@@ -132,7 +135,7 @@ fn lfs_clone(e: &Env, server: &Path, name: &str) -> PathBuf {
 #[test]
 fn pointer_text_git_lfs_accepts_resolves_to_the_store_object() {
     require_git_lfs();
-    let forms: Vec<(&str, Box<dyn Fn(&str) -> Vec<u8>>)> = vec![
+    let forms: Vec<(&str, MakePointer)> = vec![
         (
             "white space around it",
             Box::new(|oid: &str| {

@@ -191,7 +191,7 @@ fn parse_pattern(p: &[u8]) -> Option<Pattern> {
         return None;
     }
     // A pattern is a C string.
-    let p = &p[..p.iter().position(|&b| b == 0).unwrap_or(p.len())];
+    let p = p.get(..p.iter().position(|&b| b == 0).unwrap_or(p.len())).unwrap_or_default();
     let mut len = p.len();
     let mut mustbedir = false;
     if len > 0 && p.get(len - 1) == Some(&b'/') {

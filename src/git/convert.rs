@@ -173,8 +173,7 @@ pub fn ident_to_worktree(src: &[u8], hex: &str) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(src.len() + 64);
     let mut s = src;
-    loop {
-        let Some(d) = s.iter().position(|&b| b == b'$') else { break };
+    while let Some(d) = s.iter().position(|&b| b == b'$') {
         out.extend_from_slice(s.get(..=d).unwrap_or_default());
         s = s.get(d + 1..).unwrap_or_default();
         if s.len() < 3 || !s.starts_with(b"Id") {
@@ -308,10 +307,14 @@ fn is_foreign_ident(s: &[u8]) -> bool {
         .any(|(i, &c)| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') && rest.get(i + 1) != Some(&b'$'))
 }
 
+/// One way to encode: its name, and the bytes (`None`: git writes the file unconverted) or
+/// why they could not be produced.
+pub type Encoded = (String, Result<Option<Vec<u8>>, String>);
+
 /// `encode_to_worktree` (`reencode_string_len` from UTF-8 to `enc`) for every way a client
 /// can do it: the name, the produced bytes (`Ok(None)`: git's conversion fails, so it writes
 /// the bytes unconverted), or why it could not be produced here.
-pub fn encode_to_worktree(src: &[u8], enc: &str) -> Vec<(String, Result<Option<Vec<u8>>, String>)> {
+pub fn encode_to_worktree(src: &[u8], enc: &str) -> Vec<Encoded> {
     if src.is_empty() || same_encoding(enc, "UTF-8") {
         return Vec::new();
     }
