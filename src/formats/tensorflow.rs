@@ -190,9 +190,13 @@ const MAX_OPERATOR_CODES: u32 = 100_000;
 const MAX_RETAINED: usize = 256 << 20;
 /// Keras JSON kept from one SavedModel's object graph.
 const MAX_KERAS_JSON: usize = 64 << 20;
-/// Steps one path trace may take, and how deep it may nest.
+/// Steps one path trace may take, how many calls deep it may go, and how deep it may recurse
+/// (a real saver's path is a handful of ops from its source).
 const MAX_TRACE_STEPS: u32 = 20_000;
 const MAX_TRACE_DEPTH: usize = 64;
+const MAX_TRACE_RECURSION: u32 = 256;
+/// Steps all the traces of one meta graph may take together.
+const MAX_GRAPH_TRACE_STEPS: u64 = 5_000_000;
 /// Alternatives kept for one traced value.
 const MAX_ALTERNATIVES: usize = 16;
 
@@ -356,10 +360,40 @@ pub fn scan_saved_model(scan: &mut Scan<'_>, src: &dyn Source) -> Option<Format>
             break;
         }
     }
-    let (w, res) = best?;
+    let Some((w, res)) = best else {
+        return fingerprint(&blocks).then(|| {
+            scan.mark_model();
+            Format::SavedModel
+        });
+    };
     scan.mark_model();
     report(scan, w, res.err());
     Some(Format::SavedModel)
+}
+
+/// A SavedModel's `fingerprint.pb` (`FingerprintDef`: checksum 1, hashes 2-5, VersionDef 6,
+/// uuid 7), which `tf.saved_model.load` reads (`fingerprinting.read_fingerprint`): hashes only.
+fn fingerprint(blocks: &Blocks<'_>) -> bool {
+    let mut r = Reader::root(blocks);
+    let mut seen = [false; 8];
+    let ok = (|| -> Result<bool, Error> {
+        while let Some(f) = r.next()? {
+            let fits = match f.number {
+                1..=5 => f.varint().is_some(),
+                6 => f.is_len() && r.sub(&f)?.skip_all().is_ok(),
+                7 => f.is_len(),
+                _ => false,
+            };
+            if !fits {
+                return Ok(false);
+            }
+            if let Some(s) = seen.get_mut(f.number as usize) {
+                *s = true;
+            }
+        }
+        Ok(true)
+    })();
+    matches!(ok, Ok(true)) && seen.get(1) == Some(&true) && seen.get(6) == Some(&true)
 }
 
 /// Walk a text-format SavedModel, MetaGraphDef or GraphDef (`saved_model.pbtxt`,
@@ -940,6 +974,10 @@ struct Tracer<'m> {
     callers: HashMap<usize, Vec<CallSite>>,
     assets: HashMap<&'m str, &'m str>,
     saver: Option<&'m str>,
+    /// Main-graph variable (its VarHandleOp) -> the AssignVariableOp nodes that assign it.
+    assigns: HashMap<usize, Vec<usize>>,
+    /// Steps taken by all traces so far.
+    spent: std::cell::Cell<u64>,
 }
 
 /// The function a node calls, and how its inputs map to the arguments.
@@ -981,7 +1019,18 @@ impl<'m> Tracer<'m> {
         }
         let assets = meta.assets.iter().map(|(t, f)| (tensor_node(t), f.as_str())).collect();
         let saver = meta.saver_filename.as_deref().map(tensor_node);
-        Tracer { meta, functions, nodes, callers, assets, saver }
+        let mut tracer = Tracer { meta, functions, nodes, callers, assets, saver, assigns: HashMap::new(), spent: 0.into() };
+        let mut assigns: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, n) in meta.graph.iter().enumerate() {
+            if n.op == "AssignVariableOp" {
+                let mut t = Trace { steps: MAX_TRACE_STEPS - 256, depth: 0, stack: Vec::new(), active: HashSet::new() };
+                if let Some(var) = tracer.variable(0, n.data_input(0), &mut t) {
+                    assigns.entry(var).or_default().push(i);
+                }
+            }
+        }
+        tracer.assigns = assigns;
+        tracer
     }
 
     fn node(&self, c: Container, i: usize) -> Option<&'m Node> {
@@ -1023,11 +1072,11 @@ impl<'m> Tracer<'m> {
                     };
                     all_empty &= v.is_empty_constant();
                     match v.fixed_alternative() {
-                        Some(alt) if fixed.is_none() => fixed = Some(format!("{name} {}", describe(alt))),
+                        Some(alt) if fixed.is_none() => fixed = Some(format!("path {} (input {name})", describe(alt))),
                         Some(_) => {}
                         None => {
                             if caller.is_none() {
-                                caller = v.0.first().map(|a| format!("{name} {}", describe(a)));
+                                caller = v.0.first().map(|a| format!("path {} (input {name})", describe(a)));
                             }
                         }
                     }
@@ -1079,15 +1128,27 @@ impl<'m> Tracer<'m> {
     /// Trace the string an input of container `c` carries (the container is analysed as a root:
     /// its arguments come from every call site, or from the caller).
     fn trace(&self, c: Container, input: &str) -> Value {
-        let mut t = Trace { steps: 0, stack: Vec::new(), active: HashSet::new() };
-        self.resolve(c, input, &mut t)
+        if self.spent.get() > MAX_GRAPH_TRACE_STEPS {
+            return Value::fixed("(not traced: the graph took too many steps)");
+        }
+        let mut t = Trace { steps: 0, depth: 0, stack: Vec::new(), active: HashSet::new() };
+        let v = self.resolve(c, input, &mut t);
+        self.spent.set(self.spent.get() + u64::from(t.steps));
+        v
     }
 
     fn resolve(&self, c: Container, input: &str, t: &mut Trace) -> Value {
         t.steps += 1;
-        if t.steps > MAX_TRACE_STEPS || t.stack.len() > MAX_TRACE_DEPTH {
+        if t.steps > MAX_TRACE_STEPS || t.stack.len() > MAX_TRACE_DEPTH || t.depth >= MAX_TRACE_RECURSION {
             return Value::fixed("(too deep to trace)");
         }
+        t.depth += 1;
+        let v = self.resolve_inner(c, input, t);
+        t.depth -= 1;
+        v
+    }
+
+    fn resolve_inner(&self, c: Container, input: &str, t: &mut Trace) -> Value {
         let Some((name, port)) = split_ref(input) else { return Value::fixed("(a control input)") };
         if let Some(f) = c.checked_sub(1).and_then(|f| self.meta.functions.get(f)) {
             if !input.contains(':') {
@@ -1221,8 +1282,9 @@ impl<'m> Tracer<'m> {
             };
             v = v.union(r);
         }
-        if sites.is_empty() || self.meta.bound.contains_key(&f.name) {
-            v = v.union(self.external_arg(f, idx));
+        // Called by nobody (or only through cycles back to itself): called from outside.
+        if v.0.is_empty() || self.meta.bound.contains_key(&f.name) {
+            v = v.union(self.external_arg(f, idx, t));
         }
         t.active.remove(&(fi, idx));
         v
@@ -1241,7 +1303,7 @@ impl<'m> Tracer<'m> {
 
     /// An argument when the function is called from outside the graph (the loader, a serving
     /// signature, Python): captured inputs are the model's own objects, the others the caller's.
-    fn external_arg(&self, f: &Function, idx: usize) -> Value {
+    fn external_arg(&self, f: &Function, idx: usize, t: &mut Trace) -> Value {
         let arg = f.args.get(idx).map_or("", String::as_str);
         let bound = self.meta.bound.get(&f.name).map(Vec::as_slice).unwrap_or(&[]);
         let first_bound = f.args.len().saturating_sub(bound.len());
@@ -1255,8 +1317,10 @@ impl<'m> Tracer<'m> {
                 asset_value(file.unwrap_or(""))
             }
             Some(Object::Constant(op)) => {
-                let mut t = Trace { steps: 0, stack: Vec::new(), active: HashSet::new() };
-                self.resolve(0, op, &mut t)
+                let mut sub = Trace { steps: t.steps, depth: t.depth, stack: Vec::new(), active: HashSet::new() };
+                let v = self.resolve(0, op, &mut sub);
+                t.steps = sub.steps;
+                v
             }
             Some(Object::Variable) => Value::fixed(format!("(a variable of the model captured as {})", excerpt(arg, 100))),
             _ => Value::fixed(format!("(an object of the model captured as {})", excerpt(arg, 100))),
@@ -1267,9 +1331,16 @@ impl<'m> Tracer<'m> {
     fn variable(&self, c: Container, input: Option<&str>, t: &mut Trace) -> Option<usize> {
         let (name, _) = split_ref(input?)?;
         t.steps += 1;
-        if t.steps > MAX_TRACE_STEPS {
+        if t.steps > MAX_TRACE_STEPS || t.depth >= MAX_TRACE_RECURSION {
             return None;
         }
+        t.depth += 1;
+        let v = self.variable_inner(c, name, t);
+        t.depth -= 1;
+        v
+    }
+
+    fn variable_inner(&self, c: Container, name: &str, t: &mut Trace) -> Option<usize> {
         if c > 0 {
             let f = self.meta.functions.get(c - 1)?;
             if let Some(idx) = f.args.iter().position(|a| a == name) {
@@ -1307,14 +1378,11 @@ impl<'m> Tracer<'m> {
             return Value::fixed("(the value of a variable)");
         };
         let mut v = Value::default();
-        for n in &self.meta.graph {
-            if n.op == "AssignVariableOp" {
-                let mut sub = Trace { steps: t.steps, stack: Vec::new(), active: HashSet::new() };
-                if self.variable(0, n.data_input(0), &mut sub) == Some(var) {
-                    v = v.union(self.resolve_opt(0, n.data_input(1), &mut sub));
-                }
-                t.steps = sub.steps;
-            }
+        for &a in self.assigns.get(&var).map(Vec::as_slice).unwrap_or(&[]) {
+            let value = self.node(0, a).and_then(|n| n.data_input(1));
+            let mut sub = Trace { steps: t.steps, depth: t.depth, stack: Vec::new(), active: HashSet::new() };
+            v = v.union(self.resolve_opt(0, value, &mut sub));
+            t.steps = sub.steps;
         }
         if v.0.is_empty() {
             let name = self.node(0, var).map_or("", |n| n.name.as_str());
@@ -1326,6 +1394,7 @@ impl<'m> Tracer<'m> {
 
 struct Trace {
     steps: u32,
+    depth: u32,
     stack: Vec<(Container, usize)>,
     active: HashSet<(usize, usize)>,
 }
