@@ -149,10 +149,30 @@ fn standard_checkpoint_functions_are_safe() {
     assert!(evidence(&r, "tensorflow-file-write-op").contains("path \"model\""), "{r:#?}");
 }
 
+#[test]
+fn the_savers_filename_tensor() {
+    // Fed by the loader on restore; other runs (a main op) see its default, which the graph fixed.
+    let r = scan(&tf1_saver_default("save/Const:0", "/etc/cron.d/x"));
+    assert_eq!(r.verdict, Verdict::Dangerous, "{r:#?}");
+    assert!(evidence(&r, "tensorflow-file-write-op").contains("/etc/cron.d/x"), "{r:#?}");
+    assert_safe(&scan(&tf1_saver_default("save/Const:0", "my_model")), "tensorflow-savedmodel");
+    // A filename tensor that is no placeholder keeps the graph's value.
+    let m = meta_graph(
+        &[constant("save/Const", "/tmp/x"), node("save/SaveV2", "SaveV2", &["save/Const", "n", "s", "w"], &[])],
+        &[],
+        &[msg(3, &string(1, "save/Const:0"))],
+    );
+    assert!(evidence(&scan(&m), "tensorflow-file-write-op").contains("/tmp/x"));
+}
+
 /// A TF1 graph with a Saver; MetaGraphDef.saver_def (3) names the filename tensor.
 fn tf1_saver(filename_tensor: &str) -> Vec<u8> {
+    tf1_saver_default(filename_tensor, "model")
+}
+
+fn tf1_saver_default(filename_tensor: &str, default: &str) -> Vec<u8> {
     let nodes = [
-        constant("save/filename/input", "model"),
+        constant("save/filename/input", default),
         node("save/filename", "PlaceholderWithDefault", &["save/filename/input"], &[]),
         node("save/Const", "PlaceholderWithDefault", &["save/filename"], &[]),
         node("save/SaveV2", "SaveV2", &["save/Const", "save/names", "save/slices", "w"], &[]),
@@ -389,10 +409,7 @@ fn paths_built_by_any_op_are_fixed() {
             vec![x(), constant("d", "/etc/"), node("j", "StringJoin", &["d", "x"], &[]), restore("j")],
             "\"/etc/\" + <placeholder x>",
         ),
-        (
-            vec![x(), constant("d", "/../../etc/cron.d/x"), node("j", "Add", &["x", "d"], &[]), restore("j")],
-            "cron.d",
-        ),
+        (vec![x(), constant("d", "/../../etc/cron.d/x"), node("j", "Add", &["x", "d"], &[]), restore("j")], "cron.d"),
         (
             vec![
                 x(),
@@ -454,26 +471,40 @@ fn arguments_resolve_through_call_sites() {
         "outer",
         &["p"],
         &[],
-        &[constant("suffix", "/../../etc/x"), node("j", "StringJoin", &["p", "suffix:output:0"], &[]),
-          call("k", "save_fn", &["j:output:0", "t"])],
+        &[
+            constant("suffix", "/../../etc/x"),
+            node("j", "StringJoin", &["p", "suffix:output:0"], &[]),
+            call("k", "save_fn", &["j:output:0", "t"]),
+        ],
     );
     let (v, e) = judged(&saved_model(&[], &[outer, saver(&["prefix"])]), "tensorflow-file-write-op");
     assert_eq!(v, Verdict::Dangerous);
     assert!(e.contains("/../../etc/x"), "{e}");
     // A call by op name (the function is the op), and an If branch (inputs shift by one).
-    let by_name = saved_model(&[constant("c", "/tmp/y"), node("k", "save_fn", &["c", "t"], &[])], &[saver(&["prefix"])]);
+    let by_name =
+        saved_model(&[constant("c", "/tmp/y"), node("k", "save_fn", &["c", "t"], &[])], &[saver(&["prefix"])]);
     assert!(judged(&by_name, "tensorflow-file-write-op").1.contains("/tmp/y"));
     let branch = saved_model(
-        &[node("x", "Placeholder", &[], &[]), constant("c", "/tmp/z"),
-          node("if", "If", &["cond", "c", "t"], &[("then_branch", attr_func("save_fn")), ("else_branch", attr_func("save_fn"))])],
+        &[
+            node("x", "Placeholder", &[], &[]),
+            constant("c", "/tmp/z"),
+            node(
+                "if",
+                "If",
+                &["cond", "c", "t"],
+                &[("then_branch", attr_func("save_fn")), ("else_branch", attr_func("save_fn"))],
+            ),
+        ],
         &[saver(&["prefix"])],
     );
     assert!(judged(&branch, "tensorflow-file-write-op").1.contains("/tmp/z"));
     // Called by an op whose argument mapping is not known (a dataset map): fixed by the graph.
-    let mapped = saved_model(&[node("m", "MapDataset", &["ds"], &[("f", attr_func("save_fn"))])], &[saver(&["prefix"])]);
+    let mapped =
+        saved_model(&[node("m", "MapDataset", &["ds"], &[("f", attr_func("save_fn"))])], &[saver(&["prefix"])]);
     assert_eq!(judged(&mapped, "tensorflow-file-write-op").0, Verdict::Dangerous);
     // Called with the caller's placeholder: the caller's.
-    let fed = saved_model(&[node("x", "Placeholder", &[], &[]), call("k", "save_fn", &["x", "t"])], &[saver(&["prefix"])]);
+    let fed =
+        saved_model(&[node("x", "Placeholder", &[], &[]), call("k", "save_fn", &["x", "t"])], &[saver(&["prefix"])]);
     assert_safe(&scan(&fed), "tensorflow-savedmodel");
 }
 
@@ -483,16 +514,24 @@ fn call_outputs_and_recursion() {
     let give = function_with("give", &["a"], &[("out", "c:output:0")], &[constant("c", "/tmp/from_fn")]);
     let pass = function_with("pass", &["a"], &[("out", "i:output:0")], &[node("i", "Identity", &["a"], &[])]);
     let m = saved_model(
-        &[node("x", "Placeholder", &[], &[]), call("k", "give", &["x"]), node("r", "RestoreV2", &["k:0", "n", "s"], &[])],
-        &[give.clone()],
+        &[
+            node("x", "Placeholder", &[], &[]),
+            call("k", "give", &["x"]),
+            node("r", "RestoreV2", &["k:0", "n", "s"], &[]),
+        ],
+        std::slice::from_ref(&give),
     );
     assert!(judged(&m, "tensorflow-file-read-op").1.contains("/tmp/from_fn"));
     // A function passing its argument through returns what the call site gave it.
     let through = |input: &str| {
         saved_model(
-            &[node("x", "Placeholder", &[], &[]), constant("c", "/tmp/through"), call("k", "pass", &[input]),
-              node("r", "RestoreV2", &["k:0", "n", "s"], &[])],
-            &[pass.clone()],
+            &[
+                node("x", "Placeholder", &[], &[]),
+                constant("c", "/tmp/through"),
+                call("k", "pass", &[input]),
+                node("r", "RestoreV2", &["k:0", "n", "s"], &[]),
+            ],
+            std::slice::from_ref(&pass),
         )
     };
     assert!(judged(&through("c"), "tensorflow-file-read-op").1.contains("/tmp/through"));
@@ -569,14 +608,15 @@ fn captured_inputs_and_variables() {
         &[node("i", "InitializeTableFromTextFileV2", &["table", "path"], &[])],
     );
     let objects = |path_object: Vec<u8>| {
-        let nodes = cat(&[msg(1, &msg(4, &string(1, "_generic_user_object"))), msg(1, &path_object), msg(1, &msg(10, &[]))]);
+        let nodes =
+            cat(&[msg(1, &msg(4, &string(1, "_generic_user_object"))), msg(1, &path_object), msg(1, &msg(10, &[]))]);
         let cf = msg(2, &cat(&[string(1, "init_fn"), msg(2, &msg(2, &[1, 2]))]));
         msg(7, &cat(&[nodes, cf]))
     };
     let with = |path_object: Vec<u8>, extra: Vec<Vec<u8>>| {
         let mut e = vec![objects(path_object)];
         e.extend(extra);
-        meta_graph(&[constant("Const", "/etc/passwd")], &[init.clone()], &e)
+        meta_graph(&[constant("Const", "/etc/passwd")], std::slice::from_ref(&init), &e)
     };
     // Captured asset (SavedAsset 5 { asset_file_def_index 1 }) with a clean name: the model's own.
     assert_safe(&scan(&with(msg(5, &int(1, 0)), vec![asset("a:0", "vocab.txt")])), "tensorflow-savedmodel");
@@ -597,7 +637,7 @@ fn captured_inputs_and_variables() {
                 node("read", "ReadVariableOp", &["v", "^assign"], &[]),
                 call("k", "init_fn", &["read", "t"]),
             ],
-            &[init.clone()],
+            std::slice::from_ref(&init),
             &extra,
         )
     };
@@ -607,8 +647,12 @@ fn captured_inputs_and_variables() {
     assert_eq!(v, Verdict::Suspicious);
     assert!(e.contains("/etc/shadow"), "{e}");
     let unassigned = meta_graph(
-        &[node("v", "VarHandleOp", &[], &[]), node("read", "ReadVariableOp", &["v"], &[]), call("k", "init_fn", &["read", "t"])],
-        &[init.clone()],
+        &[
+            node("v", "VarHandleOp", &[], &[]),
+            node("read", "ReadVariableOp", &["v"], &[]),
+            call("k", "init_fn", &["read", "t"]),
+        ],
+        std::slice::from_ref(&init),
         &[],
     );
     assert!(judged(&unassigned, "tensorflow-file-read-op").1.contains("checkpoint"));
@@ -618,26 +662,96 @@ fn captured_inputs_and_variables() {
 fn ops_from_the_registry() {
     let x = node("x", "Placeholder", &[], &[]);
     let cases: Vec<(Vec<u8>, &str, Verdict, &str)> = vec![
-        (node("c", "CacheDatasetV2", &["ds", "p", "cache"], &[]), "tensorflow-file-write-op", Verdict::Dangerous, "CacheDatasetV2"),
-        (node("c", "SaveDatasetV2", &["ds", "p"], &[]), "tensorflow-file-write-op", Verdict::Dangerous, "SaveDatasetV2"),
+        (
+            node("c", "CacheDatasetV2", &["ds", "p", "cache"], &[]),
+            "tensorflow-file-write-op",
+            Verdict::Dangerous,
+            "CacheDatasetV2",
+        ),
+        (
+            node("c", "SaveDatasetV2", &["ds", "p"], &[]),
+            "tensorflow-file-write-op",
+            Verdict::Dangerous,
+            "SaveDatasetV2",
+        ),
         (node("c", "SnapshotDatasetV2", &["ds", "p"], &[]), "tensorflow-file-write-op", Verdict::Dangerous, "Snapshot"),
-        (node("c", "TextLineDataset", &["p", "t", "b"], &[]), "tensorflow-file-read-op", Verdict::Suspicious, "TextLine"),
-        (node("c", "TFRecordDatasetV2", &["p", "t", "b", "l"], &[]), "tensorflow-file-read-op", Verdict::Suspicious, "TFRecord"),
+        (
+            node("c", "TextLineDataset", &["p", "t", "b"], &[]),
+            "tensorflow-file-read-op",
+            Verdict::Suspicious,
+            "TextLine",
+        ),
+        (
+            node("c", "TFRecordDatasetV2", &["p", "t", "b", "l"], &[]),
+            "tensorflow-file-read-op",
+            Verdict::Suspicious,
+            "TFRecord",
+        ),
         (node("c", "MatchingFilesDataset", &["p"], &[]), "tensorflow-file-read-op", Verdict::Suspicious, "Matching"),
         (node("c", "WholeFileReaderV2", &[], &[]), "tensorflow-file-read-op", Verdict::Suspicious, "WholeFile"),
-        (node("c", "ImmutableConst", &[], &[("memory_region_name", attr_s("/etc/x"))]), "tensorflow-file-read-op", Verdict::Suspicious, "memory_region_name \"/etc/x\""),
-        (node("c", "CreateSummaryFileWriter", &["w", "p", "q", "f", "s"], &[]), "tensorflow-file-write-op", Verdict::Dangerous, "Summary"),
-        (node("c", "WriteAudioSummary", &["w", "s", "t", "a", "r"], &[]), "tensorflow-file-write-op", Verdict::Dangerous, "Audio"),
+        (
+            node("c", "ImmutableConst", &[], &[("memory_region_name", attr_s("/etc/x"))]),
+            "tensorflow-file-read-op",
+            Verdict::Suspicious,
+            "memory_region_name \"/etc/x\"",
+        ),
+        (
+            node("c", "CreateSummaryFileWriter", &["w", "p", "q", "f", "s"], &[]),
+            "tensorflow-file-write-op",
+            Verdict::Dangerous,
+            "Summary",
+        ),
+        (
+            node("c", "WriteAudioSummary", &["w", "s", "t", "a", "r"], &[]),
+            "tensorflow-file-write-op",
+            Verdict::Dangerous,
+            "Audio",
+        ),
         (node("c", "PyFuncStateless", &["x"], &[]), "tensorflow-python-op", Verdict::Dangerous, "PyFuncStateless"),
-        (node("c", "DataServiceDatasetV4", &["i", "m", "a"], &[]), "tensorflow-network-op", Verdict::Dangerous, "DataService"),
+        (
+            node("c", "DataServiceDatasetV4", &["i", "m", "a"], &[]),
+            "tensorflow-network-op",
+            Verdict::Dangerous,
+            "DataService",
+        ),
         (node("c", "RpcClient", &["a", "t"], &[]), "tensorflow-network-op", Verdict::Dangerous, "RpcClient"),
-        (node("c", "DebugIdentityV3", &["x"], &[("debug_urls", attr_list(&["file:///tmp/dbg"]))]), "tensorflow-file-write-op", Verdict::Dangerous, "file:///tmp/dbg"),
-        (node("c", "DebugIdentity", &["x"], &[("debug_urls", attr_list(&["grpc://evil:1"]))]), "tensorflow-network-op", Verdict::Dangerous, "grpc://evil:1"),
-        (node("c", "DecodeProtoV2", &["b"], &[("descriptor_source", attr_s("/etc/desc.pb"))]), "tensorflow-file-read-op", Verdict::Suspicious, "/etc/desc.pb"),
-        (node("c", "FixedUnigramCandidateSampler", &["t"], &[("vocab_file", attr_s("/etc/v"))]), "tensorflow-file-read-op", Verdict::Suspicious, "vocab_file"),
-        (node("c", "FileSystemSetConfiguration", &["s", "k", "v"], &[]), "tensorflow-filesystem-config-op", Verdict::Suspicious, "FileSystemSetConfiguration"),
+        (
+            node("c", "DebugIdentityV3", &["x"], &[("debug_urls", attr_list(&["file:///tmp/dbg"]))]),
+            "tensorflow-file-write-op",
+            Verdict::Dangerous,
+            "file:///tmp/dbg",
+        ),
+        (
+            node("c", "DebugIdentity", &["x"], &[("debug_urls", attr_list(&["grpc://evil:1"]))]),
+            "tensorflow-network-op",
+            Verdict::Dangerous,
+            "grpc://evil:1",
+        ),
+        (
+            node("c", "DecodeProtoV2", &["b"], &[("descriptor_source", attr_s("/etc/desc.pb"))]),
+            "tensorflow-file-read-op",
+            Verdict::Suspicious,
+            "/etc/desc.pb",
+        ),
+        (
+            node("c", "FixedUnigramCandidateSampler", &["t"], &[("vocab_file", attr_s("/etc/v"))]),
+            "tensorflow-file-read-op",
+            Verdict::Suspicious,
+            "vocab_file",
+        ),
+        (
+            node("c", "FileSystemSetConfiguration", &["s", "k", "v"], &[]),
+            "tensorflow-filesystem-config-op",
+            Verdict::Suspicious,
+            "FileSystemSetConfiguration",
+        ),
         (node("c", "DatasetFromGraph", &["g"], &[]), "tensorflow-hidden-graph", Verdict::Error, "DatasetFromGraph"),
-        (node("c", "DumpTensor", &["x"], &[("log_dir_path", attr_s("/tmp/d")), ("file_name", attr_s("f"))]), "tensorflow-file-write-op", Verdict::Dangerous, "/tmp/d"),
+        (
+            node("c", "DumpTensor", &["x"], &[("log_dir_path", attr_s("/tmp/d")), ("file_name", attr_s("f"))]),
+            "tensorflow-file-write-op",
+            Verdict::Dangerous,
+            "/tmp/d",
+        ),
     ];
     for (n, code, verdict, ev) in cases {
         let r = scan(&saved_model(&[x.clone(), n], &[]));

@@ -814,9 +814,7 @@ fn saved_object(r: &mut Reader<'_, '_>, w: &mut Walk) -> Result<Object, Error> {
                 while let Some(h) = user.next()? {
                     match h.number {
                         1 if h.is_len() => id = user.string(&h, MAX_NAME)?,
-                        3 if h.is_len() && w.keras_bytes < MAX_KERAS_JSON => {
-                            meta = user.string(&h, MAX_KERAS_JSON)?
-                        }
+                        3 if h.is_len() && w.keras_bytes < MAX_KERAS_JSON => meta = user.string(&h, MAX_KERAS_JSON)?,
                         _ => {}
                     }
                 }
@@ -1019,7 +1017,8 @@ impl<'m> Tracer<'m> {
         }
         let assets = meta.assets.iter().map(|(t, f)| (tensor_node(t), f.as_str())).collect();
         let saver = meta.saver_filename.as_deref().map(tensor_node);
-        let mut tracer = Tracer { meta, functions, nodes, callers, assets, saver, assigns: HashMap::new(), spent: 0.into() };
+        let mut tracer =
+            Tracer { meta, functions, nodes, callers, assets, saver, assigns: HashMap::new(), spent: 0.into() };
         let mut assigns: HashMap<usize, Vec<usize>> = HashMap::new();
         for (i, n) in meta.graph.iter().enumerate() {
             if n.op == "AssignVariableOp" {
@@ -1173,8 +1172,25 @@ impl<'m> Tracer<'m> {
             if let Some(file) = self.assets.get(n.name.as_str()) {
                 return asset_value(file);
             }
+            // The loader feeds the saver's filename tensor when it restores (loader.cc
+            // RunRestore feeds SaverDef.filename_tensor_name). Other runs see the graph's value:
+            // only a placeholder whose default (the TF1 Saver's "model") names nothing outside
+            // the working directory is the caller's.
             if self.saver == Some(n.name.as_str()) {
-                return Value::caller(format!("the saver's filename tensor {}", excerpt(&n.name, 100)));
+                let default = match n.op.as_str() {
+                    "Placeholder" => Some(Value::default()),
+                    "PlaceholderWithDefault" => Some(self.resolve_opt(c, input(0), t)),
+                    _ => None,
+                };
+                let plain = |alt: &Vec<Part>| match alt.as_slice() {
+                    [Part::Fixed(s)] => !s.contains(['/', '\\', ':']) && !s.contains(".."),
+                    _ => false,
+                };
+                if let Some(d) = default {
+                    if d.0.iter().all(plain) {
+                        return Value::caller(format!("the saver's filename tensor {}", excerpt(&n.name, 100)));
+                    }
+                }
             }
         }
         match n.op.as_str() {
@@ -1322,7 +1338,9 @@ impl<'m> Tracer<'m> {
                 t.steps = sub.steps;
                 v
             }
-            Some(Object::Variable) => Value::fixed(format!("(a variable of the model captured as {})", excerpt(arg, 100))),
+            Some(Object::Variable) => {
+                Value::fixed(format!("(a variable of the model captured as {})", excerpt(arg, 100)))
+            }
             _ => Value::fixed(format!("(an object of the model captured as {})", excerpt(arg, 100))),
         }
     }
@@ -1633,7 +1651,8 @@ mod tests {
             assert!(op_rule(r.op).is_some_and(|x| x.op == r.op), "{}", r.op);
             assert!(CODES.iter().any(|c| c.code == r.effect.code() && c.severity == r.effect.severity()), "{}", r.op);
         }
-        for op in ["SaveV2", "WriteFile", "PyFunc", "CacheDatasetV2", "InitializeTableFromTextFileV2", "DebugIdentityV3"]
+        for op in
+            ["SaveV2", "WriteFile", "PyFunc", "CacheDatasetV2", "InitializeTableFromTextFileV2", "DebugIdentityV3"]
         {
             assert!(op_rule(op).is_some(), "{op}");
         }
