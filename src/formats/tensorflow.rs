@@ -187,7 +187,7 @@ const MAX_ATTR_VALUES: usize = 16;
 /// TFLite operator codes read (real models have a few hundred at most).
 const MAX_OPERATOR_CODES: u32 = 100_000;
 /// Bytes of node names, inputs and strings kept while walking one file.
-const MAX_RETAINED: usize = 256 << 20;
+const MAX_RETAINED: usize = 128 << 20;
 /// Keras JSON kept from one SavedModel's object graph.
 const MAX_KERAS_JSON: usize = 64 << 20;
 /// Steps one path trace may take, how many calls deep it may go, and how deep it may recurse
@@ -196,7 +196,9 @@ const MAX_TRACE_STEPS: u32 = 20_000;
 const MAX_TRACE_DEPTH: usize = 64;
 const MAX_TRACE_RECURSION: u32 = 256;
 /// Steps all the traces of one meta graph may take together.
-const MAX_GRAPH_TRACE_STEPS: u64 = 5_000_000;
+const MAX_GRAPH_TRACE_STEPS: u64 = 1_000_000;
+/// Findings of one code reported per file; the rest are counted in one more finding.
+const MAX_FINDINGS_PER_CODE: usize = 100;
 /// Alternatives kept for one traced value.
 const MAX_ALTERNATIVES: usize = 16;
 
@@ -437,11 +439,29 @@ fn report(scan: &mut Scan<'_>, w: Walk, err: Option<Error>) {
     for m in &w.metas {
         Tracer::new(m).judge(&mut findings);
     }
-    if let Some(e) = err {
-        findings.push(malformed(&e));
-    }
+    let mut per_code: HashMap<&'static str, (usize, Severity)> = HashMap::new();
     for f in findings {
-        scan.finding(f);
+        let seen = per_code.entry(f.code).or_insert((0, f.severity));
+        seen.0 += 1;
+        seen.1 = seen.1.max(f.severity);
+        if seen.0 <= MAX_FINDINGS_PER_CODE {
+            scan.finding(f);
+        }
+    }
+    let mut more: Vec<_> = per_code.into_iter().filter(|(_, (n, _))| *n > MAX_FINDINGS_PER_CODE).collect();
+    more.sort_by_key(|(code, _)| *code);
+    for (code, (n, severity)) in more {
+        scan.finding(Finding::new(
+            code,
+            severity,
+            format!(
+                "{} more ops like the ones above (only the first {MAX_FINDINGS_PER_CODE} are listed)",
+                n - MAX_FINDINGS_PER_CODE
+            ),
+        ));
+    }
+    if let Some(e) = err {
+        scan.finding(malformed(&e));
     }
     for (id, json) in w.keras {
         crate::formats::keras::check_json_text(scan, &json, &format!("object graph {id}"));
