@@ -544,15 +544,21 @@ fn call_outputs_and_recursion() {
         &[call("again", "rec", &["p"]), node("s", "SaveV2", &["p", "n", "s", "t"], &[])],
     );
     assert_safe(&scan(&saved_model(&[], &[rec])), "tensorflow-savedmodel");
-    // A long chain stops at the trace budget: fixed, reported.
+    // A long chain stops at the trace budget: it cannot be judged (error), and says why.
     let mut chain = vec![node("n0", "Placeholder", &[], &[])];
     for i in 1..30_000 {
         chain.push(node(&format!("n{i}"), "Identity", &[&format!("n{}", i - 1)], &[]));
     }
     chain.push(node("r", "RestoreV2", &["n29999", "n", "s"], &[]));
-    let (v, e) = judged(&saved_model(&chain, &[]), "tensorflow-file-read-op");
-    assert_eq!(v, Verdict::Suspicious);
-    assert!(e.contains("too deep"), "{e}");
+    let (v, e) = judged(&saved_model(&chain, &[]), "tensorflow-trace-budget");
+    assert_eq!(v, Verdict::Error);
+    assert!(e.contains("too deep") && e.contains("\"r\" op RestoreV2"), "{e}");
+    // A fixed alternative next to a cut-short one is still reported as fixed.
+    chain.push(constant("c", "/etc/ckpt"));
+    chain.push(node("m", "Merge", &["n29999", "c"], &[]));
+    chain.push(node("r2", "RestoreV2", &["m", "n", "s"], &[]));
+    let r = scan(&saved_model(&chain, &[]));
+    assert!(evidence(&r, "tensorflow-file-read-op").contains("/etc/ckpt"), "{r:#?}");
 }
 
 /// MetaGraphDef.asset_file_def (6): tensor_info { name }, filename.

@@ -85,6 +85,12 @@ pub const CODES: &[CodeInfo] = &[
         fix: "re-export the model without tf.data graphs serialized into tensors",
     },
     CodeInfo {
+        code: "tensorflow-trace-budget",
+        severity: Severity::Error,
+        summary: "the path of a tensorflow file op could not be traced within the budget",
+        fix: "a real model's paths are a few ops from their source; check how this graph builds them",
+    },
+    CodeInfo {
         code: "tensorflow-malformed",
         severity: Severity::Error,
         summary: "a tensorflow model file is truncated or malformed",
@@ -886,6 +892,8 @@ fn split_ref(input: &str) -> Option<(&str, usize)> {
 enum Part {
     Caller(String),
     Fixed(String),
+    /// A budget stopped the trace here: nobody can tell.
+    Budget(String),
 }
 
 /// A traced string: alternatives, each a concatenation of parts.
@@ -903,10 +911,19 @@ impl Value {
         Value(vec![vec![Part::Caller(s.into())]])
     }
 
+    fn budget(s: impl Into<String>) -> Value {
+        Value(vec![vec![Part::Budget(s.into())]])
+    }
+
+    /// Did a budget stop the trace somewhere?
+    fn budget_hit(&self) -> bool {
+        self.0.iter().flatten().any(|p| matches!(p, Part::Budget(_)))
+    }
+
     fn union(mut self, other: Value) -> Value {
         for alt in other.0 {
             if self.0.len() >= MAX_ALTERNATIVES {
-                self.0.push(vec![Part::Fixed("(more alternatives)".into())]);
+                self.0.push(vec![Part::Budget("(more alternatives)".into())]);
                 break;
             }
             if !self.0.contains(&alt) {
@@ -921,7 +938,7 @@ impl Value {
         'outer: for a in &self.0 {
             for b in &other.0 {
                 if out.len() >= MAX_ALTERNATIVES {
-                    out.push(vec![Part::Fixed("(more alternatives)".into())]);
+                    out.push(vec![Part::Budget("(more alternatives)".into())]);
                     break 'outer;
                 }
                 let mut alt = a.clone();
@@ -940,9 +957,12 @@ impl Value {
         if self.0.is_empty() {
             return Some(&[]);
         }
-        self.0.iter().map(Vec::as_slice).find(|alt| match alt.first() {
-            Some(Part::Caller(_)) => alt.iter().any(|p| matches!(p, Part::Fixed(s) if s.contains(".."))),
-            _ => true,
+        // An alternative a budget cut short is neither: see `budget_hit`.
+        self.0.iter().map(Vec::as_slice).filter(|alt| !alt.iter().any(|p| matches!(p, Part::Budget(_)))).find(|alt| {
+            match alt.first() {
+                Some(Part::Caller(_)) => alt.iter().any(|p| matches!(p, Part::Fixed(s) if s.contains(".."))),
+                _ => true,
+            }
         })
     }
 
@@ -967,6 +987,7 @@ fn describe(alt: &[Part]) -> String {
         .map(|p| match p {
             Part::Fixed(s) => quote(&excerpt(s, 200)),
             Part::Caller(d) => format!("<{d}>"),
+            Part::Budget(d) => d.clone(),
         })
         .collect::<Vec<_>>()
         .join(" + ")
@@ -1081,6 +1102,7 @@ impl<'m> Tracer<'m> {
         let mut fixed: Option<String> = None;
         let mut caller: Option<String> = None;
         let mut attr_detail: Option<String> = None;
+        let mut budget: Option<String> = None;
         let mut all_empty = true;
         for carrier in rule.carriers {
             match *carrier {
@@ -1090,6 +1112,10 @@ impl<'m> Tracer<'m> {
                         None => Value::fixed(""),
                     };
                     all_empty &= v.is_empty_constant();
+                    if v.budget_hit() && budget.is_none() {
+                        let alt = v.0.iter().find(|a| a.iter().any(|p| matches!(p, Part::Budget(_))));
+                        budget = Some(format!("path {} (input {name})", describe(alt.map_or(&[][..], Vec::as_slice))));
+                    }
                     match v.fixed_alternative() {
                         Some(alt) if fixed.is_none() => fixed = Some(format!("path {} (input {name})", describe(alt))),
                         Some(_) => {}
@@ -1124,10 +1150,20 @@ impl<'m> Tracer<'m> {
             Check::NonEmptyPath => !all_empty,
             Check::AttrFile | Check::AttrStream | Check::AttrUrls | Check::AttrDescriptor => attr_detail.is_some(),
         };
-        if !report {
-            return None;
-        }
         let mut evidence = format!("node {} op {} in {}", quote(&excerpt(&n.name, 200)), n.op, self.container_name(c));
+        if !report {
+            // Nothing fixed was seen, but a budget stopped the trace: it cannot be judged.
+            let b = budget?;
+            return Some(
+                Finding::new(
+                    "tensorflow-trace-budget",
+                    Severity::Error,
+                    format!("the path of op {} could not be traced within the budget", n.op),
+                )
+                .at(n.offset)
+                .evidence(format!("{evidence}, {b}")),
+            );
+        }
         let path_fixed = fixed.is_some();
         for d in [fixed, attr_detail].into_iter().flatten().chain(if path_fixed { None } else { caller }) {
             evidence.push_str(", ");
@@ -1148,7 +1184,7 @@ impl<'m> Tracer<'m> {
     /// its arguments come from every call site, or from the caller).
     fn trace(&self, c: Container, input: &str) -> Value {
         if self.spent.get() > MAX_GRAPH_TRACE_STEPS {
-            return Value::fixed("(not traced: the graph took too many steps)");
+            return Value::budget("(not traced: the graph took too many steps)");
         }
         let mut t = Trace { steps: 0, depth: 0, stack: Vec::new(), active: HashSet::new() };
         let v = self.resolve(c, input, &mut t);
@@ -1159,7 +1195,7 @@ impl<'m> Tracer<'m> {
     fn resolve(&self, c: Container, input: &str, t: &mut Trace) -> Value {
         t.steps += 1;
         if t.steps > MAX_TRACE_STEPS || t.stack.len() > MAX_TRACE_DEPTH || t.depth >= MAX_TRACE_RECURSION {
-            return Value::fixed("(too deep to trace)");
+            return Value::budget("(too deep to trace)");
         }
         t.depth += 1;
         let v = self.resolve_inner(c, input, t);
