@@ -23,6 +23,8 @@ fn real_exports_are_safe() {
         ("benign_tf1_builder/saved_model.pb", "tensorflow-savedmodel"),
         ("benign_tf1_builder_text/saved_model.pbtxt", "tensorflow-savedmodel"),
         ("benign_tf1_asset_table/saved_model.pb", "tensorflow-savedmodel"),
+        ("benign_tf1_graph_pbtxt/graph.pbtxt", "tensorflow-savedmodel"),
+        ("benign_tf1_graph_pb/graph.pb", "tensorflow-savedmodel"),
     ] {
         let b = fixture(path);
         let r = scan(&b);
@@ -88,12 +90,12 @@ fn the_savers_are_found_and_their_paths_judged() {
     let e = evidence(&r, "tensorflow-file-write-op");
     assert!(e.contains("__inference__traced_save_") && e.contains("StringStrip"), "{e}");
     assert!(evidence(&r, "tensorflow-file-read-op").contains("op RestoreV2"), "{r:#?}");
-    // TF1: the Saver's filename tensor is a PlaceholderWithDefault that the loader feeds because
-    // SaverDef.filename_tensor_name names it; named differently, its default "model" is fixed.
+    // TF1: the Saver's filename tensor is a PlaceholderWithDefault of "model"; with a default
+    // that leaves the working directory, the runs that do not feed it write there.
     let b = fixture("benign_tf1_builder/saved_model.pb");
-    let r = scan(&replaced(&b, b"\n\x0csave/Const:0", b"\n\x0csave/Conss:0"));
+    let r = scan(&replaced(&b, b"B\x05model", b"B\x05/mode"));
     assert_eq!(r.verdict, Verdict::Dangerous, "{r:#?}");
-    assert!(evidence(&r, "tensorflow-file-write-op").contains("path \"model\""), "{r:#?}");
+    assert!(evidence(&r, "tensorflow-file-write-op").contains("path \"/mode\""), "{r:#?}");
     // The asset of the TF1 vocabulary table: named in the saved_model_assets collection.
     let b = fixture("benign_tf1_asset_table/saved_model.pb");
     let r = scan(&replaced(&b, b"saved_model_assets", b"saved_model_assetz"));

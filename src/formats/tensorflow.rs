@@ -26,7 +26,8 @@
 //! an argument of a function nobody in the model calls, or an asset of the model (whose file
 //! name stays inside `assets/`). Everything else, a constant, a string computed by any other op
 //! (`RegexReplace`, `StringFormat`, `AsString`, ...), a captured constant or variable, a
-//! `PlaceholderWithDefault`'s default, is fixed by whoever wrote the graph. Every SavedModel has
+//! `PlaceholderWithDefault`'s default (unless a plain file name such as the TF1 Saver's "model",
+//! which stays in the working directory), is fixed by whoever wrote the graph. Every SavedModel has
 //! a saver (`SaveV2`/`RestoreV2`/`MergeV2Checkpoints` in `__inference__traced_save_*` and
 //! `__inference__traced_restore_*`, or a TF1 `save/` scope) whose path is the caller's: that is
 //! normal. Checkpoint and vocabulary ops are reported only when their path is fixed; every other
@@ -1229,24 +1230,10 @@ impl<'m> Tracer<'m> {
                 return asset_value(file);
             }
             // The loader feeds the saver's filename tensor when it restores (loader.cc
-            // RunRestore feeds SaverDef.filename_tensor_name). Other runs see the graph's value:
-            // only a placeholder whose default (the TF1 Saver's "model") names nothing outside
-            // the working directory is the caller's.
-            if self.saver == Some(n.name.as_str()) {
-                let default = match n.op.as_str() {
-                    "Placeholder" => Some(Value::default()),
-                    "PlaceholderWithDefault" => Some(self.resolve_opt(c, input(0), t)),
-                    _ => None,
-                };
-                let plain = |alt: &Vec<Part>| match alt.as_slice() {
-                    [Part::Fixed(s)] => !s.contains(['/', '\\', ':']) && !s.contains(".."),
-                    _ => false,
-                };
-                if let Some(d) = default {
-                    if d.0.iter().all(plain) {
-                        return Value::caller(format!("the saver's filename tensor {}", excerpt(&n.name, 100)));
-                    }
-                }
+            // RunRestore feeds SaverDef.filename_tensor_name); other runs see the graph's value,
+            // traced like any other below.
+            if self.saver == Some(n.name.as_str()) && matches!(n.op.as_str(), "Placeholder" | "PlaceholderV2") {
+                return Value::caller(format!("the saver's filename tensor {}", excerpt(&n.name, 100)));
             }
         }
         match n.op.as_str() {
@@ -1258,8 +1245,20 @@ impl<'m> Tracer<'m> {
                 values.iter().fold(Value::default(), |acc, s| acc.union(Value::fixed(s.clone())))
             }
             "Placeholder" | "PlaceholderV2" => Value::caller(format!("placeholder {}", excerpt(&n.name, 100))),
-            // The default is what runs when the caller feeds nothing: the graph fixed it.
-            "PlaceholderWithDefault" => self.resolve_opt(c, input(0), t),
+            // The default is what runs when the caller feeds nothing: the graph fixed it. A
+            // default that is a plain name (the TF1 Saver's "model") stays in the working
+            // directory, with the op's own suffixes: the caller's in effect.
+            "PlaceholderWithDefault" => {
+                let d = self.resolve_opt(c, input(0), t);
+                let plain = |alt: &Vec<Part>| match alt.as_slice() {
+                    [Part::Fixed(s)] => !s.contains(['/', '\\', ':']) && !s.contains(".."),
+                    _ => false,
+                };
+                if !d.0.is_empty() && d.0.iter().all(plain) {
+                    return Value::caller(format!("placeholder {} with a plain default", excerpt(&n.name, 100)));
+                }
+                d
+            }
             "Identity" | "Snapshot" | "StopGradient" | "PreventGradient" | "RefIdentity" | "Enter" | "RefEnter"
             | "Exit" | "RefExit" | "NextIteration" | "RefNextIteration" | "Switch" | "RefSwitch" | "EnsureShape"
             | "Reshape" | "ExpandDims" | "Squeeze" | "DebugIdentity" | "DebugIdentityV2" | "DebugIdentityV3"
