@@ -781,8 +781,9 @@ const ALLOW: &[(&str, &str)] = &[
          pandas.Timedelta pandas._libs.tslibs.timedeltas.Timedelta pandas._libs.tslibs.timedeltas._timedelta_unpickle
          pandas._libs.tslibs.nattype._nat_unpickle pandas._libs.tslibs.nattype.__nat_unpickle
          pandas.Period pandas._libs.tslibs.period.Period pandas._libs.tslibs.offsets.[A-Z]*
+         pandas.tseries.offsets.[A-Z]*
          pandas.Interval pandas._libs.interval.Interval pandas.NA pandas._libs.missing.NA",
-        "pandas scalars and date offsets (pandas 3.1.1 _libs/tslibs/*.pyx: values, a unit, a time zone)",
+        "pandas scalars and date offsets (pandas 3.1.1 _libs/tslibs/*.pyx, 0.25.3 tseries/offsets.py: values, a unit, a time zone)",
     ),
     // CPython 3.11 (Objects/exceptions.c, Python/bltinmodule.c, Lib/*.py).
     (

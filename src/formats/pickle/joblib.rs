@@ -89,10 +89,7 @@ pub(super) fn compat_wrapper_file(m: &Machine<'_>, inst: Id, state: Id) -> Optio
     }
     let name = match name {
         Some(v) => v,
-        None => match a.tuple_items(args).and_then(|it| it.first().copied()) {
-            Some(v) => v,
-            None => return None,
-        },
+        None => a.tuple_items(args).and_then(|it| it.first().copied())?,
     };
     let Some(text) = a.as_str(name) else {
         return Some(Err("the file name it holds is not a constant string".into()));
