@@ -104,7 +104,7 @@ PRIMITIVES = {
     """,
     "process": """
         os.system os.popen os.exec* os.spawn* os.fork* os.kill* os.posix_spawn* os.startfile
-        os.abort os._exit os.plock os.wait* os.register_at_fork posix.* nt.* subprocess.*
+        os.abort os._exit os.plock os.wait* posix.* nt.* subprocess.*
         _posixsubprocess.* pty.* multiprocessing.* _multiprocessing.* concurrent.futures.*
         threading.Thread threading.Timer _thread.start_new_thread _thread.start_new
         _thread.interrupt_main signal.signal signal.alarm signal.setitimer signal.pthread_kill
@@ -167,6 +167,7 @@ CALL_TAKERS = {
     "threading.Thread": ([], ["target"]),
     "threading.Timer": ([1], ["function"]),
     "atexit.register": ([0], []),
+    "os.register_at_fork": ([], ["before", "after_in_child", "after_in_parent"]),
     "weakref.finalize": ([1], []),
     "weakref.ref": ([1], []),
     "signal.signal": ([1], []),
@@ -859,20 +860,24 @@ def summarize(hits, limit=3):
     by_kind = {}
     for modname, qual, kind, what in hits:
         by_kind.setdefault(kind, []).append((modname, qual, what))
+    def indirect(item):
+        return item[2].startswith(("binds ", "re-exports ", "inherits "))
+
+    # kinds the module's own code shows come first (most severe first), then those it only
+    # reaches through a name it binds, re-exports or inherits
+    order = sorted((k for k in KINDS if k in by_kind), key=lambda k: (all(indirect(i) for i in by_kind[k]), KINDS.index(k)))
     parts = []
-    for kind in KINDS:
-        if kind not in by_kind:
-            continue
+    for kind in order:
         items = by_kind[kind]
         # prefer an example in a function of the module itself over an import-time binding
-        items.sort(key=lambda t: (t[1] == "<import>", t[0].count(".")))
+        items.sort(key=lambda t: (indirect(t), t[1] == "<import>", t[0].count(".")))
         modname, qual, what = items[0]
         place = f"{modname}.{qual}" if qual != "<import>" else f"{modname} at import"
         more = f", {len(items) - 1} more" if len(items) > 1 else ""
         parts.append(f"{KIND_TEXT[kind]} ({place}: {what}{more})")
         if len(parts) >= limit:
             break
-    rest = [k for k in KINDS if k in by_kind][limit:]
+    rest = order[limit:]
     if rest:
         parts.append("also " + ", ".join(KIND_TEXT[k] for k in rest))
     return "; ".join(parts)
