@@ -292,18 +292,23 @@ pub fn run(
     let mut out = Outcome::default();
     let mut failed: Option<std::io::Error> = None;
     let mut stdout = std::io::stdout();
-    // Write what the printer held, under one clear-and-redraw of the bar.
-    let mut pass_on = |bar: &indicatif::ProgressBar, failed: &mut Option<std::io::Error>| {
-        let Some(held) = &opts.held else { return };
+    // Write what the printer held, under one clear-and-redraw of the bar; false when there
+    // was nothing to write.
+    let mut pass_on = |bar: &indicatif::ProgressBar, failed: &mut Option<std::io::Error>| -> bool {
+        let Some(held) = &opts.held else { return false };
         let bytes = held.take();
         if bytes.is_empty() || failed.is_some() {
-            return;
+            return false;
         }
         if let Err(e) = bar.suspend(|| stdout.write_all(&bytes).and_then(|()| stdout.flush())) {
             *failed = Some(e);
             stop.store(true, Ordering::Relaxed);
         }
+        true
     };
+    // Each tick draws the bar once: either held output is written (which redraws it) or the
+    // position moves, alternately when both are due.
+    let mut wrote_last_tick = false;
 
     std::thread::scope(|s| {
         let stop = &stop;
@@ -357,8 +362,10 @@ pub fn run(
                 );
                 bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(REDRAW_HZ));
             }
-            bar.set_position(next as u64);
-            pass_on(&bar, &mut failed);
+            wrote_last_tick = !wrote_last_tick && pass_on(&bar, &mut failed);
+            if !wrote_last_tick {
+                bar.set_position(next as u64);
+            }
         }
     });
     bar.finish_and_clear();
