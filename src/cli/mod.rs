@@ -292,14 +292,14 @@ fn scan_command(a: &ScanArgs) -> anyhow::Result<i32> {
 
 /// `modelgate man [DIR]`: the top page on stdout, or every page into DIR.
 fn man(dir: Option<&Path>) -> anyhow::Result<i32> {
-    let cmd = Cli::command();
+    // No page for clap's `help` subcommand, nor a mention of one.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
     let Some(dir) = dir else {
         clap_mangen::Man::new(cmd).render(&mut io::stdout().lock()).context("cannot write the manual page")?;
         return Ok(report::EXIT_OK);
     };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut cmd = cmd.disable_help_subcommand(true);
-    cmd.build();
     let mut pages = Vec::new();
     write_pages(&cmd, dir, &mut pages)?;
     let mut out = io::stdout().lock();
