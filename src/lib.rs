@@ -34,6 +34,7 @@ pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
     formats::hdf5::CODES,
     formats::keras::CODES,
     formats::tensorflow::CODES,
+    formats::torchscript::CODES,
     formats::onnx::CODES,
     formats::eicar::CODES,
     lists::CODES,
