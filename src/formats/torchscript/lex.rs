@@ -35,8 +35,8 @@ const TOKENS: &[&str] = &[
     "def", "<=>", "if", "else", "elif", "while", "return", "is", "is not", "!=", "==", "<=", ">=", "//", "True",
     "False", "None", "and", "or", "not", "<<", ">>", "+=", "-=", "*=", "/=", "%=", "|=", "&=", "^=", "<<=", ">>=",
     "**=", "global", "**", "->", "# type:", "raise", "assert", "...", "break", "continue", "del", "pass", "class",
-    "import", "with", "as", "Ellipsis", "NoneType", "for", "in", "not in", "+", "-", "*", "/", "%", "@", "(", ")",
-    "[", "]", ":", ",", "=", "{", "}", ">", "<", ".", "?", "!", "&", "^", "|", "~",
+    "import", "with", "as", "Ellipsis", "NoneType", "for", "in", "not in", "+", "-", "*", "/", "%", "@", "(", ")", "[",
+    "]", ":", ",", "=", "{", "}", ">", "<", ".", "?", "!", "&", "^", "|", "~",
 ];
 
 /// Why a file could not be lexed, and where (byte offset).
@@ -62,7 +62,10 @@ fn is_ident_char(c: u8) -> bool {
 /// What `SharedParserData::match` found.
 enum Raw {
     /// Leading blanks of a line (`TK_WHITESPACE`), or the final ones (`TK_WHITESPACE_EOF`).
-    Whitespace { len: usize, eof: bool },
+    Whitespace {
+        len: usize,
+        eof: bool,
+    },
     Token(Token),
 }
 

@@ -130,12 +130,65 @@ const EVIDENCE_CHARS: usize = 200;
 /// Builtin callables of TorchScript's global environment (`ir_emitter.cpp`, `import_source.cpp`)
 /// and exception names: calling one of these bare names is no module call.
 const BUILTIN_CALLS: &[&str] = &[
-    "print", "tuple", "float", "complex", "int", "bool", "str", "getattr", "hasattr", "isinstance", "range", "zip",
-    "enumerate", "len", "hash", "id", "min", "max", "abs", "all", "any", "divmod", "sum", "list", "dict", "ord", "chr",
-    "bin", "hex", "oct", "pow", "round", "sorted", "rangelist", "fork", "annotate", "unchecked_cast", "uninitialized",
-    "_to_tensor", "_unwrap_optional", "isfinite", "reversed", "iter", "next", "Exception", "RuntimeError",
-    "ValueError", "TypeError", "AssertionError", "IndexError", "KeyError", "NotImplementedError", "StopIteration",
-    "ZeroDivisionError", "AttributeError", "ArithmeticError", "OverflowError", "Warning", "UserWarning",
+    "print",
+    "tuple",
+    "float",
+    "complex",
+    "int",
+    "bool",
+    "str",
+    "getattr",
+    "hasattr",
+    "isinstance",
+    "range",
+    "zip",
+    "enumerate",
+    "len",
+    "hash",
+    "id",
+    "min",
+    "max",
+    "abs",
+    "all",
+    "any",
+    "divmod",
+    "sum",
+    "list",
+    "dict",
+    "ord",
+    "chr",
+    "bin",
+    "hex",
+    "oct",
+    "pow",
+    "round",
+    "sorted",
+    "rangelist",
+    "fork",
+    "annotate",
+    "unchecked_cast",
+    "uninitialized",
+    "_to_tensor",
+    "_unwrap_optional",
+    "isfinite",
+    "reversed",
+    "iter",
+    "next",
+    "Exception",
+    "RuntimeError",
+    "ValueError",
+    "TypeError",
+    "AssertionError",
+    "IndexError",
+    "KeyError",
+    "NotImplementedError",
+    "StopIteration",
+    "ZeroDivisionError",
+    "AttributeError",
+    "ArithmeticError",
+    "OverflowError",
+    "Warning",
+    "UserWarning",
     "DeprecationWarning",
 ];
 
@@ -196,7 +249,9 @@ impl Archive {
                     Finding::new(
                         "torchscript-code-budget",
                         Severity::Error,
-                        format!("the archive's code exceeds {MAX_CODE_BYTES} bytes; this file and the rest were not judged"),
+                        format!(
+                            "the archive's code exceeds {MAX_CODE_BYTES} bytes; this file and the rest were not judged"
+                        ),
                     )
                     .member(name.to_string()),
                 );
@@ -269,8 +324,8 @@ impl Archive {
             judge.add_file(scan, member, &src.0);
         }
         judge.pickled_custom_classes(scan, &pickled);
-        let pickled_names: Option<HashSet<String>> = (seen_loader_pickle && !pickled.is_empty())
-            .then(|| pickled.iter().map(|(_, n, _, _)| n.clone()).collect());
+        let pickled_names: Option<HashSet<String>> =
+            (seen_loader_pickle && !pickled.is_empty()).then(|| pickled.iter().map(|(_, n, _, _)| n.clone()).collect());
         judge.run(scan, pickled_names.as_ref(), &self.code);
     }
 }
@@ -392,7 +447,12 @@ impl Facts {
                             self.expr(base);
                             self.names.insert(n.clone());
                             self.attr_calls.insert(n.clone());
-                            self.sites.push(Site { path: vec![String::new(), n.clone()], call: true, start: e.start, end: e.end });
+                            self.sites.push(Site {
+                                path: vec![String::new(), n.clone()],
+                                call: true,
+                                start: e.start,
+                                end: e.end,
+                            });
                         } else {
                             self.expr(f);
                             self.module_call = true;
@@ -585,13 +645,7 @@ impl Judge {
                         let mq = format!("{qual}.{}", d.name);
                         let f = self.def_facts(d, &mq, file, &mut types);
                         methods.push(self.funcs.len());
-                        self.funcs.push(Func {
-                            qual: mq,
-                            name: d.name.clone(),
-                            file,
-                            facts: f,
-                            compile_time: false,
-                        });
+                        self.funcs.push(Func { qual: mq, name: d.name.clone(), file, facts: f, compile_time: false });
                     }
                     Stmt::Assign { lhs, ty, rhs } => {
                         for l in lhs {
@@ -646,13 +700,7 @@ impl Judge {
         for d in &parsed.functions {
             let fq = format!("{q}.{}", d.name);
             let f = self.def_facts(d, &fq, file, &mut types);
-            self.funcs.push(Func {
-                qual: fq,
-                name: d.name.clone(),
-                file,
-                facts: f,
-                compile_time: false,
-            });
+            self.funcs.push(Func { qual: fq, name: d.name.clone(), file, facts: f, compile_time: false });
         }
         for s in types.sites {
             self.type_sites.push((file, s));
@@ -809,7 +857,10 @@ impl Judge {
             for site in &f.facts.sites {
                 let Some(target) = classify(site) else { continue };
                 let label = match &target {
-                    Target::Risky(n, ..) | Target::CustomOp(n) | Target::CustomClass(n) | Target::NetworkClass(n, _) => n.clone(),
+                    Target::Risky(n, ..)
+                    | Target::CustomOp(n)
+                    | Target::CustomClass(n)
+                    | Target::NetworkClass(n, _) => n.clone(),
                 };
                 if !reported.insert((fi, label)) {
                     continue;
@@ -877,14 +928,18 @@ impl Judge {
             }
         }
         // the worst first; past the cap one line stands for the rest, at their worst severity
-        out.sort_by(|a, b| b.severity.cmp(&a.severity));
+        out.sort_by_key(|f| std::cmp::Reverse(f.severity));
         let hidden = out.split_off(out.len().min(MAX_FINDINGS));
         for f in out {
             scan.finding(f);
         }
         if let Some(worst) = hidden.first() {
             let mut f = worst.clone();
-            f.message = format!("{} more findings of this archive's code are not listed; the worst: {}", hidden.len(), worst.message);
+            f.message = format!(
+                "{} more findings of this archive's code are not listed; the worst: {}",
+                hidden.len(),
+                worst.message
+            );
             scan.finding(f);
         }
     }
@@ -952,10 +1007,14 @@ mod tests {
 
     #[test]
     fn names_resolve_as_the_import_environment_does() {
-        assert!(matches!(classify(&site(&["torch", "from_file"], true)), Some(Target::Risky(n, Reach::File, _)) if n == "aten::from_file"));
+        assert!(
+            matches!(classify(&site(&["torch", "from_file"], true)), Some(Target::Risky(n, Reach::File, _)) if n == "aten::from_file")
+        );
         assert!(matches!(classify(&site(&["ops", "aten", "save"], true)), Some(Target::Risky(..))));
         assert!(matches!(classify(&site(&["torch", "ops", "aten", "save"], false)), Some(Target::Risky(..))));
-        assert!(matches!(classify(&site(&["ops", "prim", "rpc_async"], true)), Some(Target::Risky(n, Reach::Network, _)) if n == "prim::rpc_async"));
+        assert!(
+            matches!(classify(&site(&["ops", "prim", "rpc_async"], true)), Some(Target::Risky(n, Reach::Network, _)) if n == "prim::rpc_async")
+        );
         assert!(matches!(classify(&site(&["ops", "myns", "op"], true)), Some(Target::CustomOp(n)) if n == "myns::op"));
         assert!(classify(&site(&["ops", "quantized", "linear_prepack"], true)).is_none());
         assert!(classify(&site(&["torch", "add"], true)).is_none());
@@ -964,7 +1023,9 @@ mod tests {
             classify(&site(&["__torch__", "torch", "classes", "evil", "Thing"], false)),
             Some(Target::CustomClass(_))
         ));
-        assert!(classify(&site(&["__torch__", "torch", "classes", "quantized", "LinearPackedParamsBase"], false)).is_none());
+        assert!(
+            classify(&site(&["__torch__", "torch", "classes", "quantized", "LinearPackedParamsBase"], false)).is_none()
+        );
         assert!(matches!(
             classify(&site(&["__torch__", "torch", "classes", "dist_c10d", "FileStore"], true)),
             Some(Target::NetworkClass(..))

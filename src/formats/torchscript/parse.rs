@@ -39,7 +39,11 @@ pub(super) enum ExprKind {
 pub(super) enum Stmt {
     Def(Def),
     /// `lhs [: type] [= rhs]` (also chained and augmented assignments).
-    Assign { lhs: Vec<Expr>, ty: Option<Expr>, rhs: Option<Expr> },
+    Assign {
+        lhs: Vec<Expr>,
+        ty: Option<Expr>,
+        rhs: Option<Expr>,
+    },
     /// Every other statement, by the expressions and nested statements it holds.
     Other(Vec<Expr>, Vec<Stmt>),
 }
@@ -131,7 +135,8 @@ fn unary_prec(k: Kind) -> Option<usize> {
 fn follows_tuple(k: Kind) -> bool {
     matches!(
         k,
-        Kind::Op("+=" | "-=" | "*=" | "/=" | "%=" | "|=" | "&=" | "^=" | "<<=" | ">>=" | "**=" | "=" | ")") | Kind::Newline
+        Kind::Op("+=" | "-=" | "*=" | "/=" | "%=" | "|=" | "&=" | "^=" | "<<=" | ">>=" | "**=" | "=" | ")")
+            | Kind::Newline
     )
 }
 
