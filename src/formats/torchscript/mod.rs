@@ -210,15 +210,32 @@ fn lower(name: &str) -> String {
 
 /// A `code/**.py` member (PyTorch's miniz looks records up without regard to case).
 fn is_code(name: &str) -> bool {
-    let l = lower(name);
-    l.ends_with(".py") && (l.starts_with("code/") || l.contains("/code/"))
+    code_path(name).is_some()
+}
+
+/// The path of a code file below its `code/` folder: `ARCHIVE/code/REST.py`
+/// (`ScriptModuleDeserializer`'s `code_prefix_`), or `ARCHIVE/.data/ts_code/code/REST.py` for
+/// TorchScript inside a torch.package. Files elsewhere (`extra/`) are never compiled.
+fn code_path(name: &str) -> Option<&str> {
+    let lname = lower(name);
+    if !lname.ends_with(".py") {
+        return None;
+    }
+    let parts: Vec<&str> = lname.split('/').collect();
+    let skip = match parts.as_slice() {
+        [_, "code", _, ..] => 2,
+        [_, ".data", "ts_code", "code", _, ..] => 4,
+        _ => return None,
+    };
+    let start: usize = parts.iter().take(skip).map(|p| p.len() + 1).sum();
+    name.get(start..)
 }
 
 /// A pickle `torch.jit.load` unpickles with the C++ unpickler (`readArchive("constants")`,
 /// `readArchive("data")`).
 fn is_loader_pickle(name: &str) -> bool {
     let l = lower(name);
-    l.ends_with("/data.pkl") || l.ends_with("/constants.pkl")
+    matches!(l.split('/').collect::<Vec<_>>().as_slice(), [_, "data.pkl" | "constants.pkl"])
 }
 
 impl Archive {
@@ -227,7 +244,7 @@ impl Archive {
     pub fn detect<'a>(names: impl Iterator<Item = &'a str>) -> Option<Archive> {
         let (mut script, mut code) = (false, false);
         for n in names {
-            script |= lower(n).ends_with("/constants.pkl");
+            script |= is_loader_pickle(n) && lower(n).ends_with("/constants.pkl");
             code |= is_code(n);
         }
         (script || code).then(|| Archive { script, code: Vec::new(), code_bytes: 0, budget_hit: false })
@@ -309,12 +326,12 @@ impl Archive {
             };
             let Some(local) = local.filter(|m| !m.contains('!') && is_loader_pickle(m)) else { continue };
             seen_loader_pickle = true;
-            if imp.module == "__torch__" || imp.module.starts_with("__torch__.") {
-                if self.script {
-                    context.push(i);
-                }
-                pickled.push((imp.module.clone(), imp.name.clone(), local.to_string(), imp.offset));
+            // every other name is a class the C++ unpickler compiles from code/ (its module
+            // names the file, whatever it is), so every name counts as possibly pickled
+            if (imp.module == "__torch__" || imp.module.starts_with("__torch__.")) && self.script {
+                context.push(i);
             }
+            pickled.push((imp.module.clone(), imp.name.clone(), local.to_string(), imp.offset));
         }
         for i in context {
             scan.import_in_context(i);
@@ -596,18 +613,18 @@ fn snippet(src: &[u8], start: usize, end: usize) -> String {
 
 /// `code/__torch__/a/b.py` -> `__torch__.a.b`
 fn qualifier(member: &str) -> String {
-    let l = member.to_string();
-    let lowered = lower(&l);
-    let start = if lowered.starts_with("code/") { 5 } else { lowered.find("/code/").map_or(0, |i| i + 6) };
-    let rel = l.get(start..l.len().saturating_sub(3)).unwrap_or("");
-    rel.replace('/', ".")
+    let rel = code_path(member).unwrap_or(member);
+    rel.get(..rel.len().saturating_sub(3)).unwrap_or("").replace('/', ".")
 }
 
 impl Judge {
     fn add_file(&mut self, scan: &mut Scan<'_>, member: &str, src: &[u8]) {
         let left = MAX_TOKENS.saturating_sub(self.tokens);
         let parsed = match parse::parse_file(src, left) {
-            Ok(f) => f,
+            Ok((f, n)) => {
+                self.tokens += n;
+                f
+            }
             Err(e) => {
                 let (line, col) = line_col(src, e.at);
                 scan.finding(
@@ -626,8 +643,6 @@ impl Judge {
                 return;
             }
         };
-        // a rough count of what this file cost, for the archive's token budget
-        self.tokens += src.len() / 4 + 1;
         let file = self.files.len();
         self.files.push(member.to_string());
         let q = qualifier(member);
@@ -1036,14 +1051,17 @@ mod tests {
     fn qualifiers_follow_archive_paths() {
         assert_eq!(qualifier("m/code/__torch__/torch/nn/modules/linear.py"), "__torch__.torch.nn.modules.linear");
         assert_eq!(qualifier("m/code/__torch__.py"), "__torch__");
+        assert_eq!(qualifier("m/.data/ts_code/code/__torch__/a.py"), "__torch__.a");
+        assert_eq!(qualifier("M/CODE/__TORCH__.PY"), "__TORCH__");
         assert!(is_code("M/CODE/__TORCH__.PY"));
-        assert!(!is_code("m/extra/x.py"));
+        assert!(!is_code("m/extra/x.py") && !is_code("m/extra/code/x.py") && !is_code("code/x.py"));
+        assert!(!is_loader_pickle("m/extra/data.pkl"));
         assert!(is_loader_pickle("m/data.pkl") && is_loader_pickle("a/CONSTANTS.PKL") && !is_loader_pickle("m/x.pkl"));
     }
 
     #[test]
     fn getattr_with_a_literal_is_a_path() {
-        let f = parse::parse_file(b"def f(x):\n  return getattr(torch, \"save\")(x, \"p\")\n", 1000).unwrap();
+        let f = parse::parse_file(b"def f(x):\n  return getattr(torch, \"save\")(x, \"p\")\n", 1000).unwrap().0;
         let Stmt::Other(e, _) = &f.functions[0].body[0] else { panic!() };
         let ExprKind::Apply(func, ..) = &e[0].kind else { panic!() };
         assert_eq!(path_of(func).unwrap(), ["torch", "save"]);

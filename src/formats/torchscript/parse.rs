@@ -88,11 +88,12 @@ pub(super) struct ParseError {
     pub msg: String,
 }
 
-/// Parse one `code/` file (at most `max_tokens` tokens).
-pub(super) fn parse_file(src: &[u8], max_tokens: usize) -> Result<File, ParseError> {
+/// Parse one `code/` file (at most `max_tokens` tokens); also says how many tokens it had.
+pub(super) fn parse_file(src: &[u8], max_tokens: usize) -> Result<(File, usize), ParseError> {
     let toks = lex::lex(src, max_tokens).map_err(|e| ParseError { at: e.at, msg: e.msg })?;
+    let n = toks.len();
     let mut p = Parser { src, toks, i: 0, depth: 0 };
-    p.file()
+    Ok((p.file()?, n))
 }
 
 struct Parser<'a> {
@@ -685,7 +686,7 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> File {
-        parse_file(s.as_bytes(), 1 << 20).unwrap_or_else(|e| panic!("{e:?} at {:?}", &s[e.at.min(s.len())..]))
+        parse_file(s.as_bytes(), 1 << 20).unwrap_or_else(|e| panic!("{e:?} at {:?}", &s[e.at.min(s.len())..])).0
     }
 
     #[test]
@@ -736,7 +737,7 @@ mod tests {
         assert!(parse_file(b"def f(:\n", 100).is_err());
         let deep = format!("def f():\n  return {}1{}\n", "(".repeat(5000), ")".repeat(5000));
         assert!(parse_file(deep.as_bytes(), 1 << 20).unwrap_err().msg.contains("nesting"));
-        assert!(parse_file(b"", 10).unwrap().classes.is_empty());
+        assert!(parse_file(b"", 10).unwrap().0.classes.is_empty());
         assert!(parse_file(b"def f(x): return x\n", 100).is_ok());
     }
 }
