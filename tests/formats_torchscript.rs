@@ -361,6 +361,28 @@ fn unreadable_pickles_make_every_setstate_load_time() {
 }
 
 #[test]
+fn code_folders_of_other_zips_are_not_torchscript() {
+    let python = b"from os import path\nprint(path.join('a', 'b'))\n";
+    // a zipped Python project, and a torch.save zip (no constants.pkl: torch.jit.load cannot load it)
+    for z in [
+        zip(&[Z::stored("proj/code/main.py", python), Z::stored("proj/README", b"x")]),
+        zip(&[Z::stored("a/data.pkl", b"\x80\x02}."), Z::stored("a/code/main.py", python)]),
+        zip(&[
+            Z::stored("a/data.pkl", b"\x80\x02}."),
+            Z::stored("a/constants.pkl", b"\x80\x02)."),
+            Z::stored("a/extra/code/main.py", python),
+        ]),
+    ] {
+        let r = scan(z);
+        assert!(r.findings.iter().all(|f| !f.code.starts_with("torchscript")), "{r:#?}");
+        assert_ne!(r.verdict, Verdict::Error, "{r:#?}");
+    }
+    // beside constants.pkl, the same file is TorchScript code that torch would fail to compile
+    let r = scan(zip(&[Z::stored("a/constants.pkl", b"\x80\x02)."), Z::stored("a/code/main.py", python)]));
+    assert_eq!(only(&r, "torchscript-code-unreadable").member.as_deref(), Some("a/code/main.py"));
+}
+
+#[test]
 fn nested_archive_keeps_the_torchscript_context() {
     let outer = zip(&[
         Z::stored("models/lists.pt", &fixture("scripted_lists.pt")),

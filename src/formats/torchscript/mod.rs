@@ -199,6 +199,10 @@ pub struct Archive {
     /// A `*/constants.pkl` record exists: `torch.load` and `torch.jit.load` read the archive
     /// with TorchScript's C++ unpickler.
     script: bool,
+    /// Archive folders (lower case) that `torch.jit.load` can load: they hold `constants.pkl`
+    /// (read first by `ScriptModuleDeserializer::deserialize`) or a legacy `model.json`.
+    /// Their `code/` is TorchScript; elsewhere `code/` is never compiled.
+    roots: HashSet<String>,
     code: Vec<(String, Arc<BytesSource>)>,
     code_bytes: u64,
     budget_hit: bool,
@@ -241,18 +245,31 @@ fn is_loader_pickle(name: &str) -> bool {
 impl Archive {
     /// An archive to judge when its members are those of a TorchScript archive (a
     /// `constants.pkl` record, or `code/` files).
-    pub fn detect<'a>(names: impl Iterator<Item = &'a str>) -> Option<Archive> {
-        let (mut script, mut code) = (false, false);
-        for n in names {
-            script |= is_loader_pickle(n) && lower(n).ends_with("/constants.pkl");
-            code |= is_code(n);
+    pub fn detect<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Option<Archive> {
+        let mut script = false;
+        let mut roots = HashSet::new();
+        for n in names.clone() {
+            let l = lower(n);
+            if let [root, "constants.pkl" | "model.json"] = l.split('/').collect::<Vec<_>>().as_slice() {
+                roots.insert(root.to_string());
+            }
+            script |= is_loader_pickle(n) && l.ends_with("/constants.pkl");
         }
-        (script || code).then(|| Archive { script, code: Vec::new(), code_bytes: 0, budget_hit: false })
+        let a = Archive { script, roots, code: Vec::new(), code_bytes: 0, budget_hit: false };
+        let code = names.into_iter().any(|n| a.wants(n));
+        (script || code).then_some(a)
     }
 
-    /// Is this member a code file this module reads?
+    /// Is this member a code file this module reads? Only `code/` beside TorchScript records
+    /// counts: a zip of a Python project is no TorchScript archive.
     pub fn wants(&self, name: &str) -> bool {
-        is_code(name)
+        let l = lower(name);
+        let parts: Vec<&str> = l.splitn(3, '/').collect();
+        match parts.as_slice() {
+            [_, ".data", rest] => rest.starts_with("ts_code/code/") && is_code(name),
+            [root, "code", _] => self.roots.contains(*root) && is_code(name),
+            _ => false,
+        }
     }
 
     /// Keep a copy of a code member's bytes (within the archive's code budget) and hand the
@@ -601,7 +618,8 @@ fn classify(site: &Site) -> Option<Target> {
 
 /// Source text of `start..end`, on one line and shortened.
 fn snippet(src: &[u8], start: usize, end: usize) -> String {
-    let raw = String::from_utf8_lossy(src.get(start..end.min(src.len())).unwrap_or(&[])).into_owned();
+    let end = end.min(src.len()).min(start.saturating_add(EVIDENCE_CHARS * 8));
+    let raw = String::from_utf8_lossy(src.get(start..end).unwrap_or(&[])).into_owned();
     let one_line = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > EVIDENCE_CHARS {
         let cut: String = one_line.chars().take(EVIDENCE_CHARS).collect();
