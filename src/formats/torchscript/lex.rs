@@ -39,6 +39,51 @@ const TOKENS: &[&str] = &[
     "]", ":", ",", "=", "{", "}", ">", "<", ".", "?", "!", "&", "^", "|", "~",
 ];
 
+/// A token as kept in memory (12 bytes): files are at most a few MiB, so offsets fit `u32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Packed {
+    /// 0 identifier, 1 number, 2 string, 3 newline, 4 indent, 5 dedent, 6 end of file,
+    /// 7 + i: `TOKENS[i]`.
+    tag: u8,
+    start: u32,
+    end: u32,
+}
+
+impl Packed {
+    fn pack(t: Token) -> Packed {
+        let tag = match t.kind {
+            Kind::Ident => 0,
+            Kind::Number => 1,
+            Kind::Str => 2,
+            Kind::Newline => 3,
+            Kind::Indent => 4,
+            Kind::Dedent => 5,
+            Kind::Eof => 6,
+            // the lexer hands out the table's own strings: compare addresses first
+            Kind::Op(o) => TOKENS
+                .iter()
+                .position(|t| std::ptr::eq(t.as_ptr(), o.as_ptr()) && t.len() == o.len())
+                .or_else(|| TOKENS.iter().position(|t| *t == o))
+                .map_or(6, |i| i as u8 + 7),
+        };
+        let off = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Packed { tag, start: off(t.start), end: off(t.end) }
+    }
+
+    pub fn unpack(self) -> Token {
+        let kind = match self.tag {
+            0 => Kind::Ident,
+            1 => Kind::Number,
+            2 => Kind::Str,
+            3 => Kind::Newline,
+            4 => Kind::Indent,
+            5 => Kind::Dedent,
+            n => TOKENS.get(usize::from(n).wrapping_sub(7)).map_or(Kind::Eof, |o| Kind::Op(o)),
+        };
+        Token { kind, start: self.start as usize, end: self.end as usize }
+    }
+}
+
 /// Why a file could not be lexed, and where (byte offset).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct LexError {
@@ -75,11 +120,14 @@ struct Lexer<'a> {
     /// Bracket depth; torch keeps it in a `size_t`, so a stray `)` wraps to "inside brackets".
     nesting: usize,
     indents: Vec<usize>,
-    out: Vec<Token>,
+    out: Vec<Packed>,
 }
 
 /// Tokens of `src`, at most `max_tokens` of them.
-pub(super) fn lex(src: &[u8], max_tokens: usize) -> Result<Vec<Token>, LexError> {
+pub(super) fn lex(src: &[u8], max_tokens: usize) -> Result<Vec<Packed>, LexError> {
+    if u32::try_from(src.len()).is_err() {
+        return Err(LexError { at: 0, msg: "file larger than 4 GiB".into() });
+    }
     let mut l = Lexer { src, pos: 0, nesting: 0, indents: Vec::new(), out: Vec::new() };
     // `Lexer::Lexer`: the first whitespace token sets the base indentation.
     let first = match l.raw(true)? {
@@ -112,14 +160,14 @@ impl Lexer<'_> {
                     Kind::Op(")" | "]" | "}") => self.nesting = self.nesting.wrapping_sub(1),
                     _ => {}
                 }
-                self.out.push(t);
+                self.out.push(Packed::pack(t));
                 Ok(t.kind == Kind::Eof)
             }
             Raw::Whitespace { len, eof } => {
                 let at = self.pos;
                 let depth = if eof { self.indents.first().copied().unwrap_or(0) } else { len };
                 let top = self.indents.last().copied().unwrap_or(0);
-                let tok = |kind| Token { kind, start: at, end: at };
+                let tok = |kind| Packed::pack(Token { kind, start: at, end: at });
                 if depth > top {
                     self.indents.push(depth);
                     self.out.push(tok(Kind::Indent));
@@ -275,7 +323,11 @@ impl Lexer<'_> {
         } else {
             0
         };
-        let tok = TOKENS.iter().filter(|t| rest.starts_with(t.as_bytes())).max_by_key(|t| t.len());
+        let first = rest.first().copied();
+        let tok = TOKENS
+            .iter()
+            .filter(|t| t.as_bytes().first().copied() == first && rest.starts_with(t.as_bytes()))
+            .max_by_key(|t| t.len());
         match tok {
             Some(t) if t.len() >= ident => Some((Kind::Op(t), t.len())),
             _ if ident > 0 => Some((Kind::Ident, ident)),
@@ -339,6 +391,7 @@ mod tests {
         lex(src.as_bytes(), 1 << 20)
             .unwrap()
             .iter()
+            .map(|p| p.unpack())
             .map(|t| match t.kind {
                 Kind::Ident | Kind::Number | Kind::Str => src[t.start..t.end].to_string(),
                 Kind::Op(o) => o.to_string(),

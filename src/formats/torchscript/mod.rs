@@ -120,8 +120,10 @@ pub(super) struct RiskyOp {
 
 /// Code bytes read from one archive.
 const MAX_CODE_BYTES: u64 = 32 << 20;
-/// Tokens lexed from one archive.
-const MAX_TOKENS: usize = 4_000_000;
+/// Tokens lexed from one archive (time), and from one file (memory: the file's tokens and tree
+/// are held at once; torch's own files have a few thousand).
+const MAX_TOKENS: usize = 8_000_000;
+const MAX_FILE_TOKENS: usize = 1_000_000;
 /// Findings reported from one archive's code.
 const MAX_FINDINGS: usize = 200;
 /// Characters of a call shown as evidence.
@@ -364,12 +366,25 @@ impl Archive {
     }
 }
 
-/// A call or a name found in code, by the dotted path it spells.
+/// Names interned as numbers: what a function refers to is kept as a list of them.
+#[derive(Default)]
+struct Names(HashMap<String, u32>);
+
+impl Names {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.0.get(s) {
+            return i;
+        }
+        let i = u32::try_from(self.0.len()).unwrap_or(u32::MAX);
+        self.0.insert(s.to_string(), i);
+        i
+    }
+}
+
+/// A reference to something worth reporting, and where it is.
 #[derive(Debug, Clone)]
-struct Site {
-    /// `["torch", "from_file"]`; a selection on something that is no path starts with "".
-    path: Vec<String>,
-    call: bool,
+struct Hit {
+    target: Target,
     start: usize,
     end: usize,
 }
@@ -377,18 +392,20 @@ struct Site {
 /// What one function (or one group of load-time expressions) refers to.
 #[derive(Debug, Default)]
 struct Facts {
-    names: HashSet<String>,
-    sites: Vec<Site>,
-    /// Calls of a value that may be a module (`self.sub(x)`, `mods[0](x)`): reach `forward`.
+    /// Every name, attribute and `getattr` literal used (for reachability over names).
+    names: Vec<u32>,
+    hits: Vec<Hit>,
+    /// Calls of a value that may be a module (`sub(x)`, `mods[0](x)`): reach `forward`.
     module_call: bool,
     /// Last names of `a.b(...)` calls: a module call when `b` is a module attribute.
-    attr_calls: HashSet<String>,
+    attr_calls: Vec<u32>,
 }
 
 #[derive(Debug)]
 struct Func {
     /// `__torch__.M.forward`, or a description of load-time expressions.
     qual: String,
+    /// Empty for load-time expressions.
     name: String,
     file: usize,
     facts: Facts,
@@ -419,10 +436,11 @@ struct Judge {
     files: Vec<String>,
     funcs: Vec<Func>,
     classes: Vec<Class>,
+    names: Names,
     /// Declared attributes of every class (module calls go through them).
-    attrs: HashSet<String>,
-    /// Custom-class references in type annotations: (file, site).
-    type_sites: Vec<(usize, Site)>,
+    attrs: HashSet<u32>,
+    /// Custom classes named in type annotations: (file, hit).
+    type_hits: Vec<(usize, Hit)>,
     tokens: usize,
 }
 
@@ -452,43 +470,40 @@ fn path_of(e: &Expr) -> Option<Vec<String>> {
 }
 
 impl Facts {
-    fn path_site(&mut self, p: Vec<String>, call: bool, e: &Expr) {
-        self.names.extend(p.iter().cloned());
+    fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.hits.is_empty() && !self.module_call
+    }
+
+    fn path_site(&mut self, p: Vec<String>, call: bool, e: &Expr, n: &mut Names) {
+        self.names.extend(p.iter().map(|s| n.id(s)));
         if call {
             match p.as_slice() {
                 [one] if !BUILTIN_CALLS.contains(&one.as_str()) => self.module_call = true,
                 [first, ..] if matches!(first.as_str(), "torch" | "ops" | "__torch__" | "CONSTANTS") => {}
-                [.., last] => {
-                    self.attr_calls.insert(last.clone());
-                }
+                [.., last] => self.attr_calls.push(n.id(last)),
                 [] => {}
             }
         }
-        self.sites.push(Site { path: p, call, start: e.start, end: e.end });
+        if let Some(target) = classify(&p, call) {
+            self.hits.push(Hit { target, start: e.start, end: e.end });
+        }
     }
 
-    fn expr(&mut self, e: &Expr) {
+    fn expr(&mut self, e: &Expr, n: &mut Names) {
         if let Some(p) = path_of(e) {
-            self.path_site(p, false, e);
+            self.path_site(p, false, e, n);
             return;
         }
         match &e.kind {
             ExprKind::Apply(f, args, kwargs) => {
                 match path_of(f) {
-                    Some(p) => self.path_site(p, true, e),
+                    Some(p) => self.path_site(p, true, e, n),
                     None => {
-                        if let ExprKind::Select(base, n) = &f.kind {
-                            self.expr(base);
-                            self.names.insert(n.clone());
-                            self.attr_calls.insert(n.clone());
-                            self.sites.push(Site {
-                                path: vec![String::new(), n.clone()],
-                                call: true,
-                                start: e.start,
-                                end: e.end,
-                            });
+                        if let ExprKind::Select(base, name) = &f.kind {
+                            self.expr(base, n);
+                            self.path_site(vec![String::new(), name.clone()], true, e, n);
                         } else {
-                            self.expr(f);
+                            self.expr(f, n);
                             self.module_call = true;
                         }
                     }
@@ -496,24 +511,23 @@ impl Facts {
                 // `hasattr(x, "name")` names an attribute too
                 if let (ExprKind::Var(g), [_, Expr { kind: ExprKind::Str(s), .. }]) = (&f.kind, args.as_slice()) {
                     if g == "hasattr" || g == "getattr" {
-                        self.names.insert(String::from_utf8_lossy(s).into_owned());
+                        self.names.push(n.id(&String::from_utf8_lossy(s)));
                     }
                 }
                 for a in args {
-                    self.expr(a);
+                    self.expr(a, n);
                 }
                 for (_, v) in kwargs {
-                    self.expr(v);
+                    self.expr(v, n);
                 }
             }
-            ExprKind::Select(base, n) => {
-                self.expr(base);
-                self.names.insert(n.clone());
-                self.sites.push(Site { path: vec![String::new(), n.clone()], call: false, start: e.start, end: e.end });
+            ExprKind::Select(base, name) => {
+                self.expr(base, n);
+                self.path_site(vec![String::new(), name.clone()], false, e, n);
             }
             ExprKind::Other(parts) => {
                 for p in parts {
-                    self.expr(p);
+                    self.expr(p, n);
                 }
             }
             ExprKind::Var(_) | ExprKind::Str(_) => {}
@@ -522,30 +536,47 @@ impl Facts {
 
     /// A function body: its statements, nested functions included (they are compiled and run
     /// as part of it).
-    fn body(&mut self, stmts: &[Stmt], compile: &mut Facts) {
+    fn body(&mut self, stmts: &[Stmt], compile: &mut Facts, n: &mut Names) {
         for s in stmts {
             match s {
                 Stmt::Def(d) => {
                     for p in &d.params {
                         if let Some(v) = &p.default {
-                            compile.expr(v);
+                            compile.expr(v, n);
                         }
                     }
-                    self.body(&d.body, compile);
+                    self.body(&d.body, compile, n);
                 }
                 Stmt::Assign { lhs, rhs, .. } => {
                     for e in lhs.iter().chain(rhs) {
-                        self.expr(e);
+                        self.expr(e, n);
                     }
                 }
                 Stmt::Other(exprs, nested) => {
                     for e in exprs {
-                        self.expr(e);
+                        self.expr(e, n);
                     }
-                    self.body(nested, compile);
+                    self.body(nested, compile, n);
                 }
             }
         }
+    }
+
+    /// Sorted, without repeats.
+    fn done(mut self) -> Facts {
+        self.names.sort_unstable();
+        self.names.dedup();
+        self.attr_calls.sort_unstable();
+        self.attr_calls.dedup();
+        self
+    }
+
+    /// Facts of two groups as one.
+    fn merge(&mut self, other: Facts) {
+        self.names.extend(other.names);
+        self.hits.extend(other.hits);
+        self.attr_calls.extend(other.attr_calls);
+        self.module_call |= other.module_call;
     }
 }
 
@@ -557,6 +588,7 @@ fn is_operator_method(name: &str) -> bool {
 }
 
 /// What a path names, when it is something to report.
+#[derive(Debug, Clone)]
 enum Target {
     Risky(String, Reach, &'static str),
     CustomOp(String),
@@ -592,20 +624,20 @@ fn class_target(ns: &str, cls: &str) -> Option<Target> {
 
 /// What a site refers to, as the import environment of `import_source.cpp` resolves it:
 /// `torch.X` is `aten::X`, `ops.NS.X` is `NS::X`, `__torch__.torch.classes.NS.C` a custom class.
-fn classify(site: &Site) -> Option<Target> {
-    let p: Vec<&str> = site.path.iter().map(String::as_str).collect();
+fn classify(path: &[String], call: bool) -> Option<Target> {
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
     match p.as_slice() {
         ["torch", "ops", ns, op, ..] | ["ops", ns, op, ..] => op_target(ns, op),
         ["torch", "classes", ns, cls, ..] | ["__torch__", "torch", "classes", ns, cls, ..] => {
             let t = class_target(ns, cls)?;
             // a network class is a danger when it is constructed
             match t {
-                Target::NetworkClass(..) if !site.call => None,
+                Target::NetworkClass(..) if !call => None,
                 t => Some(t),
             }
         }
         ["torch", op, ..] if !matches!(*op, "ops" | "classes") => op_target("aten", op),
-        [.., m] if site.call && p.len() >= 2 => {
+        [.., m] if call && p.len() >= 2 => {
             // a method call may be an ATen operator taking the receiver as `self`
             let full = format!("aten::{m}");
             let i = ops::RISKY_OPS.binary_search_by(|o| o.name.cmp(full.as_str())).ok()?;
@@ -637,7 +669,7 @@ fn qualifier(member: &str) -> String {
 
 impl Judge {
     fn add_file(&mut self, scan: &mut Scan<'_>, member: &str, src: &[u8]) {
-        let left = MAX_TOKENS.saturating_sub(self.tokens);
+        let left = MAX_TOKENS.saturating_sub(self.tokens).min(MAX_FILE_TOKENS);
         let parsed = match parse::parse_file(src, left) {
             Ok((f, n)) => {
                 self.tokens += n;
@@ -670,7 +702,7 @@ impl Judge {
             let mut methods = Vec::new();
             let mut consts = Facts::default();
             if let Some(sup) = &c.superclass {
-                types.expr(sup);
+                types.expr(sup, &mut self.names);
             }
             for s in &c.body {
                 match s {
@@ -684,13 +716,15 @@ impl Judge {
                         for l in lhs {
                             match &l.kind {
                                 ExprKind::Var(n) => {
-                                    self.attrs.insert(n.clone());
+                                    let id = self.names.id(n);
+                                    self.attrs.insert(id);
                                 }
                                 // `__annotations__["0"] = T`: an attribute whose name is no identifier
                                 ExprKind::Other(parts) => {
                                     for p in parts {
                                         if let ExprKind::Str(s) = &p.kind {
-                                            self.attrs.insert(String::from_utf8_lossy(s).into_owned());
+                                            let id = self.names.id(&String::from_utf8_lossy(s));
+                                            self.attrs.insert(id);
                                         }
                                     }
                                 }
@@ -698,33 +732,34 @@ impl Judge {
                             }
                         }
                         if let Some(t) = ty {
-                            types.expr(t);
+                            types.expr(t, &mut self.names);
                         }
                         // class constants are evaluated when the class is compiled; the
                         // `__annotations__[...] = T` form holds a type
                         match rhs {
-                            Some(r) if lhs.iter().all(|l| matches!(l.kind, ExprKind::Var(_))) => consts.expr(r),
-                            Some(r) => types.expr(r),
+                            Some(r) if lhs.iter().all(|l| matches!(l.kind, ExprKind::Var(_))) => {
+                                consts.expr(r, &mut self.names)
+                            }
+                            Some(r) => types.expr(r, &mut self.names),
                             None => {}
                         }
                     }
                     Stmt::Other(exprs, nested) => {
                         for e in exprs {
-                            consts.expr(e);
+                            consts.expr(e, &mut self.names);
                         }
                         let mut compile = Facts::default();
-                        consts.body(nested, &mut compile);
-                        consts.sites.extend(compile.sites);
-                        consts.names.extend(compile.names);
+                        consts.body(nested, &mut compile, &mut self.names);
+                        consts.merge(compile);
                     }
                 }
             }
-            if !consts.sites.is_empty() {
+            if !consts.is_empty() {
                 self.funcs.push(Func {
                     qual: format!("{qual} (class body)"),
                     name: String::new(),
                     file,
-                    facts: consts,
+                    facts: consts.done(),
                     compile_time: true,
                 });
             }
@@ -735,8 +770,10 @@ impl Judge {
             let f = self.def_facts(d, &fq, file, &mut types);
             self.funcs.push(Func { qual: fq, name: d.name.clone(), file, facts: f, compile_time: false });
         }
-        for s in types.sites {
-            self.type_sites.push((file, s));
+        for h in types.hits {
+            if matches!(h.target, Target::CustomClass(_)) {
+                self.type_hits.push((file, h));
+            }
         }
     }
 
@@ -747,26 +784,26 @@ impl Judge {
         let mut compile = Facts::default();
         for p in &d.params {
             if let Some(v) = &p.default {
-                compile.expr(v);
+                compile.expr(v, &mut self.names);
             }
             if let Some(t) = &p.ty {
-                types.expr(t);
+                types.expr(t, &mut self.names);
             }
         }
         for t in &d.types {
-            types.expr(t);
+            types.expr(t, &mut self.names);
         }
-        f.body(&d.body, &mut compile);
-        if !compile.sites.is_empty() {
+        f.body(&d.body, &mut compile, &mut self.names);
+        if !compile.is_empty() {
             self.funcs.push(Func {
                 qual: format!("{qual} (default arguments)"),
                 name: String::new(),
                 file,
-                facts: compile,
+                facts: compile.done(),
                 compile_time: true,
             });
         }
-        f
+        f.done()
     }
 
     /// Custom classes that the loader's pickles ask for: their C++ `__setstate__` runs at load.
@@ -798,27 +835,33 @@ impl Judge {
     }
 
     fn run(&mut self, scan: &mut Scan<'_>, pickled: Option<&HashSet<String>>, code: &[(String, Arc<BytesSource>)]) {
-        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+        // functions and classes by the (interned) name a reference would use
+        let mut by_name: HashMap<u32, Vec<usize>> = HashMap::new();
         for (i, f) in self.funcs.iter().enumerate() {
             if !f.name.is_empty() {
-                by_name.entry(f.name.as_str()).or_default().push(i);
+                by_name.entry(self.names.id(&f.name)).or_default().push(i);
             }
         }
-        let mut class_by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut class_by_name: HashMap<u32, Vec<usize>> = HashMap::new();
         for (i, c) in self.classes.iter().enumerate() {
-            class_by_name.entry(c.name.as_str()).or_default().push(i);
+            class_by_name.entry(self.names.id(&c.name)).or_default().push(i);
         }
+        let forward = self.names.id("forward");
 
         // Seeds: __setstate__ of pickled classes (all of them when the pickles could not be
         // read), and what is evaluated at compile time.
         let mut why: Vec<Option<Why>> = vec![None; self.funcs.len()];
         let mut queue = VecDeque::new();
+        // classes whose objects may exist at load, and those not yet looked at for operators
         let mut live: HashSet<usize> = HashSet::new();
+        let mut fresh: Vec<usize> = Vec::new();
         for (ci, c) in self.classes.iter().enumerate() {
             if pickled.is_some_and(|p| !p.contains(&c.name)) {
                 continue;
             }
-            live.insert(ci);
+            if live.insert(ci) {
+                fresh.push(ci);
+            }
             for &m in &c.methods {
                 if self.funcs.get(m).is_some_and(|f| f.name == "__setstate__") {
                     if let Some(w) = why.get_mut(m) {
@@ -838,8 +881,7 @@ impl Judge {
         }
 
         // Reachability over names.
-        let mut marked: HashSet<String> = HashSet::new();
-        let mut operators_of: HashSet<usize> = HashSet::new();
+        let mut marked: HashSet<u32> = HashSet::new();
         let reach = |g: usize, from: usize, why: &mut Vec<Option<Why>>, queue: &mut VecDeque<usize>| {
             if let Some(w @ None) = why.get_mut(g) {
                 *w = Some(Why::From(from));
@@ -848,19 +890,21 @@ impl Judge {
         };
         while let Some(fi) = queue.pop_front() {
             let Some(f) = self.funcs.get(fi) else { continue };
-            let mut names: Vec<&str> = f.facts.names.iter().map(String::as_str).collect();
+            let mut names = f.facts.names.clone();
             if f.facts.module_call || f.facts.attr_calls.iter().any(|a| self.attrs.contains(a)) {
-                names.push("forward");
+                names.push(forward);
             }
             for n in names {
-                if !marked.insert(n.to_string()) {
+                if !marked.insert(n) {
                     continue;
                 }
-                for &g in by_name.get(n).map_or(&[][..], Vec::as_slice) {
+                for &g in by_name.get(&n).map_or(&[][..], Vec::as_slice) {
                     reach(g, fi, &mut why, &mut queue);
                 }
-                for &ci in class_by_name.get(n).map_or(&[][..], Vec::as_slice) {
-                    live.insert(ci);
+                for &ci in class_by_name.get(&n).map_or(&[][..], Vec::as_slice) {
+                    if live.insert(ci) {
+                        fresh.push(ci);
+                    }
                     for &m in self.classes.get(ci).map_or(&[][..], |c| c.methods.as_slice()) {
                         if self.funcs.get(m).is_some_and(|g| g.name == "__init__") {
                             reach(m, fi, &mut why, &mut queue);
@@ -869,10 +913,7 @@ impl Judge {
                 }
             }
             // objects of live classes may meet operators, `with`, `len`, `str` ...
-            for &ci in &live {
-                if !operators_of.insert(ci) {
-                    continue;
-                }
+            for ci in std::mem::take(&mut fresh) {
                 for &m in self.classes.get(ci).map_or(&[][..], |c| c.methods.as_slice()) {
                     if self.funcs.get(m).is_some_and(|g| is_operator_method(&g.name)) {
                         reach(m, fi, &mut why, &mut queue);
@@ -887,8 +928,8 @@ impl Judge {
         for (fi, f) in self.funcs.iter().enumerate() {
             let src = code.iter().find(|(m, _)| Some(m) == self.files.get(f.file)).map_or(&[][..], |(_, s)| &s.0[..]);
             let member = self.files.get(f.file).cloned().unwrap_or_default();
-            for site in &f.facts.sites {
-                let Some(target) = classify(site) else { continue };
+            for hit in &f.facts.hits {
+                let target = hit.target.clone();
                 let label = match &target {
                     Target::Risky(n, ..)
                     | Target::CustomOp(n)
@@ -899,7 +940,7 @@ impl Judge {
                     continue;
                 }
                 let at_load = why.get(fi).and_then(Option::as_ref);
-                let evidence = format!("{}: {}", f.qual, snippet(src, site.start, site.end));
+                let evidence = format!("{}: {}", f.qual, snippet(src, hit.start, hit.end));
                 let finding = match target {
                     Target::Risky(op, reach, what) if at_load.is_some() => Finding::new(
                         "torchscript-op-at-load",
@@ -938,14 +979,14 @@ impl Judge {
                         ),
                     ),
                 };
-                out.push(finding.member(member.clone()).at(site.start as u64).evidence(evidence));
+                out.push(finding.member(member.clone()).at(hit.start as u64).evidence(evidence));
             }
         }
         // custom classes named in type annotations
         let mut seen_types = HashSet::new();
-        let type_sites = std::mem::take(&mut self.type_sites);
-        for (file, site) in &type_sites {
-            if let Some(Target::CustomClass(cls)) = classify(site) {
+        let type_hits = std::mem::take(&mut self.type_hits);
+        for (file, hit) in &type_hits {
+            if let Target::CustomClass(cls) = &hit.target {
                 if seen_types.insert(cls.clone()) {
                     let member = self.files.get(*file).cloned().unwrap_or_default();
                     let f = Finding::new(
@@ -954,8 +995,8 @@ impl Judge {
                         format!("{cls} is no class torch registers: a native library must provide it, and its code is not in the archive"),
                     )
                     .member(member)
-                    .at(site.start as u64)
-                    .evidence(cls);
+                    .at(hit.start as u64)
+                    .evidence(cls.clone());
                     out.push(f);
                 }
             }
@@ -979,35 +1020,32 @@ impl Judge {
 
     /// How a function is reached from load time, for messages.
     fn chain(&self, mut fi: usize, why: &[Option<Why>]) -> String {
+        let qual = |i: usize| self.funcs.get(i).map_or(String::new(), |f| f.qual.clone());
+        // `From` links point at functions reached earlier, so the walk ends at a seed
         let mut path = Vec::new();
-        for _ in 0..16 {
-            match why.get(fi).and_then(Option::as_ref) {
+        for _ in 0..=self.funcs.len() {
+            let root = match why.get(fi).and_then(Option::as_ref) {
                 Some(Why::From(p)) => {
-                    path.push(self.funcs.get(fi).map_or(String::new(), |f| f.qual.clone()));
+                    path.push(qual(fi));
                     fi = *p;
+                    continue;
                 }
-                Some(Why::Setstate(cls)) => {
-                    let me = self.funcs.get(fi).map_or(String::new(), |f| f.qual.clone());
-                    let via = if path.is_empty() {
-                        String::new()
-                    } else {
-                        path.reverse();
-                        format!(", which may call {}", path.join(" -> "))
-                    };
-                    return format!("torch.jit.load calls {me} to restore the pickled {cls}{via}");
-                }
-                Some(Why::Compile) => {
-                    let me = self.funcs.get(fi).map_or(String::new(), |f| f.qual.clone());
-                    let via = if path.is_empty() {
-                        String::new()
-                    } else {
-                        path.reverse();
-                        format!(", which may call {}", path.join(" -> "))
-                    };
-                    return format!("torch.jit.load evaluates {me} when it compiles the code{via}");
-                }
+                Some(Why::Setstate(cls)) => format!("torch.jit.load calls {} to restore the pickled {cls}", qual(fi)),
+                Some(Why::Compile) => format!("torch.jit.load evaluates {} when it compiles the code", qual(fi)),
                 None => break,
+            };
+            if path.is_empty() {
+                return root;
             }
+            path.reverse();
+            if path.len() > 8 {
+                let n = path.len();
+                let tail = path.split_off(n - 3);
+                path.truncate(3);
+                path.push(format!("({} more)", n - 6));
+                path.extend(tail);
+            }
+            return format!("{root}, which may call {}", path.join(" -> "));
         }
         "reached from code torch.jit.load runs".into()
     }
@@ -1034,33 +1072,38 @@ mod tests {
         assert!(ops::RISKY_OPS.iter().any(|o| o.name == "aten::save"));
     }
 
-    fn site(p: &[&str], call: bool) -> Site {
-        Site { path: p.iter().map(|s| s.to_string()).collect(), call, start: 0, end: 0 }
+    fn site(p: &[&str], call: bool) -> (Vec<String>, bool) {
+        (p.iter().map(|s| s.to_string()).collect(), call)
+    }
+
+    fn classify_site((p, call): (Vec<String>, bool)) -> Option<Target> {
+        classify(&p, call)
     }
 
     #[test]
     fn names_resolve_as_the_import_environment_does() {
         assert!(
-            matches!(classify(&site(&["torch", "from_file"], true)), Some(Target::Risky(n, Reach::File, _)) if n == "aten::from_file")
+            matches!(classify_site(site(&["torch", "from_file"], true)), Some(Target::Risky(n, Reach::File, _)) if n == "aten::from_file")
         );
-        assert!(matches!(classify(&site(&["ops", "aten", "save"], true)), Some(Target::Risky(..))));
-        assert!(matches!(classify(&site(&["torch", "ops", "aten", "save"], false)), Some(Target::Risky(..))));
+        assert!(matches!(classify_site(site(&["ops", "aten", "save"], true)), Some(Target::Risky(..))));
+        assert!(matches!(classify_site(site(&["torch", "ops", "aten", "save"], false)), Some(Target::Risky(..))));
         assert!(
-            matches!(classify(&site(&["ops", "prim", "rpc_async"], true)), Some(Target::Risky(n, Reach::Network, _)) if n == "prim::rpc_async")
+            matches!(classify_site(site(&["ops", "prim", "rpc_async"], true)), Some(Target::Risky(n, Reach::Network, _)) if n == "prim::rpc_async")
         );
-        assert!(matches!(classify(&site(&["ops", "myns", "op"], true)), Some(Target::CustomOp(n)) if n == "myns::op"));
-        assert!(classify(&site(&["ops", "quantized", "linear_prepack"], true)).is_none());
-        assert!(classify(&site(&["torch", "add"], true)).is_none());
-        assert!(classify(&site(&["x", "save"], true)).is_none(), "aten::save takes no `self`");
+        assert!(
+            matches!(classify_site(site(&["ops", "myns", "op"], true)), Some(Target::CustomOp(n)) if n == "myns::op")
+        );
+        assert!(classify_site(site(&["ops", "quantized", "linear_prepack"], true)).is_none());
+        assert!(classify_site(site(&["torch", "add"], true)).is_none());
+        assert!(classify_site(site(&["x", "save"], true)).is_none(), "aten::save takes no `self`");
         assert!(matches!(
-            classify(&site(&["__torch__", "torch", "classes", "evil", "Thing"], false)),
+            classify_site(site(&["__torch__", "torch", "classes", "evil", "Thing"], false)),
             Some(Target::CustomClass(_))
         ));
-        assert!(
-            classify(&site(&["__torch__", "torch", "classes", "quantized", "LinearPackedParamsBase"], false)).is_none()
-        );
+        assert!(classify_site(site(&["__torch__", "torch", "classes", "quantized", "LinearPackedParamsBase"], false))
+            .is_none());
         assert!(matches!(
-            classify(&site(&["__torch__", "torch", "classes", "dist_c10d", "FileStore"], true)),
+            classify_site(site(&["__torch__", "torch", "classes", "dist_c10d", "FileStore"], true)),
             Some(Target::NetworkClass(..))
         ));
     }

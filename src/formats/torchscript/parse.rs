@@ -8,7 +8,7 @@
 //! stack overflow.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
-use super::lex::{self, Kind, Token};
+use super::lex::{self, Kind, Packed, Token};
 
 /// Deepest nesting of expressions and statements parsed.
 const MAX_DEPTH: usize = 200;
@@ -98,7 +98,7 @@ pub(super) fn parse_file(src: &[u8], max_tokens: usize) -> Result<(File, usize),
 
 struct Parser<'a> {
     src: &'a [u8],
-    toks: Vec<Token>,
+    toks: Vec<Packed>,
     i: usize,
     depth: usize,
 }
@@ -144,11 +144,11 @@ fn follows_tuple(k: Kind) -> bool {
 impl Parser<'_> {
     fn cur(&self) -> Token {
         let eof = Token { kind: Kind::Eof, start: self.src.len(), end: self.src.len() };
-        self.toks.get(self.i).copied().unwrap_or(eof)
+        self.toks.get(self.i).map_or(eof, |p| p.unpack())
     }
 
     fn lookahead(&self) -> Kind {
-        self.toks.get(self.i + 1).map_or(Kind::Eof, |t| t.kind)
+        self.toks.get(self.i + 1).map_or(Kind::Eof, |p| p.unpack().kind)
     }
 
     fn text(&self, t: Token) -> String {
@@ -215,7 +215,7 @@ impl Parser<'_> {
     }
 
     fn end_of_prev(&self) -> usize {
-        self.i.checked_sub(1).and_then(|j| self.toks.get(j)).map_or(0, |t| t.end)
+        self.i.checked_sub(1).and_then(|j| self.toks.get(j)).map_or(0, |p| p.unpack().end)
     }
 
     fn node(&self, kind: ExprKind, start: usize) -> Expr {
