@@ -14,13 +14,17 @@
 //! `torch.load` hands any zip with a `constants.pkl` record to `torch.jit.load`
 //! (`torch.serialization._is_torchscript_zip`), so the same holds for it.
 //!
-//! Code the archive makes torch run while it loads:
+//! Code the archive makes torch run while it loads (each proven with real torch by
+//! `tests/fixtures/torchscript/make_torchscript.py`):
 //! - `__setstate__` of every class whose object is in the pickles (`obj_loader` calls it), and
-//!   everything it calls;
+//!   everything it calls. Any pickled name counts, `evil.mod.C` as much as `__torch__.C` (it
+//!   is class `C` of `code/evil/mod.py`); when the pickles cannot be read, every `__setstate__`;
 //! - default argument values and class constants (`x : Final[T] = expr`), which
 //!   `ScriptTypeParser::evaluateDefaults` compiles and runs when a class is compiled;
 //! - C++ `__setstate__` of pickled custom classes.
-//!   `forward` and the other methods run only when the model is called.
+//!
+//! `forward` and the other methods run only when the model is called. Only `code/` beside a
+//! `constants.pkl` (or a legacy `model.json`) is TorchScript: elsewhere nothing compiles it.
 //!
 //! The `code/` files are parsed as torch's own lexer and parser read them ([`lex`], [`parse`]),
 //! calls are collected per method, and reachability from load time is taken over names (a
