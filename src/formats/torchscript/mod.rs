@@ -26,12 +26,12 @@
 //! `forward` and the other methods run only when the model is called. Only `code/` beside a
 //! `constants.pkl` (or a legacy `model.json`) is TorchScript: elsewhere nothing compiles it.
 //!
-//! The `code/` files are parsed as torch's own lexer and parser read them ([`lex`], [`parse`]),
+//! The `code/` files are parsed as torch's own lexer and parser read them (`lex.rs`, `parse.rs`),
 //! calls are collected per method, and reachability from load time is taken over names (a
 //! call of `x.f(...)` may reach every method or function named `f`; a call of a module
 //! attribute reaches every `forward`; a class that is named may run its `__init__` and
 //! operator methods): more is reached than torch would, never less. Operators that open a
-//! path, reach the network or call Python ([`ops`], generated from torch's operator schemas by
+//! path, reach the network or call Python (`ops.rs`, generated from torch's operator schemas by
 //! `gen_ops.py`) are dangerous when reachable at load time and suspicious elsewhere; operators
 //! and custom classes from namespaces torch does not register need a native library the
 //! loading process must have loaded, and are suspicious.
