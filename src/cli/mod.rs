@@ -189,9 +189,14 @@ where
     }
 }
 
-/// One worker per core, as rayon would start (its `RAYON_NUM_THREADS` included).
+/// One worker per core, as rayon would start (its `RAYON_NUM_THREADS` included), worked out
+/// without starting rayon's pool: clap computes it for every command line.
 fn default_jobs() -> usize {
-    rayon::current_num_threads()
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Where `scan` writes its report.
