@@ -26,9 +26,9 @@ pub struct ScanOptions {
     pub max_buffered_bytes: u64,
     /// Members per archive.
     pub max_members: u64,
-    /// Opcodes per pickle stream.
+    /// Pickle opcodes per file (every stream in it, nested pickles included).
     pub max_pickle_opcodes: u64,
-    /// Values tracked per pickle stream (stack + memo + containers).
+    /// Values one pickle stream holds at once (stack, memo and what they reach).
     pub max_pickle_values: usize,
     /// Bytes of one string/bytes constant read to look for a nested pickle.
     pub max_nested_pickle_bytes: u64,
@@ -118,6 +118,8 @@ pub struct Scan<'a> {
     out_findings: Vec<Finding>,
     /// A member of a model format was seen (so an empty finding list means "safe").
     model: bool,
+    /// Pickle work this file may still cost, shared by every pickle stream in it.
+    pub pickle: crate::formats::pickle::Budget,
 }
 
 impl<'a> Scan<'a> {
@@ -130,6 +132,7 @@ impl<'a> Scan<'a> {
             out_imports: Vec::new(),
             out_findings: Vec::new(),
             model: false,
+            pickle: crate::formats::pickle::Budget::new(opts),
         }
     }
 

@@ -3,6 +3,7 @@
 //! load-time call would produce is an opaque [`Call`] that records how it was made.
 
 use crate::engine::Import;
+use std::collections::HashMap;
 
 pub(super) type Id = u32;
 /// "No value" in id fields.
@@ -13,16 +14,39 @@ pub(super) const KEEP: u16 = 8;
 /// Elements kept per tuple (a joblib shape or dtype state needs them all).
 pub(super) const KEEP_TUPLE: u16 = 40;
 
-/// Bytes of a string or bytes constant: `held` of its `len` bytes live in the heap.
+/// Bytes of a string or bytes constant: `held` of its `len()` bytes live in the heap.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Text {
     pub at: u32,
     pub held: u32,
-    pub len: u64,
-    /// Index of the nested-pickle result found in this constant, or [`NIL`].
-    pub nested: u32,
-    /// The whole constant is held (not just a prefix).
-    pub full: bool,
+    /// The length, and in the top bit whether the whole constant is held.
+    meta: u64,
+}
+
+const FULL: u64 = 1 << 63;
+
+impl Text {
+    pub fn new(at: u32, held: u32, len: u64, full: bool) -> Text {
+        Text { at, held, meta: (len & !FULL) | if full { FULL } else { 0 } }
+    }
+
+    /// Length of the constant (bytes, or UTF-8 bytes of a str).
+    pub fn len(&self) -> u64 {
+        self.meta & !FULL
+    }
+
+    /// The whole constant is held, not just a prefix.
+    pub fn full(&self) -> bool {
+        self.meta & FULL != 0
+    }
+
+    pub fn set_len(&mut self, len: u64) {
+        self.meta = (len & !FULL) | (self.meta & FULL);
+    }
+
+    pub fn set_full(&mut self, full: bool) {
+        self.meta = self.len() | if full { FULL } else { 0 };
+    }
 }
 
 /// A container: `kept` of `count` elements are stored at `items[at..at + kept]`.
@@ -191,7 +215,11 @@ impl Arena {
 
     pub fn hashable(&self, id: Id) -> bool {
         match self.get(id) {
-            Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::Bytes(_, BytesKind::ByteArray) => false,
+            // a read-only memoryview of a bytearray is unhashable too ("unhashable type: 'bytearray'")
+            Value::List(_)
+            | Value::Dict(_)
+            | Value::Set(_)
+            | Value::Bytes(_, BytesKind::ByteArray | BytesKind::View) => false,
             Value::Tuple(_, unhashable) => !unhashable,
             _ => true,
         }
@@ -199,7 +227,7 @@ impl Arena {
 
     pub fn as_str(&self, id: Id) -> Option<String> {
         match self.get(id) {
-            Value::Str(t) if t.full => Some(String::from_utf8_lossy(self.text(&t)).into_owned()),
+            Value::Str(t) if t.full() => Some(String::from_utf8_lossy(self.text(&t)).into_owned()),
             _ => None,
         }
     }
@@ -232,6 +260,149 @@ impl Arena {
             Value::Tuple(c, _) if u64::from(c.kept) == c.count => Some(self.items(&c)),
             _ => None,
         }
+    }
+
+    /// The values a call would receive from `*args` when every one is known: the items of a
+    /// tuple or list, the keys of a dict (the pure-Python unpickler accepts any iterable).
+    pub fn arg_items(&self, id: Id) -> Option<Vec<Id>> {
+        match self.get(id) {
+            Value::Tuple(c, _) | Value::List(c) if u64::from(c.kept) == c.count => Some(self.items(&c).to_vec()),
+            Value::Dict(c) if u64::from(c.kept) == c.count => Some(self.items(&c).iter().step_by(2).copied().collect()),
+            Value::Set(c) | Value::FrozenSet(c) if c.count <= 1 => Some(self.items(&c).to_vec()),
+            _ => None,
+        }
+    }
+
+    /// The first value `*args` passes, when it is known.
+    pub fn first_arg(&self, id: Id) -> Option<Id> {
+        match self.get(id) {
+            Value::Tuple(c, _) | Value::List(c) | Value::Dict(c) if c.kept > 0 => self.items(&c).first().copied(),
+            Value::Set(c) | Value::FrozenSet(c) if c.count == 1 => self.items(&c).first().copied(),
+            _ => None,
+        }
+    }
+
+    /// Garbage collection: keep only the values reachable from `roots`, their container slots
+    /// and constant bytes, compacted in place in their order. Returns the map from old to new
+    /// ids ([`NIL`] for collected values).
+    pub fn collect(&mut self, roots: impl Iterator<Item = Id>) -> Vec<Id> {
+        let n = self.vals.len();
+        // mark: MARKED in the map (iteratively, chains can be a million deep)
+        const MARKED: Id = 0;
+        let mut map = vec![NIL; n];
+        let mut work: Vec<Id> = roots.filter(|&r| (r as usize) < n).collect();
+        while let Some(id) = work.pop() {
+            match map.get_mut(id as usize) {
+                Some(slot) if *slot == NIL => *slot = MARKED,
+                _ => continue,
+            }
+            match self.get(id) {
+                Value::List(c) | Value::Tuple(c, _) | Value::Dict(c) | Value::Set(c) | Value::FrozenSet(c) => {
+                    work.extend(self.items(&c).iter().copied().filter(|&i| (i as usize) < n));
+                }
+                Value::Call(c) => {
+                    work.extend([c.func, c.args, c.kwargs, c.state].into_iter().filter(|&i| (i as usize) < n));
+                }
+                _ => {}
+            }
+        }
+        let mut next: Id = 0;
+        for slot in map.iter_mut() {
+            if *slot == MARKED {
+                *slot = next;
+                next += 1;
+            }
+        }
+        let remap = |map: &[Id], id: Id| map.get(id as usize).copied().unwrap_or(NIL);
+        // constant bytes: live ranges in address order, moved down in place
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for (old, &new) in map.iter().enumerate() {
+            if new == NIL {
+                continue;
+            }
+            if let Some(Value::Str(t) | Value::Bytes(t, _)) = self.vals.get(old) {
+                if t.held > 0 {
+                    ranges.push((t.at, t.held));
+                }
+            }
+        }
+        ranges.sort_unstable();
+        ranges.dedup();
+        let mut moved: HashMap<(u32, u32), u32> = HashMap::with_capacity(ranges.len());
+        let mut top = 0usize;
+        // the previous range: old start, old end, new start
+        let mut prev: Option<(usize, usize, usize)> = None;
+        for (at, held) in ranges {
+            let (start, end) = (at as usize, at as usize + held as usize);
+            if end > self.heap.len() {
+                continue;
+            }
+            let dst = match prev {
+                // overlapping the previous range (same bytes seen twice): the same shift
+                Some((ps, pe, pd)) if start < pe => {
+                    let dst = pd + (start - ps);
+                    if end > pe {
+                        self.heap.copy_within(pe..end, pd + (pe - ps));
+                        prev = Some((ps, end, pd));
+                    }
+                    dst
+                }
+                _ => {
+                    if top < start {
+                        self.heap.copy_within(start..end, top);
+                    }
+                    prev = Some((start, end, top));
+                    top
+                }
+            };
+            moved.insert((at, held), dst as u32);
+            top = top.max(dst + (end - start));
+        }
+        self.heap.truncate(top);
+        // values and container slots (slots go to a fresh vector: their order is not the ids')
+        let mut items: Vec<Id> = Vec::new();
+        let mut w = 0usize;
+        for old in 0..n {
+            if remap(&map, old as Id) == NIL {
+                continue;
+            }
+            let mut v = self.vals.get(old).copied().unwrap_or(Value::None);
+            match &mut v {
+                Value::Str(t) | Value::Bytes(t, _) => {
+                    t.at = moved.get(&(t.at, t.held)).copied().unwrap_or(0);
+                    if t.held == 0 {
+                        t.at = 0;
+                    }
+                }
+                Value::List(c) | Value::Tuple(c, _) | Value::Dict(c) | Value::Set(c) | Value::FrozenSet(c) => {
+                    if c.at != NIL {
+                        let at = items.len() as u32;
+                        let start = c.at as usize;
+                        for k in 0..usize::from(c.cap) {
+                            let id = self.items.get(start + k).copied().unwrap_or(NIL);
+                            items.push(if k < usize::from(c.kept) { remap(&map, id) } else { NIL });
+                        }
+                        c.at = at;
+                    }
+                }
+                Value::Call(c) => {
+                    for f in [&mut c.func, &mut c.args, &mut c.kwargs, &mut c.state] {
+                        if *f != NIL {
+                            *f = remap(&map, *f);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Some(slot) = self.vals.get_mut(w) {
+                *slot = v;
+            }
+            w += 1;
+        }
+        self.vals.truncate(w);
+        self.vals.shrink_to(w.saturating_mul(2));
+        self.items = items;
+        map
     }
 }
 
@@ -450,12 +621,12 @@ fn repr_text(b: &[u8], t: Text, bytes: bool, out: &mut String) {
             shown += 1;
         }
     }
-    if cut || !t.full {
+    if cut || !t.full() {
         out.push_str("...");
     }
     out.push(quote);
-    if cut || !t.full {
-        let _ = write!(out, " ({} bytes)", t.len);
+    if cut || !t.full() {
+        let _ = write!(out, " ({} bytes)", t.len());
     }
 }
 
