@@ -99,29 +99,55 @@ def adversarial(out):
         + b"(" + b"h\x01h\x02\x85R" * 20_000 + b"l."
     )
     w("decoder-calls.pkl", s)
+    # nine million memoized empty lists (2 bytes each): values held at once
+    w("memo-lists-9m.pkl", b"\x80\x04" + b"]\x94" * 9_000_000 + b".")
+    # 40-tuples of memoized values, memoized: container slots held at once
+    t = b"\x80\x04N\x94" + (b"(" + b"h\x00" * 40 + b"t\x94") * 500_000 + b"."
+    w("tuples-40-500k.pkl", t)
+    # LONG_BINPUT at scattered indexes: a sparse memo
+    rnd = random.Random(2)
+    w("sparse-memo.pkl", b"\x80\x04N" + b"".join(b"r" + rnd.getrandbits(32).to_bytes(4, "little") for _ in range(2_000_000)) + b".")
+    # a call on a call result whose arguments fan out 40 x 40 x 40, repeated
+    fan = b"\x80\x04N\x94(" + b"h\x00" * 40 + b"t\x94(" + b"h\x01" * 40 + b"t\x94(" + b"h\x02" * 40 + b"t\x94"
+    fan += b"cx\ny\nh\x03\x85R\x94" + b"h\x04h\x03\x85R0" * 200_000 + b"N."
+    w("evidence-fanout.pkl", fan)
+    # a tuple of memoized tuples eight levels deep (40**8 leaves when expanded)
+    deep = b"\x80\x04K\x01\x94"
+    for level in range(8):
+        deep += b"(" + (b"h" + bytes([level])) * 40 + b"t\x94"
+    w("tuple-tree-40x8.pkl", deep + b".")
+    # a zlib bomb passed to a decoder again and again through fresh wrappers
+    import zlib
+
+    bomb = zlib.compress(b"\x80\x04" + b"N0" * (30 << 20) + b"N.", 9)
+    z = b"\x80\x02czlib\ndecompress\nq\x00cbuiltins\nbytes\nq\x01B" + len(bomb).to_bytes(4, "little") + bomb + b"q\x02"
+    z += b"(" + b"h\x00h\x01h\x02\x85R\x85R" * 2000 + b"l."
+    w("zlib-decoder-calls.pkl", z)
 
 
 def run(directory, binary):
-    print(f"{'file':44} {'bytes':>12} {'secs':>7} {'MiB':>6}  {'verdict':10} codes")
+    # wall time depends on what else runs; CPU time (user + system) is the work
+    print(f"{'file':34} {'bytes':>10} {'wall s':>7} {'cpu s':>6} {'MiB':>5}  {'verdict':10} codes")
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
         r = subprocess.run(
-            ["/usr/bin/time", "-f", "%e %M", binary, "scan", "--format", "json", path],
+            ["/usr/bin/time", "-f", "%e %U %S %M", binary, "scan", "--format", "json", path],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
         try:
-            secs, kib = r.stderr.decode().strip().splitlines()[-1].split()
-            secs, mib = float(secs), int(kib) // 1024
+            secs, user, system, kib = r.stderr.decode().strip().splitlines()[-1].split()
+            secs, cpu, mib = float(secs), float(user) + float(system), int(kib) // 1024
         except ValueError:
-            secs, mib = -1.0, -1
+            secs, cpu, mib = -1.0, -1.0, -1
         try:
             f = json.loads(r.stdout)["files"][0]
             verdict = f["verdict"]
             codes = " ".join(sorted({x["code"] for x in f["findings"]}))
         except (ValueError, KeyError, IndexError):
             verdict, codes = "?", r.stderr.decode(errors="replace")[:80]
-        print(f"{name:44} {os.path.getsize(path):>12} {secs:>7.2f} {mib:>6}  {verdict:10} {codes}", flush=True)
+        size = os.path.getsize(path)
+        print(f"{name:34} {size:>10} {secs:>7.2f} {cpu:>6.2f} {mib:>5}  {verdict:10} {codes}", flush=True)
 
 
 def main():

@@ -44,8 +44,8 @@ impl Default for ScanOptions {
             max_expanded_bytes: 16 << 30,
             max_buffered_bytes: 512 << 20,
             max_members: 200_000,
-            max_pickle_opcodes: 50_000_000,
-            max_pickle_values: 4_000_000,
+            max_pickle_opcodes: 100_000_000,
+            max_pickle_values: 8_000_000,
             max_nested_pickle_bytes: 64 << 20,
             clamav: None,
         }

@@ -134,8 +134,8 @@ pub(super) struct Machine<'o> {
     gc_vals: usize,
     gc_items: usize,
     gc_heap: usize,
-    /// Decoder and loader calls already followed: (import, first argument, second) -> nested index.
-    decoded: HashMap<(u32, Id, Id), u32>,
+    /// Decoder and loader calls already followed: (recipe, constant) -> nested index or NIL.
+    decoded: HashMap<(String, Id), u32>,
     /// `functools.partial` imports (index) and how their uses were resolved.
     binders: HashMap<u32, Binder>,
     /// The file's nested-pickle budget ran out here (set where only `&self` is at hand).
@@ -467,11 +467,11 @@ impl<'o> Machine<'o> {
             .chain(self.memo_huge.values())
             .chain(self.ev_src.iter())
             .chain(self.derived_nested.keys())
-            .chain(self.decoded.keys().flat_map(|(_, a, b)| [a, b]))
+            .chain(self.decoded.keys().map(|(_, leaf)| leaf))
             .copied()
             .filter(|&i| i != NIL);
         let map = self.a.collect(roots);
-        let m = |id: Id| if id == NIL { NIL } else { map.get(id as usize).copied().unwrap_or(NIL) };
+        let m = |id: Id| if value::is_immediate(id) { id } else { map.get(id as usize).copied().unwrap_or(NIL) };
         for x in self.stack.iter_mut().chain(self.memo.iter_mut()).chain(self.ev_src.iter_mut()) {
             *x = m(*x);
         }
@@ -485,8 +485,8 @@ impl<'o> Machine<'o> {
             .collect();
         self.decoded = std::mem::take(&mut self.decoded)
             .into_iter()
-            .filter(|((_, a, b), _)| (*a == NIL || m(*a) != NIL) && (*b == NIL || m(*b) != NIL))
-            .map(|((n, a, b), v)| ((n, m(a), m(b)), v))
+            .map(|((r, leaf), v)| ((r, m(leaf)), v))
+            .filter(|((_, leaf), _)| *leaf != NIL)
             .collect();
         self.gc_vals = self.a.vals.len() + (self.a.vals.len() / 2).max(GC_MIN);
         self.gc_items = self.a.items.len() + (self.a.items.len() / 2).max(GC_MIN);
@@ -495,6 +495,9 @@ impl<'o> Machine<'o> {
     }
 
     fn alloc(&mut self, v: Value) -> R<Id> {
+        if let Some(id) = value::immediate(&v) {
+            return Ok(id);
+        }
         if self.a.vals.len() >= (u32::MAX / 2) as usize || self.a.items.len() >= (u32::MAX / 2) as usize {
             return Err(self.held_budget());
         }
@@ -556,8 +559,8 @@ impl<'o> Machine<'o> {
         match key {
             PyKey::Small(idx) => match usize::try_from(*idx).ok().and_then(|i| self.memo.get(i)) {
                 Some(&id) if id != NIL => Some(id),
-                Some(_) => None,
-                None => self.memo_big.get(idx).copied(),
+                // set while the dense part was shorter
+                _ => self.memo_big.get(idx).copied(),
             },
             PyKey::Huge(digits) => self.memo_huge.get(digits).copied(),
             PyKey::Negative => None,
@@ -574,14 +577,16 @@ impl<'o> Machine<'o> {
                 }
                 self.memo_huge.insert(digits, id).is_none()
             }
-            PyKey::Small(idx) if idx < 1 << 20 => {
+            // dense while the indexes stay near the number of entries (MEMOIZE counts up)
+            PyKey::Small(idx) if idx < (1u64 << 20).max(self.memo_len.saturating_mul(2)) => {
                 let i = idx as usize;
                 if self.memo.len() <= i {
                     self.memo.resize(i + 1, NIL);
                 }
+                let was_big = !self.memo_big.is_empty() && self.memo_big.remove(&idx).is_some();
                 match self.memo.get_mut(i) {
                     Some(slot) => {
-                        let fresh = *slot == NIL;
+                        let fresh = *slot == NIL && !was_big;
                         *slot = id;
                         fresh
                     }
@@ -1954,41 +1959,80 @@ impl<'o> Machine<'o> {
     // ----- nested pickles -----
 
     /// Calls whose arguments are pickles (trampolines) or decode to bytes that may be one.
-    /// Each (callable, arguments) pair is followed once: a memoized constant handed to a
-    /// decoder a thousand times costs one decoding.
+    /// What they compute is followed once per recipe (the calls down to a constant): a
+    /// constant handed to a decoder a thousand times, through fresh wrappers or not, costs
+    /// one decoding.
     fn special_call(&mut self, call: Id, func: Id, args: Id) {
-        let Value::Global(fn_idx) = self.a.get(func) else { return };
         let Some((module, name)) = self.global_path(func) else { return };
         let kind = super::trampoline_kind(module, name);
-        let decoder = super::is_decoder(module, name);
-        if kind.is_none() && !decoder {
+        if kind.is_none() && !super::is_decoder(module, name) {
             return;
         }
-        let items = self.a.arg_items(args).unwrap_or_default();
-        let arg0 = items.first().copied().unwrap_or(NIL);
-        let key = (fn_idx, arg0, items.get(1).copied().unwrap_or(NIL));
-        if let Some(&idx) = self.decoded.get(&key) {
-            if let Some(n) = self.nested.get_mut(idx as usize) {
-                n.trampoline |= kind.is_some();
-            }
-            self.set_nested(call, idx);
-            return;
-        }
-        let idx = match kind {
+        match kind {
             Some((file_like, loader)) => {
-                if arg0 == NIL {
+                let Some(arg) = self.a.first_arg(args) else { return };
+                let target = if file_like { self.unwrap_file(arg) } else { Some(arg) };
+                let Some(t) = target else { return };
+                let mut r = format!("{loader:?} ");
+                let key = self.recipe(t, 0, &mut r).map(|leaf| (r, leaf));
+                if let Some(&idx) = key.as_ref().and_then(|k| self.decoded.get(k)) {
+                    if let Some(n) = self.nested.get_mut(idx as usize) {
+                        n.trampoline = true;
+                    }
                     return;
                 }
-                let target = if file_like { self.unwrap_file(arg0) } else { Some(arg0) };
-                match target {
-                    Some(t) => self.trampoline(t, loader),
-                    None => NIL,
+                let idx = self.trampoline(t, loader);
+                if let Some(k) = key {
+                    self.remember(k, idx);
                 }
             }
-            None => self.decoded_pickle(call),
-        };
-        self.decoded.insert(key, idx);
-        self.set_nested(call, idx);
+            None => {
+                let mut r = String::new();
+                let Some(leaf) = self.recipe(call, 0, &mut r) else { return };
+                let key = (r, leaf);
+                if let Some(&idx) = self.decoded.get(&key) {
+                    self.set_nested(call, idx);
+                    return;
+                }
+                let idx = self.decoded_pickle(call);
+                self.remember(key, idx);
+                self.set_nested(call, idx);
+            }
+        }
+    }
+
+    /// The calls from `id` down to the constant they decode (returned), written into `out`
+    /// with their codec arguments: equal for every fresh wrapper around the same constant.
+    fn recipe(&self, id: Id, depth: u32, out: &mut String) -> Option<Id> {
+        if depth > 4 {
+            return None;
+        }
+        match self.a.get(id) {
+            Value::Bytes(..) | Value::Str(_) => Some(id),
+            Value::Call(c) if c.kind == CallKind::Reduce => {
+                let (m, n) = self.global_path(c.func)?;
+                let items = self.a.arg_items(c.args)?;
+                let x = *items.first()?;
+                let arg2 = items.get(1).and_then(|&i| self.a.as_str(i)).unwrap_or_default();
+                out.push_str(m);
+                out.push('.');
+                out.push_str(n);
+                out.push('(');
+                out.push_str(&arg2);
+                out.push_str(") ");
+                self.recipe(x, depth + 1, out)
+            }
+            _ => None,
+        }
+    }
+
+    /// Keep what a recipe gave when it is worth keeping (a nested pickle, or a constant
+    /// large enough that decoding it again would cost).
+    fn remember(&mut self, key: (String, Id), idx: u32) {
+        let large = matches!(self.a.get(key.1), Value::Str(t) | Value::Bytes(t, _) if t.len() > 4096);
+        if idx != NIL || large {
+            self.decoded.insert(key, idx);
+        }
     }
 
     /// A decoder call's result, scanned when it starts like a pickle; the index of the result or NIL.

@@ -3,11 +3,29 @@
 //! load-time call would produce is an opaque [`Call`] that records how it was made.
 
 use crate::engine::Import;
-use std::collections::HashMap;
 
 pub(super) type Id = u32;
 /// "No value" in id fields.
 pub(super) const NIL: Id = u32::MAX;
+/// Ids from here up (but [`NIL`]) are values without an arena slot: `None`, `False`, `True`
+/// and small non-negative ints, which are most of what big lists and tuples hold.
+const IMM: Id = 0xC000_0000;
+const IMM_INT: Id = IMM + 3;
+
+/// The id of a value that needs no arena slot.
+pub(super) fn immediate(v: &Value) -> Option<Id> {
+    match *v {
+        Value::None => Some(IMM),
+        Value::Bool(b) => Some(IMM + 1 + Id::from(b)),
+        Value::Int(i) if (0..i64::from(NIL - IMM_INT)).contains(&i) => Some(IMM_INT + i as Id),
+        _ => None,
+    }
+}
+
+/// Ids of immediate values (and [`NIL`]) stay what they are when the arena is collected.
+pub(super) fn is_immediate(id: Id) -> bool {
+    id >= IMM
+}
 
 /// Elements kept per list/set (dicts keep twice as many slots: key and value).
 pub(super) const KEEP: u16 = 8;
@@ -153,7 +171,14 @@ pub(super) struct Arena {
 
 impl Arena {
     pub fn get(&self, id: Id) -> Value {
-        self.vals.get(id as usize).copied().unwrap_or(Value::None)
+        match id {
+            NIL => Value::None,
+            IMM => Value::None,
+            _ if id == IMM + 1 => Value::Bool(false),
+            _ if id == IMM + 2 => Value::Bool(true),
+            _ if id >= IMM_INT => Value::Int(i64::from(id - IMM_INT)),
+            _ => self.vals.get(id as usize).copied().unwrap_or(Value::None),
+        }
     }
 
     pub fn set(&mut self, id: Id, v: Value) {
@@ -313,8 +338,10 @@ impl Arena {
                 next += 1;
             }
         }
-        let remap = |map: &[Id], id: Id| map.get(id as usize).copied().unwrap_or(NIL);
-        // constant bytes: live ranges in address order, moved down in place
+        let remap =
+            |map: &[Id], id: Id| if is_immediate(id) { id } else { map.get(id as usize).copied().unwrap_or(NIL) };
+        // constant bytes: live ranges in address order (allocation order already, but for
+        // views sharing a bytearray's bytes), moved down in place
         let mut ranges: Vec<(u32, u32)> = Vec::new();
         for (old, &new) in map.iter().enumerate() {
             if new == NIL {
@@ -326,15 +353,18 @@ impl Arena {
                 }
             }
         }
-        ranges.sort_unstable();
+        if !ranges.windows(2).all(|w| matches!(w, [a, b] if a <= b)) {
+            ranges.sort_unstable();
+        }
         ranges.dedup();
-        let mut moved: HashMap<(u32, u32), u32> = HashMap::with_capacity(ranges.len());
+        let mut dsts: Vec<u32> = Vec::with_capacity(ranges.len());
         let mut top = 0usize;
         // the previous range: old start, old end, new start
         let mut prev: Option<(usize, usize, usize)> = None;
-        for (at, held) in ranges {
+        for &(at, held) in &ranges {
             let (start, end) = (at as usize, at as usize + held as usize);
             if end > self.heap.len() {
+                dsts.push(0);
                 continue;
             }
             let dst = match prev {
@@ -355,24 +385,36 @@ impl Arena {
                     top
                 }
             };
-            moved.insert((at, held), dst as u32);
+            dsts.push(dst as u32);
             top = top.max(dst + (end - start));
         }
         self.heap.truncate(top);
+        // where a range went: the next one in order, else a search
+        let mut cursor = 0usize;
+        let mut moved = |at: u32, held: u32| -> u32 {
+            if ranges.get(cursor) == Some(&(at, held)) {
+                cursor += 1;
+                return dsts.get(cursor - 1).copied().unwrap_or(0);
+            }
+            match ranges.binary_search(&(at, held)) {
+                Ok(i) => {
+                    cursor = i + 1;
+                    dsts.get(i).copied().unwrap_or(0)
+                }
+                Err(_) => 0,
+            }
+        };
         // values and container slots (slots go to a fresh vector: their order is not the ids')
         let mut items: Vec<Id> = Vec::new();
         let mut w = 0usize;
         for old in 0..n {
-            if remap(&map, old as Id) == NIL {
+            if map.get(old).copied().unwrap_or(NIL) == NIL {
                 continue;
             }
             let mut v = self.vals.get(old).copied().unwrap_or(Value::None);
             match &mut v {
                 Value::Str(t) | Value::Bytes(t, _) => {
-                    t.at = moved.get(&(t.at, t.held)).copied().unwrap_or(0);
-                    if t.held == 0 {
-                        t.at = 0;
-                    }
+                    t.at = if t.held == 0 { 0 } else { moved(t.at, t.held) };
                 }
                 Value::List(c) | Value::Tuple(c, _) | Value::Dict(c) | Value::Set(c) | Value::FrozenSet(c) => {
                     if c.at != NIL {
