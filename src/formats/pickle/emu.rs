@@ -1769,10 +1769,25 @@ impl<'o> Machine<'o> {
                 self.a.set(inst, Value::Call(c));
                 if let Some(n) = self.binder_of(c.func) {
                     // `partial.__setstate__((func, args, kwds, dict))` replaces the wrapped callable
-                    let f = self.a.tuple_items(state).filter(|it| it.len() == 4).and_then(|it| it.first().copied());
-                    if !f.is_some_and(|f| self.wraps_known(f)) {
-                        if let Some(b) = self.binders.get_mut(&n) {
-                            b.unresolved = true;
+                    let parts = self.a.tuple_items(state).filter(|it| it.len() == 4).map(<[Id]>::to_vec);
+                    let f = parts.as_ref().and_then(|it| it.first().copied());
+                    match f {
+                        Some(f) if self.wraps_known(f) => {
+                            // the wrapped import's evidence: the partial as it will be called
+                            if let (Value::Global(w), Some(p)) = (self.a.get(f), &parts) {
+                                let text = self.render_partial(c.func, p);
+                                if let Some(imp) = self.imports.get_mut(w as usize) {
+                                    if imp.evidence.is_none() {
+                                        self.bare = self.bare.saturating_sub(1);
+                                    }
+                                    imp.evidence = Some(text);
+                                }
+                            }
+                        }
+                        _ => {
+                            if let Some(b) = self.binders.get_mut(&n) {
+                                b.unresolved = true;
+                            }
                         }
                     }
                 }
@@ -1859,6 +1874,38 @@ impl<'o> Machine<'o> {
                 b.pushes = b.pushes.saturating_add(1);
             }
         }
+    }
+
+    /// `functools.partial(f, *args, **kwds)` from the class and a `__setstate__` state.
+    fn render_partial(&self, cls: Id, state: &[Id]) -> String {
+        let mut out = format!("{}(", self.render(cls));
+        out.push_str(&self.render(state.first().copied().unwrap_or(NIL)));
+        if let Some(Value::Tuple(c, _)) = state.get(1).map(|&a| self.a.get(a)) {
+            for &a in self.a.items(&c) {
+                out.push_str(", ");
+                out.push_str(&self.render(a));
+            }
+        }
+        if let Some(Value::Dict(c)) = state.get(2).map(|&k| self.a.get(k)) {
+            for kv in self.a.items(&c).chunks_exact(2) {
+                if let [k, v] = kv {
+                    out.push_str(", ");
+                    out.push_str(&self.a.as_str(*k).unwrap_or_else(|| self.render(*k)));
+                    out.push('=');
+                    out.push_str(&self.render(*v));
+                }
+            }
+        }
+        out.push(')');
+        if out.len() > value::EVIDENCE_MAX {
+            let mut cut = value::EVIDENCE_MAX;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push_str("...)");
+        }
+        out
     }
 
     /// A callable a partial may wrap and still be judged: an import (classified on its own)

@@ -383,8 +383,10 @@ fn run_stream(
                                 crate::lists::Class::Dangerous(_) | crate::lists::Class::Denied(_)
                             )
                         }));
-                // budgets count for the first pickle; after it, bytes that never import are just data
-                if ran || confident_first || (first && halt.always_reported()) {
+                // budgets count for the first pickle; after it, bytes that never import are
+                // just data, unless the file's opcodes ran out (that is never the data's fault)
+                let file_budget = matches!(halt, emu::Halt::Budget { .. }) && env.budget.opcodes_left() == 0;
+                if ran || confident_first || (first && halt.always_reported()) || file_budget {
                     info.outcome.is_pickle = true;
                     if ran || confident_first {
                         info.outcome.streams += 1;
