@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{dump, must, scan, P};
+use common::{dump, fixtures, must, scan, P};
 use modelgate::engine::FileReport;
 use modelgate::finding::Severity;
 use modelgate::formats::pickle::{find_class_calls, Loader};
@@ -299,4 +299,40 @@ fn partial_built_by_hand_is_judged_by_what_it_ends_up_wrapping() {
             .bytes(),
     );
     assert_eq!(r.verdict.as_str(), "safe", "{}", dump(&r));
+}
+
+#[test]
+fn joblib_array_bytes_that_pickle_load_runs_are_found() {
+    // joblib.load reads array data after a NumpyArrayWrapper; pickle.load of the same file
+    // reads those bytes as opcodes. A pad length byte of 0x28 (MARK) starts a hidden stream.
+    let hidden = P::new().global("os", "system").str("id").tuple1().reduce().op(b'0').bytes();
+    assert!(hidden.len() <= 0x28);
+    let (head, tail) = fixtures::joblib_parts(16, false);
+    // the fixture's pad is [3, 0, 0, 0]: a pad of 0x28 bytes that hold the hidden stream
+    let mut b = head[..head.len() - 4].to_vec();
+    let mut pad = vec![0x28u8];
+    pad.extend_from_slice(&hidden);
+    pad.resize(1 + 0x28, b'0');
+    b.extend_from_slice(&pad);
+    b.extend(std::iter::repeat_n(0u8, 16 * 8));
+    b.extend_from_slice(&tail);
+    // CPython's pickle.load imports os.system from those bytes (the stand-in harness of the
+    // differential test records find_class calls without running anything)
+    if let Some(py) = python3() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = dir.path().join("case.txt");
+        std::fs::write(&cases, b.iter().map(|x| format!("{x:02x}")).collect::<String>() + "\n").unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pickle_differential.py");
+        let out = Command::new(py).arg(script).arg(&cases).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v["c"]["calls"].as_array().unwrap().iter().any(|c| c[0] == "os" && c[1] == "system"), "{v}");
+    }
+    let r = scan(&b);
+    assert_eq!(r.format, "joblib", "{}", dump(&r));
+    assert!(r.import_names().contains(&"os.system".to_string()), "{}", dump(&r));
+    let f = must(&r, "pickle-loader-divergence");
+    assert!(f.message.contains("joblib array wrapper"), "{}", dump(&r));
+    // a benign dump: the pad byte is no opcode, nothing is reported
+    let r = scan(&fixtures::joblib(16, false, &[]));
+    assert!(!r.findings.iter().any(|f| f.code == "pickle-loader-divergence"), "{}", dump(&r));
 }

@@ -1951,6 +1951,10 @@ impl<'o> Machine<'o> {
                 msg: "a joblib array wrapper inside a pickle frame: the array position cannot be followed".into(),
             });
         }
+        // (an object array is itself a pickle that joblib reads with pickle.load: scanned below)
+        if self.loader == Loader::Any && !layout.object {
+            self.array_as_opcodes(inp)?;
+        }
         if layout.aligned && !layout.object {
             let pad = self.read_u8(inp)?;
             let got = inp.skip(u64::from(pad)).map_err(|e| self.io(e))?;
@@ -2001,6 +2005,61 @@ impl<'o> Machine<'o> {
             state: NIL,
         }))?;
         Ok(())
+    }
+
+    /// `pickle.load` of a joblib dump reads on where `joblib.load` reads array data: after
+    /// the wrapper's BUILD, the C unpickler takes the pad byte and the array bytes as opcodes.
+    /// Array data never runs anything there (a pad length below 0x20 is no opcode, floats
+    /// fail within a few bytes), but bytes chosen for it can: run a C unpickler over them (a
+    /// window, widened while it keeps reading) and report what it imports.
+    fn array_as_opcodes(&mut self, inp: &mut Input) -> R<()> {
+        let at = inp.pos();
+        let first = inp.peek(1).map_err(|e| self.io(e))?.first().copied();
+        if !first.is_some_and(super::is_opcode) || self.depth + 1 > NESTED_DEPTH_MAX {
+            return Ok(());
+        }
+        let max = usize::try_from(self.opts.max_nested_pickle_bytes).unwrap_or(usize::MAX);
+        let mut window = 64 << 10;
+        loop {
+            let data = inp.peek(window.min(max)).map_err(|e| self.io(e))?.to_vec();
+            let whole = data.len() < window.min(max) || window >= max;
+            let len = data.len() as u64;
+            let mut sink = Sink::default();
+            let mut input = Data::bytes(data).into_input();
+            let env = Env { loader: Loader::C, ..self.env };
+            let suffix = match &self.suffix {
+                Some(s) => format!("{s}!joblib-array@{at}"),
+                None => format!("joblib-array@{at}"),
+            };
+            self.sync_budget();
+            let info = super::run_stream(env, self.depth + 1, Some(suffix), &mut input, Mode::Probe, true, &mut sink);
+            self.sync_budget();
+            // it read to the end of the window: the stream may go on past it
+            if !whole && info.halted && input.pos() + 16 >= len {
+                window = window.saturating_mul(16);
+                continue;
+            }
+            if !sink.imports.is_empty() {
+                let names: Vec<String> = sink.imports.iter().take(4).map(Import::full_name).collect();
+                let f = Finding::new(
+                    "pickle-loader-divergence",
+                    Severity::Dangerous,
+                    format!(
+                        "pickle.load reads the bytes after a joblib array wrapper as pickle opcodes (joblib.load reads them as array data), and they import {}",
+                        names.join(", ")
+                    ),
+                )
+                .at(at)
+                .evidence(sink.imports.iter().find_map(|i| i.evidence.clone()).unwrap_or_else(|| names.join(", ")));
+                self.finding(f);
+                self.engaged = true;
+                self.bare += sink.imports.iter().filter(|i| i.evidence.is_none()).count();
+                self.imports.extend(sink.imports);
+                self.ev_src.resize(self.imports.len(), NIL);
+                self.findings.extend(sink.findings);
+            }
+            return Ok(());
+        }
     }
 
     // ----- nested pickles -----

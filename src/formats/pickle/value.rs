@@ -416,16 +416,16 @@ impl Arena {
                 Value::Str(t) | Value::Bytes(t, _) => {
                     t.at = if t.held == 0 { 0 } else { moved(t.at, t.held) };
                 }
-                Value::List(c) | Value::Tuple(c, _) | Value::Dict(c) | Value::Set(c) | Value::FrozenSet(c) => {
-                    if c.at != NIL {
-                        let at = items.len() as u32;
-                        let start = c.at as usize;
-                        for k in 0..usize::from(c.cap) {
-                            let id = self.items.get(start + k).copied().unwrap_or(NIL);
-                            items.push(if k < usize::from(c.kept) { remap(&map, id) } else { NIL });
-                        }
-                        c.at = at;
+                Value::List(c) | Value::Tuple(c, _) | Value::Dict(c) | Value::Set(c) | Value::FrozenSet(c)
+                    if c.at != NIL =>
+                {
+                    let at = items.len() as u32;
+                    let start = c.at as usize;
+                    for k in 0..usize::from(c.cap) {
+                        let id = self.items.get(start + k).copied().unwrap_or(NIL);
+                        items.push(if k < usize::from(c.kept) { remap(&map, id) } else { NIL });
                     }
+                    c.at = at;
                 }
                 Value::Call(c) => {
                     for f in [&mut c.func, &mut c.args, &mut c.kwargs, &mut c.state] {
@@ -708,6 +708,50 @@ pub(super) fn py_float(f: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn collection_keeps_what_is_reachable() {
+        use super::*;
+        let mut a = Arena::default();
+        let mut push = |a: &mut Arena, v: Value| {
+            a.vals.push(v);
+            (a.vals.len() - 1) as Id
+        };
+        let mut text = |a: &mut Arena, s: &[u8]| {
+            let at = a.heap.len() as u32;
+            a.heap.extend_from_slice(s);
+            Text::new(at, s.len() as u32, s.len() as u64, true)
+        };
+        let t0 = text(&mut a, b"garbage");
+        push(&mut a, Value::Str(t0));
+        let t1 = text(&mut a, b"kept");
+        let s1 = push(&mut a, Value::Str(t1));
+        let t2 = text(&mut a, b"shared");
+        let b2 = push(&mut a, Value::Bytes(t2, BytesKind::ByteArray));
+        let v2 = push(&mut a, Value::Bytes(t2, BytesKind::View));
+        push(&mut a, Value::Float(1.0));
+        let c = a.cont(KEEP, &[s1, immediate(&Value::Int(7)).unwrap_or(NIL), v2]);
+        let list = push(&mut a, Value::List(c));
+        let map = a.collect([list, b2].into_iter());
+        assert_eq!(a.vals.len(), 4);
+        assert_eq!(a.heap, b"keptshared");
+        let list = map[list as usize];
+        let Value::List(c) = a.get(list) else { panic!("not a list") };
+        let items = a.items(&c).to_vec();
+        assert_eq!(a.as_str(items[0]).as_deref(), Some("kept"));
+        assert_eq!(a.as_int(items[1]), Some(7));
+        let (Value::Bytes(tb, _), Value::Bytes(tv, _)) = (a.get(map[b2 as usize]), a.get(items[2])) else {
+            panic!("not bytes")
+        };
+        assert_eq!((a.text(&tb), a.text(&tv)), (&b"shared"[..], &b"shared"[..]));
+        assert_eq!(map[0], NIL);
+    }
+
+    #[test]
+    fn values_are_small() {
+        // what the value budget weighs: a value is three words at most
+        assert!(std::mem::size_of::<super::Value>() <= 24);
+    }
+
     use super::*;
 
     #[test]
