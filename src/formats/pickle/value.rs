@@ -712,11 +712,11 @@ mod tests {
     fn collection_keeps_what_is_reachable() {
         use super::*;
         let mut a = Arena::default();
-        let mut push = |a: &mut Arena, v: Value| {
+        let push = |a: &mut Arena, v: Value| {
             a.vals.push(v);
             (a.vals.len() - 1) as Id
         };
-        let mut text = |a: &mut Arena, s: &[u8]| {
+        let text = |a: &mut Arena, s: &[u8]| {
             let at = a.heap.len() as u32;
             a.heap.extend_from_slice(s);
             Text::new(at, s.len() as u32, s.len() as u64, true)
