@@ -792,6 +792,19 @@ const ALLOW: &[(&str, &str)] = &[
          pandas.Interval pandas._libs.interval.Interval pandas.NA pandas._libs.missing.NA",
         "pandas scalars and date offsets (pandas 3.1.1 _libs/tslibs/*.pyx, 0.25.3 tseries/offsets.py: values, a unit, a time zone)",
     ),
+    // CPython 3.11-3.13 Lib/zoneinfo/_zoneinfo.py (and Modules/_zoneinfo.c, the same logic):
+    // ZoneInfo(key) and the classmethod ZoneInfo._unpickle(key, from_cache) (what
+    // ZoneInfo.__reduce__ names, pickled as builtins.getattr(zoneinfo.ZoneInfo, '_unpickle'), e.g.
+    // by pandas for tz-aware timestamps) call ZoneInfo(key) or ZoneInfo.no_cache(key):
+    // _tzpath.find_tzfile validates the key (_validate_tzfile_path: no absolute path, nothing
+    // that normalises outside the search root), opens TZPATH/<key> read-only or reads the
+    // resource <key> of the data-only tzdata package (_common.load_tzdata), and parses it as
+    // TZif. The time-zone database lookup pandas time-zone strings already make; nothing is
+    // evaluated or called. Other names (ZoneInfo.from_file takes a file object) stay denied.
+    (
+        "zoneinfo.ZoneInfo zoneinfo.ZoneInfo._unpickle",
+        "time zones of the time-zone database (CPython 3.11 Lib/zoneinfo/_zoneinfo.py, _tzpath.py: the key is validated)",
+    ),
     // CPython 3.11 (Objects/exceptions.c, Python/bltinmodule.c, Lib/*.py).
     (
         "builtins.ArithmeticError builtins.AssertionError builtins.AttributeError builtins.BaseException
@@ -1009,7 +1022,8 @@ mod tests {
             ("json", "loads"),
             ("gettext", "translation"),
             ("linecache", "getline"),
-            ("zoneinfo", "ZoneInfo"),
+            ("zoneinfo", "ZoneInfo.from_file"),
+            ("zoneinfo", "ZoneInfo.__init_subclass__"),
             ("time", "sleep"),
             ("_io", "open"),
             ("_sqlite3", "connect"),

@@ -24,11 +24,11 @@
 use super::nested::{self, Encoding};
 use super::text::{self, Num, PyKey};
 use super::value::{self, Arena, BytesKind, Call, CallKind, Id, Text, Value, KEEP, NIL};
-use super::{Env, Loader, Mode, Simple, Sink};
+use super::{Env, LookupKind, Loader, Mode, Simple, Sink};
 use crate::engine::{Import, ScanOptions};
 use crate::finding::{Finding, Severity};
 use crate::source::{Data, Input};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, Read};
 
 /// Why a run stopped before STOP.
@@ -138,6 +138,10 @@ pub(super) struct Machine<'o> {
     decoded: HashMap<(String, Id), u32>,
     /// `functools.partial` imports (index) and how their uses were resolved.
     binders: HashMap<u32, Binder>,
+    /// Attribute-lookup imports (`getattr`, `attrgetter`) and how their uses were resolved.
+    lookups: HashMap<u32, Lookup>,
+    /// Imports a constant lookup made, with the lookup as written (`builtins.getattr(X, 'a')`).
+    lookup_texts: Vec<(u32, String)>,
     /// The file's nested-pickle budget ran out here (set where only `&self` is at hand).
     spent: std::cell::Cell<bool>,
     spent_reported: bool,
@@ -160,6 +164,33 @@ struct Binder {
     resolved: u32,
     /// A construction or `__setstate__` the emulation could not resolve.
     unresolved: bool,
+}
+
+/// The uses of one attribute-lookup import (`builtins.getattr`, `operator.attrgetter`): every
+/// stack entry holding it (and, for `attrgetter`, every getter it made) must be a lookup with
+/// a constant object and a constant name, whose result is then judged as that global is;
+/// otherwise the import is judged as a name (dangerous).
+#[derive(Debug, Clone, Copy)]
+struct Lookup {
+    kind: LookupKind,
+    /// Stack entries that held the import, and calls of it that were resolved.
+    pushes: u32,
+    resolved: u32,
+    /// `attrgetter(path)` results: stack entries that held one, and calls of them resolved.
+    getter_pushes: u32,
+    getter_resolved: u32,
+    /// A use the emulation could not resolve.
+    unresolved: bool,
+}
+
+impl Lookup {
+    fn new(kind: LookupKind) -> Lookup {
+        Lookup { kind, pushes: 0, resolved: 0, getter_pushes: 0, getter_resolved: 0, unresolved: false }
+    }
+
+    fn settled(&self) -> bool {
+        !self.unresolved && self.pushes <= self.resolved && self.getter_pushes <= self.getter_resolved
+    }
 }
 
 type R<T> = Result<T, Halt>;
@@ -204,6 +235,8 @@ impl<'o> Machine<'o> {
             gc_heap: GC_MIN_HEAP,
             decoded: HashMap::new(),
             binders: HashMap::new(),
+            lookups: HashMap::new(),
+            lookup_texts: Vec::new(),
             spent: std::cell::Cell::new(false),
             spent_reported: false,
             mutated: Vec::new(),
@@ -507,9 +540,7 @@ impl<'o> Machine<'o> {
     }
 
     fn push(&mut self, id: Id) -> R<()> {
-        if !self.binders.is_empty() {
-            self.note_binder_push(id);
-        }
+        self.note_push(id);
         self.stack.push(id);
         Ok(())
     }
@@ -714,30 +745,44 @@ impl<'o> Machine<'o> {
     }
 
     fn record(&mut self, module: String, name: String, opcode: &'static str) -> R<u32> {
-        // many imports: repeated names share one record, so memory stays bounded
-        if self.imports.len() >= IMPORT_RECORDS_MAX {
-            if self.names.is_empty() {
-                for (i, imp) in self.imports.iter().enumerate() {
-                    let key = imp.raw.clone().unwrap_or_else(|| (imp.module.clone(), imp.name.clone()));
-                    self.names.entry(key).or_insert(i as u32);
-                }
-            }
-            if let Some(&i) = self.names.get(&(module.clone(), name.clone())) {
-                return Ok(i);
-            }
-            if self.names.len() >= IMPORT_NAMES_MAX {
-                return Err(Halt::Budget {
-                    at: self.op_at,
-                    msg: format!("more than {IMPORT_NAMES_MAX} distinct imported names"),
-                });
-            }
-            self.names.insert((module.clone(), name.clone()), self.imports.len() as u32);
+        let key = (module, name);
+        if let Some(i) = self.shared_record(&key)? {
+            return Ok(i);
         }
+        let (module, name) = key;
         let (m, n) = if self.proto < 3 { super::compat_map(&module, &name) } else { (module.clone(), name.clone()) };
         let raw = if m != module || n != name { Some((module, name)) } else { None };
         if super::is_binder(&m, &n) {
             self.binders.entry(self.imports.len() as u32).or_default();
         }
+        if let Some(k) = super::lookup_kind(&m, &n) {
+            self.lookups.entry(self.imports.len() as u32).or_insert_with(|| Lookup::new(k));
+        }
+        self.push_record(m, n, raw, opcode)
+    }
+
+    /// Many imports: repeated names (`key` as written) share one record, so memory stays bounded.
+    fn shared_record(&mut self, key: &(String, String)) -> R<Option<u32>> {
+        if self.imports.len() < IMPORT_RECORDS_MAX {
+            return Ok(None);
+        }
+        if self.names.is_empty() {
+            for (i, imp) in self.imports.iter().enumerate() {
+                let k = imp.raw.clone().unwrap_or_else(|| (imp.module.clone(), imp.name.clone()));
+                self.names.entry(k).or_insert(i as u32);
+            }
+        }
+        if let Some(&i) = self.names.get(key) {
+            return Ok(Some(i));
+        }
+        if self.names.len() >= IMPORT_NAMES_MAX {
+            return Err(Halt::Budget { at: self.op_at, msg: format!("more than {IMPORT_NAMES_MAX} distinct imported names") });
+        }
+        self.names.insert(key.clone(), self.imports.len() as u32);
+        Ok(None)
+    }
+
+    fn push_record(&mut self, m: String, n: String, raw: Option<(String, String)>, opcode: &'static str) -> R<u32> {
         self.imports.push(Import {
             module: m,
             name: n,
@@ -1195,7 +1240,7 @@ impl<'o> Machine<'o> {
                     None => self.marker()?,
                 };
                 let gid = self.alloc(Value::Global(g))?;
-                self.note_binder_push(gid);
+                self.note_push(gid);
                 let items = self.take_stack(mark);
                 let args = self.new_tuple(&items)?;
                 self.give_back(items);
@@ -1711,6 +1756,9 @@ impl<'o> Machine<'o> {
         if kind != CallKind::PersId {
             self.called = true;
         }
+        if !self.lookups.is_empty() && self.lookup_call(kind, func, args, kwargs)? {
+            return Ok(());
+        }
         if let Some(n) = self.binder_of(func) {
             if kind != CallKind::PersId {
                 // functools.partial(f, ...) / partial.__new__(partial, f, ...): judged by f
@@ -1863,6 +1911,177 @@ impl<'o> Machine<'o> {
                 Some(c.count != 0)
             }
             Value::Global(_) | Value::Call(_) => None,
+        }
+    }
+
+    // ----- attribute lookups with constants -----
+
+    /// A stack entry now holds `id`: count the uses of `functools.partial` and of the lookups.
+    fn note_push(&mut self, id: Id) {
+        if !self.binders.is_empty() {
+            self.note_binder_push(id);
+        }
+        if self.lookups.is_empty() {
+            return;
+        }
+        match self.a.get(id) {
+            Value::Global(n) => {
+                if let Some(l) = self.lookups.get_mut(&n) {
+                    l.pushes = l.pushes.saturating_add(1);
+                }
+            }
+            Value::Call(c) => {
+                if let Value::Global(n) = self.a.get(c.func) {
+                    if let Some(l) = self.lookups.get_mut(&n) {
+                        if l.kind == LookupKind::Attrgetter {
+                            l.getter_pushes = l.getter_pushes.saturating_add(1);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn lookup_unresolved(&mut self, n: u32) {
+        if let Some(l) = self.lookups.get_mut(&n) {
+            l.unresolved = true;
+        }
+    }
+
+    /// A call of `builtins.getattr`, of `operator.attrgetter` or of a getter it made. With a
+    /// constant object (a global) and a constant name, the result is the attribute, pushed as
+    /// the global `object.name` (true: the call is done); anything else leaves the lookup
+    /// unresolved, so its import is judged as a name. `getattr` and a getter are called by
+    /// REDUCE, OBJ and INST (neither is a class: `instantiate` calls them); `attrgetter` is a
+    /// class, so NEWOBJ builds one too.
+    fn lookup_call(&mut self, kind: CallKind, func: Id, args: Id, kwargs: Id) -> R<bool> {
+        let calls = matches!(kind, CallKind::Reduce | CallKind::Obj | CallKind::Inst);
+        match self.a.get(func) {
+            Value::Global(n) => {
+                let Some(l) = self.lookups.get(&n).copied() else { return Ok(false) };
+                match l.kind {
+                    LookupKind::Getattr => {
+                        let items = self.a.tuple_items(args).filter(|_| calls && kwargs == NIL).map(<[Id]>::to_vec);
+                        let (obj, name) = match items.as_deref() {
+                            Some(&[obj, name]) => (obj, name),
+                            _ => (NIL, NIL),
+                        };
+                        // getattr takes the name literally: "a.b" is one attribute, not a walk
+                        let attr = self.a.as_str(name).filter(|a| identifier(a));
+                        match attr {
+                            Some(a) if self.global_path(obj).is_some() => {
+                                let t = format!("{}({}, {})", self.render(func), self.render(obj), self.render(name));
+                                if self.derive(obj, &a, t, args)? {
+                                    if let Some(l) = self.lookups.get_mut(&n) {
+                                        l.resolved = l.resolved.saturating_add(1);
+                                    }
+                                    return Ok(true);
+                                }
+                                self.lookup_unresolved(n);
+                            }
+                            _ => self.lookup_unresolved(n),
+                        }
+                    }
+                    LookupKind::Attrgetter => {
+                        let builds = calls || kind == CallKind::NewObj;
+                        let path = self.getter_path(args).filter(|_| builds && kwargs == NIL);
+                        match path {
+                            Some(_) => {
+                                if let Some(l) = self.lookups.get_mut(&n) {
+                                    l.resolved = l.resolved.saturating_add(1);
+                                }
+                            }
+                            None => self.lookup_unresolved(n),
+                        }
+                    }
+                }
+                Ok(false)
+            }
+            Value::Call(getter) => {
+                let Value::Global(n) = self.a.get(getter.func) else { return Ok(false) };
+                if !self.lookups.get(&n).is_some_and(|l| l.kind == LookupKind::Attrgetter) {
+                    return Ok(false);
+                }
+                let path = self.getter_path(getter.args).filter(|_| getter.state == NIL);
+                let obj = match self.a.tuple_items(args) {
+                    Some(&[obj]) if calls && kwargs == NIL => Some(obj),
+                    _ => None,
+                };
+                if let (Some(p), Some(obj)) = (path, obj) {
+                    if self.global_path(obj).is_some() {
+                        let t = format!("{}({})", self.render(func), self.render(obj));
+                        if self.derive(obj, &p, t, args)? {
+                            if let Some(l) = self.lookups.get_mut(&n) {
+                                l.getter_resolved = l.getter_resolved.saturating_add(1);
+                            }
+                            return Ok(true);
+                        }
+                    }
+                }
+                self.lookup_unresolved(n);
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The one constant dotted path of `attrgetter(path)` (several paths make a tuple getter).
+    fn getter_path(&self, args: Id) -> Option<String> {
+        match self.a.tuple_items(args) {
+            Some(&[p]) => self.a.as_str(p).filter(|p| p.split('.').all(identifier)),
+            _ => None,
+        }
+    }
+
+    /// Push the attribute `path` of the global `obj` as the global `obj.path`, judged like any
+    /// import; `text` (the lookup as written) becomes part of its evidence.
+    fn derive(&mut self, obj: Id, path: &str, text: String, args: Id) -> R<bool> {
+        let Value::Global(b) = self.a.get(obj) else { return Ok(false) };
+        let Some(base) = self.imports.get(b as usize) else { return Ok(false) };
+        let module = base.module.clone();
+        let name = format!("{}.{path}", base.name);
+        let raw = base.raw.as_ref().map(|(m, n)| (m.clone(), format!("{n}.{path}")));
+        let key = raw.clone().unwrap_or_else(|| (module.clone(), name.clone()));
+        let before = self.imports.len();
+        let idx = match self.shared_record(&key)? {
+            Some(i) => i,
+            None => {
+                if super::is_binder(&module, &name) {
+                    self.binders.entry(self.imports.len() as u32).or_default();
+                }
+                self.push_record(module, name, raw, "getattr")?
+            }
+        };
+        self.attach_evidence(&[NIL, args], NIL, |_| text.clone());
+        if self.imports.len() > before && self.lookup_texts.len() < IMPORT_RECORDS_MAX {
+            self.lookup_texts.push((idx, text));
+        }
+        self.push_new(Value::Global(idx))?;
+        Ok(true)
+    }
+
+    /// At the end: imports a lookup made carry the lookup in their evidence, and lookups whose
+    /// every use was resolved are no imports of their own (their results are).
+    fn settle_lookups(&mut self) {
+        for (idx, text) in std::mem::take(&mut self.lookup_texts) {
+            let Some(imp) = self.imports.get_mut(idx as usize) else { continue };
+            let name = imp.full_name();
+            let ev = match imp.evidence.take() {
+                Some(e) if e.contains(&name) => e.replacen(&name, &text, 1),
+                Some(e) => format!("{e} ({name} is {text})"),
+                None => text,
+            };
+            imp.evidence = Some(clip(ev));
+        }
+        let done: HashSet<u32> = self.lookups.iter().filter(|(_, l)| l.settled()).map(|(&n, _)| n).collect();
+        if !done.is_empty() {
+            let mut i = 0u32;
+            self.imports.retain(|_| {
+                let keep = !done.contains(&i);
+                i += 1;
+                keep
+            });
         }
     }
 
@@ -2431,6 +2650,7 @@ impl<'o> Machine<'o> {
     /// Move imports, findings and nested results into `sink`.
     pub fn finish(mut self, sink: &mut Sink) {
         self.judge_binders();
+        self.settle_lookups();
         let nested = std::mem::take(&mut self.nested);
         sink.imports.append(&mut self.imports);
         sink.findings.append(&mut self.findings);
@@ -2598,6 +2818,27 @@ fn line_py(line: &[u8], newline: bool) -> &[u8] {
 }
 
 /// A dotted path of Python identifiers (what an importable module or attribute path looks like).
+/// A Python identifier (ASCII only: other names are left to the name rules).
+fn identifier(s: &str) -> bool {
+    let mut c = s.bytes();
+    c.next().is_some_and(|b| b == b'_' || b.is_ascii_alphabetic())
+        && c.all(|b| b == b'_' || b.is_ascii_alphanumeric())
+        && s.len() <= 255
+}
+
+/// Evidence text cut to [`value::EVIDENCE_MAX`] bytes.
+fn clip(mut s: String) -> String {
+    if s.len() > value::EVIDENCE_MAX {
+        let mut cut = value::EVIDENCE_MAX;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
 fn plausible(path: &str) -> bool {
     !path.is_empty()
         && path.split('.').all(|c| {

@@ -469,6 +469,26 @@ fn is_binder(module: &str, name: &str) -> bool {
     matches!((module, name), ("functools" | "_functools", "partial"))
 }
 
+/// Callables that look an attribute up by name: with a constant object and a constant name
+/// their result is that attribute, judged as the global `object.name` would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LookupKind {
+    /// `builtins.getattr(obj, name)` (`builtin_getattr` in Python/bltinmodule.c): one
+    /// attribute, the name taken literally (a dot is part of the name, not a walk).
+    Getattr,
+    /// `operator.attrgetter(path)(obj)` (`attrgetter_new`, `dotted_getattr` in
+    /// Modules/_operator.c): the path is split at dots and walked.
+    Attrgetter,
+}
+
+fn lookup_kind(module: &str, name: &str) -> Option<LookupKind> {
+    match (module, name) {
+        ("builtins", "getattr") => Some(LookupKind::Getattr),
+        ("operator" | "_operator", "attrgetter") => Some(LookupKind::Attrgetter),
+        _ => None,
+    }
+}
+
 /// Calls whose result is bytes the scanner can compute (and check for a hidden pickle).
 fn is_decoder(module: &str, name: &str) -> bool {
     matches!(
