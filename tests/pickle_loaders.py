@@ -7,6 +7,12 @@ creates an empty marker file. Every stream is loaded with each unpickler (and `j
 when joblib imports) in this process; the output is one JSON line per stream:
 {"name", "hex", "c": ran, "py": ran, "joblib": ran or null}.
 
+`lookups DIR`: attribute lookups with a constant object and name (`builtins.getattr(X, 'a')`,
+`operator.attrgetter('a.b')(X)`), one JSON line per stream {"name", "hex", "c", "py", "value"}:
+streams whose payload is `open(MARKER, "w")` reached through a lookup (c/py: the payload ran in
+that unpickler), and CPython's own pickles of `zoneinfo.ZoneInfo` time zones (what pandas writes
+for tz-aware timestamps), loaded back (`value`: the round trip gave an equal object).
+
 `partials DIR`: `functools.partial` objects pickled by CPython with every protocol, as JSON
 lines {"name", "protocol", "hex"}. The wrapped functions come from small modules written to
 DIR (a gensim-like weighting function, and a stand-in `numpy` package that defines `float64`
@@ -94,6 +100,73 @@ def two_unpicklers(directory):
         print(json.dumps(result))
 
 
+def glob(module, name):
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def lookups(directory):
+    import datetime
+    import zoneinfo
+
+    def getattr_(obj, attr):
+        return glob("__builtin__", "getattr") + b"(" + obj + line(b"V", attr) + b"tR"
+
+    def call_open(func, marker):
+        return func + b"(" + line(b"V", marker) + line(b"V", "w") + b"tR."
+
+    builtins_ = glob("codecs", "builtins")  # codecs.py: import builtins
+    streams = {
+        # getattr(codecs.builtins, 'open')(MARKER, 'w'), protocol 0 and with a protocol 2 header
+        "getattr-open": lambda m: call_open(getattr_(builtins_, "open"), m),
+        "getattr-open-p2": lambda m: b"\x80\x02" + call_open(getattr_(builtins_, "open"), m),
+        # protocol 4: STACK_GLOBAL and memoized arguments, as the pickler writes a bound method
+        "getattr-open-p4": lambda m: b"\x80\x04"
+        + b"\x8c\x08builtins\x94\x8c\x07getattr\x94\x93\x94"
+        + b"\x8c\x06codecs\x94\x8c\x08builtins\x94\x93\x94"
+        + b"\x8c\x04open\x94\x86\x94R\x94"
+        + b"(" + line(b"V", m) + line(b"V", "w") + b"tR.",
+        # getattr(builtins, 'exec') runs code: the name looked up is judged
+        "getattr-exec": lambda m: getattr_(builtins_, "exec")
+        + b"(" + line(b"V", "open(%r, 'w').close()" % m) + b"tR.",
+        # a name computed at load time (str('open')): getattr stays a dangerous import
+        "getattr-computed-name": lambda m: call_open(
+            glob("__builtin__", "getattr") + b"(" + builtins_ + glob("__builtin__", "str") + b"(Vopen\ntRtR", m
+        ),
+        # getattr handed to functools.partial: not a lookup the scan can resolve
+        "getattr-via-partial": lambda m: call_open(
+            glob("functools", "partial") + b"(" + glob("__builtin__", "getattr") + builtins_ + b"tR(Vopen\ntR", m
+        ),
+        # attrgetter('builtins.open')(pickle.codecs)(MARKER, 'w'): a dotted path, walked
+        "attrgetter-open": lambda m: call_open(
+            glob("operator", "attrgetter") + b"(Vbuiltins.open\ntR(" + glob("pickle", "codecs") + b"tR", m
+        ),
+    }
+    for name, body in streams.items():
+        marker = os.path.join(directory, name + ".marker")
+        data = body(marker)
+        print(
+            json.dumps(
+                {
+                    "name": name,
+                    "hex": data.hex(),
+                    "c": ran(marker, lambda: pickle.loads(data)),
+                    "py": ran(marker, lambda: pickle._Unpickler(io.BytesIO(data)).load()),
+                    "value": None,
+                }
+            )
+        )
+    utc = datetime.timezone.utc
+    objects = {
+        "zoneinfo": zoneinfo.ZoneInfo("Europe/Paris"),
+        "zoneinfo-datetime": [datetime.datetime(2024, 1, 1, 12, tzinfo=zoneinfo.ZoneInfo("UTC")), utc],
+    }
+    for name, obj in objects.items():
+        for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+            data = pickle.dumps(obj, protocol=proto)
+            ok = pickle.loads(data) == obj and pickle._Unpickler(io.BytesIO(data)).load() == obj
+            print(json.dumps({"name": "%s-p%d" % (name, proto), "hex": data.hex(), "c": False, "py": False, "value": ok}))
+
+
 def partials(directory):
     os.makedirs(os.path.join(directory, "gensimlike"), exist_ok=True)
     with open(os.path.join(directory, "gensimlike", "__init__.py"), "w") as f:
@@ -121,4 +194,4 @@ def partials(directory):
 
 
 if __name__ == "__main__":
-    {"two-unpicklers": two_unpicklers, "partials": partials}[sys.argv[1]](sys.argv[2])
+    {"two-unpicklers": two_unpicklers, "partials": partials, "lookups": lookups}[sys.argv[1]](sys.argv[2])

@@ -2,7 +2,10 @@
 //! Python with it is at hand: `MG_PYTHON`, else /opt/mg-venv, which .ci/run provides):
 //! - streams that only one of CPython's two unpicklers reads run their payload in that one,
 //!   and modelgate judges them as the loader that reads on (the attacker picks the loader);
-//! - `functools.partial` is judged by the callable it wraps (tests/pickle_loaders.py).
+//! - `functools.partial` is judged by the callable it wraps (tests/pickle_loaders.py);
+//! - a constant attribute lookup (`builtins.getattr(X, 'a')`, `operator.attrgetter('a.b')(X)`)
+//!   is judged as the global `X.a` is: CPython's own zoneinfo pickles are safe, lookups of
+//!   dangerous names (each proven to run its payload) are dangerous.
 //!
 //! Without python3 the tests are skipped, unless CI=true.
 
@@ -180,6 +183,90 @@ fn crc32(data: &[u8]) -> u32 {
 }
 
 // ---- functools.partial ----
+
+/// The evidence of the finding that names `import` (`imports NAME:` or `imports NAME (written as ...)`).
+fn evidence_of<'r>(r: &'r FileReport, import: &str) -> &'r str {
+    let head = format!("imports {import}");
+    r.findings
+        .iter()
+        .find(|f| f.message.strip_prefix(&head).is_some_and(|rest| rest.starts_with(':') || rest.starts_with(" (")))
+        .and_then(|f| f.evidence.as_deref())
+        .unwrap_or_else(|| panic!("no finding for {import}: {}", dump(r)))
+}
+
+#[test]
+fn constant_attribute_lookups_are_judged_as_the_attribute() {
+    let Some(py) = python3() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cases = generate(&py, "lookups", dir.path());
+    assert_eq!(cases.len(), 7 + 2 * 6);
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let r = scan(&unhex(case["hex"].as_str().unwrap()));
+        let what = format!("{name}: {}", dump(&r));
+        let imports = r.import_names();
+        let has = |n: &str| imports.iter().any(|i| i == n);
+        if name.starts_with("zoneinfo") {
+            // CPython's pickle of a ZoneInfo: getattr(zoneinfo.ZoneInfo, '_unpickle')(key, 1)
+            assert_eq!(case["value"].as_bool(), Some(true), "{name}: the round trip failed");
+            assert_eq!(r.verdict.as_str(), "safe", "{what}");
+            assert!(has("zoneinfo.ZoneInfo._unpickle") && !has("builtins.getattr"), "{what}");
+            continue;
+        }
+        // the fixture is what it claims: both unpicklers run the payload
+        assert!(case["c"].as_bool().unwrap() && case["py"].as_bool().unwrap(), "{name}: payload did not run");
+        assert_eq!(r.verdict.as_str(), "dangerous", "{what}");
+        match name {
+            "getattr-open" | "getattr-open-p2" | "getattr-open-p4" | "getattr-exec" => {
+                let attr = if name == "getattr-exec" { "exec" } else { "open" };
+                let derived = format!("codecs.builtins.{attr}");
+                assert!(has(&derived) && !has("builtins.getattr"), "{what}");
+                let ev = evidence_of(&r, &derived);
+                assert!(ev.starts_with(&format!("builtins.getattr(codecs.builtins, '{attr}')(")), "{what}");
+            }
+            "attrgetter-open" => {
+                assert!(has("pickle.codecs.builtins.open") && !has("operator.attrgetter"), "{what}");
+                let ev = evidence_of(&r, "pickle.codecs.builtins.open");
+                assert!(ev.starts_with("operator.attrgetter('builtins.open')(pickle.codecs)("), "{what}");
+            }
+            // not constant lookups: getattr is judged as a name, as before
+            "getattr-computed-name" | "getattr-via-partial" => {
+                assert!(has("builtins.getattr"), "{what}");
+                assert!(evidence_of(&r, "builtins.getattr").contains("builtins.getattr"), "{what}");
+            }
+            _ => panic!("unexpected case {name}"),
+        }
+    }
+}
+
+#[test]
+fn lookups_the_scan_cannot_pin_down_keep_getattr_a_dangerous_name() {
+    let g = |m: &str, n: &str| format!("c{m}\n{n}\n").into_bytes();
+    let build = |parts: &[&[u8]]| parts.concat();
+    let getattr = g("__builtin__", "getattr");
+    let zi = g("zoneinfo", "ZoneInfo");
+    // a name with a dot is one attribute for getattr (AttributeError), not a walk
+    let dotted = build(&[&getattr, b"(", &g("codecs", "builtins"), b"Vos.system\ntR."]);
+    // getattr stored in a list and never called by the pickle
+    let stored = build(&[b"(", &getattr, b"l", &zi, b"(VUTC\nI1\ntR."]);
+    // three arguments (a default): not resolved
+    let default = build(&[&getattr, b"(", &zi, b"V_unpickle\nNtR(VUTC\nI1\ntR."]);
+    // the object is a value built at load time, not a global
+    let computed = build(&[&getattr, b"(", &zi, b"(VUTC\ntRV_unpickle\ntR."]);
+    for (name, data) in [("dotted", dotted), ("stored", stored), ("default", default), ("computed", computed)] {
+        let r = scan(&data);
+        let what = format!("{name}: {}", dump(&r));
+        assert_eq!(r.verdict.as_str(), "dangerous", "{what}");
+        assert!(r.import_names().contains(&"builtins.getattr".to_string()), "{what}");
+        evidence_of(&r, "builtins.getattr");
+    }
+    // a constant lookup of a name off the allowlist is judged as that name
+    let from_file = build(&[&getattr, b"(", &zi, b"Vfrom_file\ntR."]);
+    let r = scan(&from_file);
+    assert_eq!(r.verdict.as_str(), "dangerous", "{}", dump(&r));
+    assert!(!r.import_names().contains(&"builtins.getattr".to_string()), "{}", dump(&r));
+    assert!(evidence_of(&r, "zoneinfo.ZoneInfo.from_file").contains("builtins.getattr(zoneinfo.ZoneInfo, 'from_file')"));
+}
 
 #[test]
 fn partial_is_judged_by_the_callable_it_wraps() {

@@ -24,7 +24,7 @@
 use super::nested::{self, Encoding};
 use super::text::{self, Num, PyKey};
 use super::value::{self, Arena, BytesKind, Call, CallKind, Id, Text, Value, KEEP, NIL};
-use super::{Env, LookupKind, Loader, Mode, Simple, Sink};
+use super::{Env, Loader, LookupKind, Mode, Simple, Sink};
 use crate::engine::{Import, ScanOptions};
 use crate::finding::{Finding, Severity};
 use crate::source::{Data, Input};
@@ -776,7 +776,10 @@ impl<'o> Machine<'o> {
             return Ok(Some(i));
         }
         if self.names.len() >= IMPORT_NAMES_MAX {
-            return Err(Halt::Budget { at: self.op_at, msg: format!("more than {IMPORT_NAMES_MAX} distinct imported names") });
+            return Err(Halt::Budget {
+                at: self.op_at,
+                msg: format!("more than {IMPORT_NAMES_MAX} distinct imported names"),
+            });
         }
         self.names.insert(key.clone(), self.imports.len() as u32);
         Ok(None)
