@@ -27,6 +27,13 @@
 //!   (an opcode crossing a frame end) are reported as `pickle-frame-straddle`.
 //! - Names that cannot be a Python module path end the pickle at `find_class`, as importing
 //!   them would.
+//! - A constant attribute lookup, `builtins.getattr(X, 'name')` or
+//!   `operator.attrgetter('a.b')(X)` with X a global and the name a constant identifier, is the
+//!   global `X.name`: it is reported as that import (the lookup in its evidence), and the lookup
+//!   callable is no import of its own when every use of it was such a lookup. Anything else (a
+//!   computed name or object, a default argument, the callable stored or passed on) leaves it
+//!   an import judged by the lists (dangerous).
+//! - `functools.partial` is judged by the callable it wraps.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod compat;
