@@ -240,6 +240,29 @@ fn constant_attribute_lookups_are_judged_as_the_attribute() {
 }
 
 #[test]
+fn pandas_timestamps_with_zoneinfo_time_zones_are_safe() {
+    // written by pandas 3.1.1 (tests/fixtures/pickle/make_pandas_zoneinfo.py): the time zone is
+    // builtins.getattr(zoneinfo.ZoneInfo, '_unpickle')('Europe/Paris', 1)
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pickle");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.contains("zoneinfo") || !name.ends_with(".pkl") {
+            continue;
+        }
+        let r = scan(&std::fs::read(&path).unwrap());
+        let what = format!("{name}: {}", dump(&r));
+        assert_eq!(r.verdict.as_str(), "safe", "{what}");
+        let imports = r.import_names();
+        assert!(imports.contains(&"zoneinfo.ZoneInfo._unpickle".to_string()), "{what}");
+        assert!(!imports.contains(&"builtins.getattr".to_string()), "{what}");
+        seen += 1;
+    }
+    assert_eq!(seen, 3);
+}
+
+#[test]
 fn lookups_the_scan_cannot_pin_down_keep_getattr_a_dangerous_name() {
     let g = |m: &str, n: &str| format!("c{m}\n{n}\n").into_bytes();
     let build = |parts: &[&[u8]]| parts.concat();
