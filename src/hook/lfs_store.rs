@@ -197,13 +197,7 @@ impl Jobs for ObjectJobs {
         };
         let store = LfsStore { repo: repo.clone().or_else(|| self.store.repo.clone()), ..self.store.clone() };
         // The store answers: here it is, not there (never uploaded), or cannot be asked.
-        let found = crate::store::open(&store, &self.base).and_then(|s| {
-            let place = match store.layout {
-                Layout::S3 => s.describe(),
-                _ => store.object_path(&self.base, oid).map(|p| p.display().to_string()).unwrap_or_default(),
-            };
-            Ok((s.head(oid)?, place))
-        });
+        let found = crate::store::open(&store, &self.base).and_then(|s| Ok((s.head(oid)?, s.locate(oid))));
         let size = match found {
             Ok((Some(m), _)) => m.size,
             Ok((None, place)) => return (missing(oid, &place), None),

@@ -44,6 +44,8 @@ pub struct Listed {
 pub trait LfsObjects: Send + Sync {
     /// The store, for the admin (`/srv/lfs`, `s3://bucket/prefix at http://...`).
     fn describe(&self) -> String;
+    /// Where the object `oid` is or would be, for messages: a path, or `s3://bucket/key`.
+    fn locate(&self, oid: &str) -> String;
     /// The object `oid` (of the store's repository, for a store that names repositories).
     fn head(&self, oid: &str) -> Result<Option<ObjectMeta>, StoreError>;
     /// Its bytes, random access (an S3 object is read by ranged GETs as a scan asks).
@@ -79,6 +81,13 @@ struct FsStore {
 impl LfsObjects for FsStore {
     fn describe(&self) -> String {
         self.lfs.configured_root(&self.base).unwrap_or_else(|| self.base.join("lfs/objects")).display().to_string()
+    }
+
+    fn locate(&self, oid: &str) -> String {
+        match self.lfs.object_path(&self.base, oid) {
+            Ok(p) => p.display().to_string(),
+            Err(e) => format!("{} ({})", self.describe(), e.0),
+        }
     }
 
     fn head(&self, oid: &str) -> Result<Option<ObjectMeta>, StoreError> {

@@ -376,6 +376,13 @@ impl LfsObjects for S3Store {
         format!("s3://{}/{} at {}", self.bucket, self.prefix, self.endpoint)
     }
 
+    fn locate(&self, oid: &str) -> String {
+        match self.key(oid) {
+            Ok(k) => self.place(&k),
+            Err(e) => format!("{} ({})", self.describe(), e.0),
+        }
+    }
+
     fn head(&self, oid: &str) -> Result<Option<ObjectMeta>, StoreError> {
         let key = self.key(oid)?;
         match block_on(self.client.head(&key))? {
