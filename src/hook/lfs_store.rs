@@ -346,6 +346,8 @@ impl LfsRun<'_> {
             root,
             pattern: listing.pattern,
             s3: listing.s3,
+            s3_judged: Default::default(),
+            s3_hasher: Default::default(),
             report,
             out: Out::new(err, false),
             pending: HashMap::new(),
@@ -374,6 +376,11 @@ struct Watcher<'w, 'p> {
     /// A template store's path pattern below `root`.
     pattern: Option<Vec<Segment>>,
     s3: Option<Arc<crate::store::s3::S3Store>>,
+    /// An S3 store's judged objects, by a keyed hash of (key, size, Last-Modified): 8 bytes
+    /// each. The horizon is not used there: the Last-Modified of a multipart upload is when
+    /// it began (it may be long before the object appears) and comes from the server's clock.
+    s3_judged: std::collections::HashSet<u64>,
+    s3_hasher: std::collections::hash_map::RandomState,
     report: &'w mut dyn FnMut(&ObjectVerdict),
     out: Out<'w>,
     /// Objects seen and not judged yet, with the poll that last listed them.
@@ -398,7 +405,10 @@ impl Watcher<'_, '_> {
         if let Some(s3) = self.s3.clone() {
             let listed = s3.list(&mut |l| {
                 let stamp = Stamp { size: l.size, mtime: l.modified, changed: l.modified };
-                self.consider(ObjKey { oid: l.oid, repo: l.repo }, stamp)
+                let key = ObjKey { oid: l.oid, repo: l.repo };
+                if !self.s3_judged.contains(&self.s3_hash(&key, &stamp)) {
+                    self.consider(key, stamp)
+                }
             });
             if let Err(e) = listed {
                 self.out.line(&format!("modelgate: warning: cannot list the lfs store: {e}"));
@@ -419,10 +429,15 @@ impl Watcher<'_, '_> {
         if let Some(h) = horizon {
             self.recent.retain(|_, s| s.changed >= h);
         }
-        self.horizon = horizon;
+        self.horizon = horizon.filter(|_| self.s3.is_none());
         self.summary.pending = self.unfinished;
         self.summary.remembered = (self.pending.len() + self.recent.len()) as u64;
         self.out.flush();
+    }
+
+    fn s3_hash(&self, key: &ObjKey, stamp: &Stamp) -> u64 {
+        use std::hash::BuildHasher;
+        self.s3_hasher.hash_one((key, stamp.size, stamp.mtime))
     }
 
     fn consider(&mut self, oid: ObjKey, stamp: Stamp) {
@@ -494,6 +509,11 @@ impl Watcher<'_, '_> {
             }
             self.summary.judged += 1;
             self.pending.remove(&oid);
+            // An S3 object is remembered once judged, unless the store could not be read.
+            if self.s3.is_some() && !v.findings.iter().any(|f| f.code == "lfs-store-unavailable") {
+                let h = self.s3_hash(&oid, &stamp);
+                self.s3_judged.insert(h);
+            }
             // Older changes are passed over by the next poll's horizon anyway.
             if self.started.checked_sub(self.opts.remember).is_none_or(|h| stamp.changed >= h) {
                 self.recent.insert(oid, stamp);
