@@ -281,7 +281,10 @@ fn wrong_credentials_or_an_unreachable_store_are_the_servers_problem() {
     assert!(text.contains("lfs-store-unavailable") && !text.contains("lfs-object-missing"), "{json}");
     // The admin is told why: the listing was refused (403), with the endpoint.
     assert!(err.contains("cannot be listed") && err.contains(&m.endpoint), "{err}");
-    assert!(err.contains("403") || err.to_lowercase().contains("forbidden") || err.contains("InvalidAccessKeyId"), "{err}");
+    assert!(
+        err.contains("403") || err.to_lowercase().contains("forbidden") || err.contains("InvalidAccessKeyId"),
+        "{err}"
+    );
 
     // Credentials from a shared credentials file, by profile.
     let file = dir.path().join("aws-credentials");
@@ -315,11 +318,8 @@ fn a_push_is_judged_by_the_objects_in_the_bucket() {
     let e = Env::new();
     e.install_gate(Some(&policy), &["--force"]);
     let creds: Vec<(&str, String)> = m.creds();
-    let env: Vec<(&str, &str)> = creds
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .chain([("AWS_EC2_METADATA_DISABLED", "true")])
-        .collect();
+    let env: Vec<(&str, &str)> =
+        creds.iter().map(|(k, v)| (*k, v.as_str())).chain([("AWS_EC2_METADATA_DISABLED", "true")]).collect();
 
     // Pointers in git (what the git-lfs client commits), objects in the bucket.
     let ptr = |p: &Path| pointer(&std::fs::read(p).unwrap());
@@ -342,7 +342,11 @@ fn a_push_is_judged_by_the_objects_in_the_bucket() {
     assert!(out.contains("lfs-object-missing") && out.contains("git lfs push --all"), "{out}");
 
     // Wrong credentials: a server problem for the pusher, the cause for the admin.
-    let wrong = [("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0"), ("AWS_SECRET_ACCESS_KEY", "nope"), ("AWS_EC2_METADATA_DISABLED", "true")];
+    let wrong = [
+        ("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0"),
+        ("AWS_SECRET_ACCESS_KEY", "nope"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
     e.w(&["reset", "-q", "--hard", "HEAD~1"]);
     e.write("models/again.pt", &ptr(&good));
     e.commit("again");

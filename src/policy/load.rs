@@ -960,7 +960,18 @@ mod tests {
         );
         assert_eq!(
             fields_of::<LfsStore>(),
-            &["layout", "root", "template", "verify_sha256", "bucket", "prefix", "endpoint", "region", "path_style", "profile"]
+            &[
+                "layout",
+                "root",
+                "template",
+                "verify_sha256",
+                "bucket",
+                "prefix",
+                "endpoint",
+                "region",
+                "path_style",
+                "profile"
+            ]
         );
     }
 

@@ -54,8 +54,13 @@ pub trait LfsObjects: Send + Sync {
     /// (a JSON verdict) beside it, as `<name>` and `<name>.json` under `to`: a directory, or
     /// for an S3 store `s3://<its bucket>/<prefix>` (a server-side copy, then a delete).
     /// `Ok(None)` when the object is not there (already moved, never uploaded).
-    fn quarantine(&self, oid: &str, name: &str, to: &Path, record: &serde_json::Value)
-        -> Result<Option<String>, StoreError>;
+    fn quarantine(
+        &self,
+        oid: &str,
+        name: &str,
+        to: &Path,
+        record: &serde_json::Value,
+    ) -> Result<Option<String>, StoreError>;
     /// Why the store cannot be used at all (a missing root, an unreachable bucket), for the
     /// admin; `None` when it can.
     fn problem(&self) -> Option<String>;
@@ -95,7 +100,7 @@ impl LfsObjects for FsStore {
         let path = self.lfs.object_path(&self.base, oid)?;
         match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => {
-                let ctime = u64::try_from(m.ctime()).ok().map(|s| std::time::Duration::from_secs(s));
+                let ctime = u64::try_from(m.ctime()).ok().map(std::time::Duration::from_secs);
                 let ctime = ctime.and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d)).unwrap_or(SystemTime::UNIX_EPOCH);
                 let mtime = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
                 Ok(Some(ObjectMeta {

@@ -143,9 +143,12 @@ pub fn problem(lfs: &LfsStore) -> Option<String> {
     }
 }
 
+/// An object opened: where it is (`s3://bucket/key`) and its bytes.
+pub type Opened = (String, Arc<dyn Source>);
+
 /// The object `oid` of the store `lfs`: where it is and its bytes; `Ok(None)` when the
 /// bucket does not have it.
-pub fn open_object(lfs: &LfsStore, oid: &str) -> Result<Option<(String, Arc<dyn Source>)>, StoreError> {
+pub fn open_object(lfs: &LfsStore, oid: &str) -> Result<Option<Opened>, StoreError> {
     let store = S3Store::new(lfs)?;
     let Some(meta) = store.head(oid)? else { return Ok(None) };
     let src = store.open(oid, &meta)?;
@@ -300,7 +303,11 @@ fn build(
         .with_timeout(Duration::from_secs(60));
     // A few quick retries: an unreachable store must become an error within seconds.
     let retry = RetryConfig {
-        backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2), base: 2.0 },
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
         max_retries: 2,
         retry_timeout: Duration::from_secs(20),
     };
@@ -334,7 +341,11 @@ fn build(
                     b = b.with_config(key, v);
                 }
             }
-            let chain = ["AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"];
+            let chain = [
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            ];
             let metadata_off = std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
             if metadata_off && !chain.iter().any(|v| std::env::var_os(v).is_some()) {
                 return Err(StoreError(
@@ -429,9 +440,11 @@ impl LfsObjects for S3Store {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.fail("HEAD", &e)),
         }
-        block_on(self.client.copy(&from, &object))?.map_err(|e| self.fail(&format!("copy to {}", self.place(&object)), &e))?;
+        block_on(self.client.copy(&from, &object))?
+            .map_err(|e| self.fail(&format!("copy to {}", self.place(&object)), &e))?;
         let json = serde_json::to_vec_pretty(record).map_err(|e| StoreError(e.to_string()))?;
-        block_on(self.client.put(&verdict, PutPayload::from(json)))?.map_err(|e| self.fail("writing the verdict", &e))?;
+        block_on(self.client.put(&verdict, PutPayload::from(json)))?
+            .map_err(|e| self.fail("writing the verdict", &e))?;
         block_on(self.client.delete(&from))?.map_err(|e| self.fail(&format!("delete of {}", self.place(&from)), &e))?;
         Ok(Some(self.place(&object)))
     }
@@ -527,12 +540,7 @@ fn match_key(tokens: &[Token], key: &str) -> Option<(String, Option<StoreRepo>)>
     match_from(tokens, key, b, &mut budget)
 }
 
-fn match_from(
-    tokens: &[Token],
-    rest: &str,
-    b: Bound,
-    budget: &mut u32,
-) -> Option<(String, Option<StoreRepo>)> {
+fn match_from(tokens: &[Token], rest: &str, b: Bound, budget: &mut u32) -> Option<(String, Option<StoreRepo>)> {
     *budget = budget.checked_sub(1)?;
     let Some((first, more)) = tokens.split_first() else {
         if !rest.is_empty() {
@@ -626,7 +634,14 @@ struct Blocks {
 
 impl S3Source {
     fn new(client: Arc<AmazonS3>, key: Key, place: String, meta: &ObjectMeta) -> S3Source {
-        S3Source { client, key, place, len: meta.size, etag: meta.version.clone(), state: Mutex::new(Blocks::default()) }
+        S3Source {
+            client,
+            key,
+            place,
+            len: meta.size,
+            etag: meta.version.clone(),
+            state: Mutex::new(Blocks::default()),
+        }
     }
 
     fn fetch(&self, start: u64, end: u64) -> io::Result<bytes::Bytes> {
@@ -696,7 +711,12 @@ impl Source for S3Source {
             st.next = Some(stop);
             // Forget the least recently used blocks, never the ones this read needs.
             while st.cached.len() > CACHED_BLOCKS.max((last - first + 1) as usize) {
-                let Some(old) = st.cached.iter().filter(|(b, _)| !(first..=last).contains(*b)).min_by_key(|(_, (_, t))| *t).map(|(b, _)| *b)
+                let Some(old) = st
+                    .cached
+                    .iter()
+                    .filter(|(b, _)| !(first..=last).contains(*b))
+                    .min_by_key(|(_, (_, t))| *t)
+                    .map(|(b, _)| *b)
                 else {
                     break;
                 };
@@ -760,7 +780,8 @@ mod tests {
         assert!(normalize_prefix("a/../b").is_err());
         assert!(key_below_prefix(&s3("", None), "../../etc/passwd").is_err());
         assert_eq!(default_oid(&format!("4d/7a/{}", &OID[4..])), Some(OID.to_string()));
-        for bad in [format!("4d/7b/{}", &OID[4..]), format!("4d/7a/{}x", &OID[4..]), "tmp/uploads/x".into(), OID.into()] {
+        for bad in [format!("4d/7b/{}", &OID[4..]), format!("4d/7a/{}x", &OID[4..]), "tmp/uploads/x".into(), OID.into()]
+        {
             assert_eq!(default_oid(&bad).filter(|o| o == OID), None, "{bad}");
         }
     }
@@ -781,7 +802,8 @@ mod tests {
         assert!(validate(&s3("", Some("/{oid}"))).is_err());
         assert!(validate(&s3("", Some("{oid0:2}"))).is_err());
         // S3 keys on a filesystem layout are refused, not ignored.
-        let fs = LfsStore { layout: Layout::Gitea, root: Some("/x".into()), bucket: Some("b".into()), ..Default::default() };
+        let fs =
+            LfsStore { layout: Layout::Gitea, root: Some("/x".into()), bucket: Some("b".into()), ..Default::default() };
         assert!(fs.validate().unwrap_err().0.contains("bucket"));
     }
 
