@@ -10,7 +10,7 @@ branches merged with --no-ff, tags, some pickles, one in ten dangerous), and as 
 (clones sharing the history, then FORK-COMMITS commits of their own): half `git clone --bare
 --shared` (the objects stay in the origin, as GitLab's object pools), half plain local clones
 (hard-linked packs, as Gitea copies). Every fifth origin has Git LFS models (pickles of a
-few MiB) in its store, <git-dir>/lfs/objects, and its forks carry the pointers (and the
+few MiB, PyTorch zip checkpoints, one in ten dangerous) in its store, <git-dir>/lfs/objects, and its forks carry the pointers (and the
 objects, hard-linked).
 
 run: times, warm (one unmeasured run first), the median of REPEAT runs of
@@ -20,7 +20,9 @@ run: times, warm (one unmeasured run first), the median of REPEAT runs of
 and checks that the merged output equals the unsharded one.
 """
 import argparse
+import collections
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -30,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -98,10 +101,27 @@ def text(rng, n):
     return ("\n".join(" ".join(rng.choice(words) for _ in range(10)) for _ in range(n)) + "\n").encode()
 
 
-def lfs_model(rng, mib):
-    """A benign pickle of about `mib` MiB: a dict of float lists."""
-    obj = {"layer%d" % i: [rng.random() for _ in range(32768)] for i in range(max(1, mib * 4))}
-    return pickle.dumps(obj, protocol=4)
+def lfs_model(rng, mib, evil=False):
+    """A PyTorch zip checkpoint of about `mib` MiB of random float32 tensors, in the layout
+    torch.save writes (bench/gen.py's stand-ins: nothing from torch is needed or run);
+    `evil` appends os.system('echo pwned') to its data.pkl."""
+    sys.path.insert(0, HERE)
+    import gen  # bench/gen.py
+
+    storage_cls, rebuild = gen.fake_torch()
+    n = max(1, mib)
+    numel = (mib << 20) // 4 // n
+    state = collections.OrderedDict((f"layer{i}.weight", gen.Tensor(str(i), numel, rebuild, storage_cls)) for i in range(n))
+    buf = io.BytesIO()
+    gen.TorchPickler(buf, protocol=2).dump([state, gen.Evil()] if evil else state)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", buf.getvalue())
+        z.writestr("archive/byteorder", "little")
+        for i in range(n):
+            z.writestr(f"archive/data/{i}", rng.randbytes(numel * 4))
+        z.writestr("archive/version", "3\n")
+    return out.getvalue()
 
 
 def pointer(oid, size):
@@ -144,7 +164,7 @@ def history(fi, rng, commits, nfiles, git_dir, lfs, ref_prefix=""):
         if r < 0.04:
             ch.append(("models/m%d.pkl" % made, fi.blob(EVIL if rng.random() < 0.1 else pickle.dumps({"w": [made] * 100}))))
         elif r < 0.06 and lfs:
-            data = lfs_model(rng, rng.choice([1, 2, 4]))
+            data = lfs_model(rng, rng.choice([1, 2, 4, 8]), evil=rng.random() < 0.1)
             oid = store_lfs(git_dir, data)
             ch.append(("weights/w%d.pkl" % made, fi.blob(pointer(oid, len(data)))))
         main = fi.commit("refs/heads/main", "change %d" % made, ch, [main])

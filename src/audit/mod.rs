@@ -133,7 +133,10 @@ fn header(opts: &Options, shard: Option<String>) -> Result<state::Header> {
         flavor: opts.flavor.as_str().to_string(),
         paths,
         shard,
-        policy: opts.policy.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string()),
+        policy: opts
+            .policy
+            .as_ref()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string()),
         all_files: opts.all_files,
     })
 }
@@ -437,9 +440,11 @@ fn quarantine(config: &HookConfig, git_dir: &Path, oid: &str, dir: &Path, repo: 
             _ => return Ok(None),
         }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        // Objects of several repositories may share an oid when the store names repositories.
-        let name = match config.lfs.names_repo() {
-            true => format!("{}--{oid}", repo.replace('/', "--")),
+        // Objects of several repositories may share an oid (a store naming repositories, or
+        // one store per repository): the repository is in the name of the second.
+        let with_repo = format!("{}--{oid}", repo.replace('/', "--"));
+        let name = match config.lfs.names_repo() || dir.join(oid).exists() {
+            true => with_repo,
             false => oid.to_string(),
         };
         let dest = dir.join(&name);
