@@ -50,10 +50,10 @@ impl Journal {
         let mut done = BTreeMap::new();
         let mut keep = 0usize;
         if !text.is_empty() {
-            let (first, mut rest) = split_line(&text, 0).ok_or_else(|| anyhow!("{}: empty first line", path.display()))?;
-            let found: Header = serde_json::from_slice(first).map_err(|_| {
-                anyhow!("{} is not an audit state file; give another --state path", path.display())
-            })?;
+            let (first, mut rest) =
+                split_line(&text, 0).ok_or_else(|| anyhow!("{}: empty first line", path.display()))?;
+            let found: Header = serde_json::from_slice(first)
+                .map_err(|_| anyhow!("{} is not an audit state file; give another --state path", path.display()))?;
             if found != *header {
                 bail!(
                     "the state file {} belongs to another audit (other paths, flavor, shard, policy, options or \

@@ -93,9 +93,8 @@ pre { white-space: pre-wrap; word-break: break-all; background: var(--bg); paddi
 "#;
 
 /// Colours of the formats bar, by rank.
-const PALETTE: &[&str] = &[
-    "#0969da", "#8250df", "#bf3989", "#1a7f37", "#bc4c00", "#9a6700", "#116329", "#cf222e", "#57606a", "#0550ae",
-];
+const PALETTE: &[&str] =
+    &["#0969da", "#8250df", "#bf3989", "#1a7f37", "#bc4c00", "#9a6700", "#116329", "#cf222e", "#57606a", "#0550ae"];
 
 /// Render the report of `blocks` (one per repository, shown in the order given).
 pub fn render<'b>(blocks: impl IntoIterator<Item = &'b Block>, summary: &Summary, source: &str) -> String {
@@ -175,11 +174,8 @@ fn summary_section(h: &mut String, s: &Summary) {
         for (i, (name, n)) in formats.iter().enumerate() {
             let colour = PALETTE.get(i % PALETTE.len()).unwrap_or(&"#57606a");
             let pct = (**n as f64) * 100.0 / (total as f64);
-            let _ = write!(
-                h,
-                "<span style=\"width:{pct:.3}%;background:{colour}\" title=\"{}: {n}\"></span>",
-                text(name)
-            );
+            let _ =
+                write!(h, "<span style=\"width:{pct:.3}%;background:{colour}\" title=\"{}: {n}\"></span>", text(name));
         }
         h.push_str("</div>\n<ul class=\"legend\">");
         for (i, (name, n)) in formats.iter().enumerate() {
@@ -305,7 +301,11 @@ fn file_row(h: &mut String, f: &FileRecord) {
     if f.imports.is_empty() {
         h.push_str("<td class=\"muted\">&mdash;</td>");
     } else {
-        let _ = write!(h, "<td><details><summary>Detected Pickle imports ({})</summary><ul class=\"plain\">", f.imports.len());
+        let _ = write!(
+            h,
+            "<td><details><summary>Detected Pickle imports ({})</summary><ul class=\"plain\">",
+            f.imports.len()
+        );
         for i in &f.imports {
             let _ = write!(h, "<li><code>{}</code></li>", text(i));
         }
@@ -325,7 +325,13 @@ fn file_row(h: &mut String, f: &FileRecord) {
         );
         for x in shown {
             let sev = class_word(x.severity.as_str());
-            let _ = write!(h, "<li><span class=\"sev-{sev}\">[{}]</span> <code>{}</code>: {}", text(sev), text(&x.code), text(&x.message));
+            let _ = write!(
+                h,
+                "<li><span class=\"sev-{sev}\">[{}]</span> <code>{}</code>: {}",
+                text(sev),
+                text(&x.code),
+                text(&x.message)
+            );
             let mut loc = Vec::new();
             if let Some(m) = &x.member {
                 loc.push(format!("in {}", text(m)));
