@@ -19,6 +19,7 @@ pub mod records;
 pub mod state;
 pub mod walk;
 
+use crate::git::attr::Checkout;
 use crate::git::{GateRepo, GitEnv, NewBlob, ObjectId, Place};
 use crate::hook::gate::{find_policy, hook_config, PolicyDecider, PolicySource, SYSTEM_POLICY};
 use crate::hook::{escape_bytes, judge_all, Action, Cache, HookConfig, HookEnv, Judged};
@@ -291,7 +292,7 @@ impl<'o> Auditor<'o> {
             let Some(p) = first.get(id).and_then(|i| walked.places.get(*i)) else { continue };
             todo.push(NewBlob {
                 id: *id,
-                places: vec![Place { path: p.path.clone(), commit: p.commit, refname: p.refname.clone() }],
+                places: vec![Place { path: p.path.clone(), commit: p.commit, refname: p.refname.clone(), checkout: Checkout::default() }],
             });
         }
         let at = pack_order(&repo.git_dir, gate.object_hash(), &todo.iter().map(|b| b.id).collect::<Vec<_>>());
@@ -318,7 +319,9 @@ impl<'o> Auditor<'o> {
         let mut quarantined: HashMap<String, Option<String>> = HashMap::new();
         for p in &walked.places {
             let Some(jd) = known.get(&p.blob) else { continue };
-            let place = Place { path: p.path.clone(), commit: p.commit, refname: p.refname.clone() };
+            // The checkout of a place without attributes (`.gitattributes` are not read here yet):
+            // as stored, and with a client's `core.autocrlf`, as the hook judges such a place.
+            let place = Place { path: p.path.clone(), commit: p.commit, refname: p.refname.clone(), checkout: Checkout::default() };
             let blob = NewBlob { id: p.blob, places: vec![place] };
             let (action, why) = crate::hook::Decide::decide_why(&decider, &blob, jd);
             if !(self.opts.all_files || jd.is_model() || action != Action::Allow) {
