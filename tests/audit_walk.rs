@@ -10,6 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// `(path, blob)` pairs.
+type Places = BTreeSet<(String, String)>;
+/// Commit to its parents.
+type Parents = BTreeMap<String, Vec<String>>;
+
 struct Repo {
     _dir: tempfile::TempDir,
     home: PathBuf,
@@ -147,7 +152,7 @@ impl Repo {
     }
 
     /// Every `(path, blob)` of every tree the refs reach, and the commits with their parents.
-    fn expected(&self) -> (BTreeSet<(String, String)>, BTreeMap<String, Vec<String>>) {
+    fn expected(&self) -> (Places, Parents) {
         let mut places = BTreeSet::new();
         let mut parents = BTreeMap::new();
         for line in self.b(&["rev-list", "--all", "--parents"]).lines() {

@@ -115,17 +115,12 @@ impl BlobReader {
 /// gc`), so reading the blobs of a history costs the square of its chains. Read in pack
 /// order (bases are written before their deltas), each blob costs one inflation. `get`
 /// returns the kind and the entry's compressed size, as gix's own caches do.
+#[derive(Default)]
 struct DeltaBases {
     /// `(kind, compressed size, data)` by pack and offset.
     current: std::collections::HashMap<(u32, u64), (gix::object::Kind, usize, Vec<u8>)>,
     older: std::collections::HashMap<(u32, u64), (gix::object::Kind, usize, Vec<u8>)>,
     bytes: usize,
-}
-
-impl Default for DeltaBases {
-    fn default() -> Self {
-        DeltaBases { current: Default::default(), older: Default::default(), bytes: 0 }
-    }
 }
 
 impl DeltaBases {
