@@ -292,7 +292,12 @@ impl<'o> Auditor<'o> {
             let Some(p) = first.get(id).and_then(|i| walked.places.get(*i)) else { continue };
             todo.push(NewBlob {
                 id: *id,
-                places: vec![Place { path: p.path.clone(), commit: p.commit, refname: p.refname.clone(), checkout: Checkout::default() }],
+                places: vec![Place {
+                    path: p.path.clone(),
+                    commit: p.commit,
+                    refname: p.refname.clone(),
+                    checkout: Checkout::default(),
+                }],
             });
         }
         let at = pack_order(&repo.git_dir, gate.object_hash(), &todo.iter().map(|b| b.id).collect::<Vec<_>>());
@@ -321,7 +326,12 @@ impl<'o> Auditor<'o> {
             let Some(jd) = known.get(&p.blob) else { continue };
             // The checkout of a place without attributes (`.gitattributes` are not read here yet):
             // as stored, and with a client's `core.autocrlf`, as the hook judges such a place.
-            let place = Place { path: p.path.clone(), commit: p.commit, refname: p.refname.clone(), checkout: Checkout::default() };
+            let place = Place {
+                path: p.path.clone(),
+                commit: p.commit,
+                refname: p.refname.clone(),
+                checkout: Checkout::default(),
+            };
             let blob = NewBlob { id: p.blob, places: vec![place] };
             let (action, why) = crate::hook::Decide::decide_why(&decider, &blob, jd);
             if !(self.opts.all_files || jd.is_model() || action != Action::Allow) {
