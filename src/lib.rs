@@ -4,6 +4,7 @@
 //! imports) -> `policy` (decide) -> `report` (render).
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod clamav;
 pub mod cli;
 pub mod detect;

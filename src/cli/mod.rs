@@ -1,4 +1,4 @@
-//! The command line: `modelgate scan | explain | completions | man | policy | hook | lfs | install`.
+//! The command line: `modelgate scan | explain | completions | man | policy | hook | lfs | install | audit | report`.
 
 pub mod gate;
 pub mod scan;
@@ -50,6 +50,11 @@ pub enum Command {
     Lfs(gate::LfsCommand),
     /// Install (or remove) the push gate's hooks in server repositories
     Install(gate::InstallArgs),
+    /// Judge everything the repositories of a server already hold (all refs, all history,
+    /// LFS objects); exit 1 if any file is rejected or a repository cannot be audited
+    Audit(crate::audit::cli::AuditArgs),
+    /// Write the HTML report of audit output, or of the verdicts the push gate recorded as notes
+    Report(crate::audit::cli::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +181,8 @@ where
         }
         Command::Lfs(c) => gate::lfs(&c),
         Command::Install(a) => gate::install(&a),
+        Command::Audit(a) => crate::audit::cli::audit(&a),
+        Command::Report(a) => crate::audit::cli::report(&a),
         Command::Policy(PolicyCommand::ShowDefault) => {
             io::stdout().write_all(DEFAULT_POLICY.as_bytes()).map(|_| report::EXIT_OK).map_err(Into::into)
         }

@@ -31,7 +31,8 @@ pub struct ReadBlob {
 
 impl BlobReader {
     /// `big`: blobs of at least this many bytes are streamed instead of loaded.
-    pub fn new(odb: gix::odb::Handle, git_dir: &Path, big: u64) -> BlobReader {
+    pub fn new(mut odb: gix::odb::Handle, git_dir: &Path, big: u64) -> BlobReader {
+        odb.set_pack_cache(|| Box::new(DeltaBases::default()));
         BlobReader { odb, git_dir: git_dir.to_path_buf(), big, buf: Vec::new() }
     }
 
@@ -105,6 +106,60 @@ impl BlobReader {
             bail!("git cat-file gave {copied} bytes for blob {id} of {size} bytes");
         }
         Ok(Arc::new(FileSource::from_file(file)?))
+    }
+}
+
+/// Decoded pack entries kept by a [`BlobReader`]'s object store. gix resolves a deltified
+/// object from the nearest entry of its chain found here, and keeps each object it decodes:
+/// without it every blob read inflates its whole delta chain again (up to 50 deep after `git
+/// gc`), so reading the blobs of a history costs the square of its chains. Read in pack
+/// order (bases are written before their deltas), each blob costs one inflation. `get`
+/// returns the kind and the entry's compressed size, as gix's own caches do.
+#[derive(Default)]
+struct DeltaBases {
+    /// `(kind, compressed size, data)` by pack and offset.
+    current: std::collections::HashMap<(u32, u64), (gix::object::Kind, usize, Vec<u8>)>,
+    older: std::collections::HashMap<(u32, u64), (gix::object::Kind, usize, Vec<u8>)>,
+    bytes: usize,
+}
+
+impl DeltaBases {
+    /// Bytes kept in each of the two generations (the older one is dropped when the current
+    /// one is full: an approximate LRU of at most twice this).
+    const GENERATION: usize = 8 << 20;
+
+    fn insert(&mut self, key: (u32, u64), kind: gix::object::Kind, compressed: usize, data: Vec<u8>) {
+        if data.len() > Self::GENERATION / 4 {
+            return;
+        }
+        if self.bytes + data.len() > Self::GENERATION {
+            self.older = std::mem::take(&mut self.current);
+            self.bytes = 0;
+        }
+        self.bytes += data.len();
+        self.current.insert(key, (kind, compressed, data));
+    }
+}
+
+impl gix::odb::pack::cache::DecodeEntry for DeltaBases {
+    fn put(&mut self, pack_id: u32, offset: u64, data: &[u8], kind: gix::object::Kind, compressed: usize) {
+        if data.len() <= Self::GENERATION / 4 {
+            self.insert((pack_id, offset), kind, compressed, data.to_vec());
+        }
+    }
+
+    fn get(&mut self, pack_id: u32, offset: u64, out: &mut Vec<u8>) -> Option<(gix::object::Kind, usize)> {
+        let key = (pack_id, offset);
+        if let Some((kind, compressed, data)) = self.current.get(&key) {
+            out.clear();
+            out.extend_from_slice(data);
+            return Some((*kind, *compressed));
+        }
+        let (kind, compressed, data) = self.older.remove(&key)?;
+        out.clear();
+        out.extend_from_slice(&data);
+        self.insert(key, kind, compressed, data);
+        Some((kind, compressed))
     }
 }
 

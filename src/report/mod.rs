@@ -4,6 +4,7 @@
 //! calls [`Printer::finish`] with the [`Summary`]. The exit code is decided in one place,
 //! [`exit_code`].
 
+pub mod html;
 pub mod human;
 pub mod json;
 pub mod sarif;

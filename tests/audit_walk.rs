@@ -1,0 +1,337 @@
+//! `modelgate audit` walks every ref's whole history: its file places against git's own
+//! listing (`git ls-tree -r` of every commit `git rev-list --all` names, and the trees and
+//! blobs refs name), each place once, attributed to a commit that introduced it (present
+//! there, absent from every parent) and to a ref whose history holds that commit.
+
+mod git_support;
+
+use git_support::{git_cmd, show, BIN, EVIL_PICKLE, GOOD_PICKLE};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `(path, blob)` pairs.
+type Places = BTreeSet<(String, String)>;
+/// Commit to its parents.
+type Parents = BTreeMap<String, Vec<String>>;
+
+struct Repo {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    work: PathBuf,
+    bare: PathBuf,
+}
+
+impl Repo {
+    fn new(format: &str) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let work = dir.path().join("work");
+        let bare = dir.path().join("srv").join("repo.git");
+        let r = Repo { home, work: work.clone(), bare, _dir: dir };
+        r.git(r._dir.path(), &["init", "-q", "-b", "main", &format!("--object-format={format}"), "work"]);
+        r
+    }
+
+    fn git(&self, cwd: &Path, args: &[&str]) -> String {
+        let o = git_cmd(&self.home, cwd).args(args).output().unwrap();
+        assert!(o.status.success(), "git {args:?}: {}{}", show(&o.stdout), show(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    }
+
+    fn w(&self, args: &[&str]) -> String {
+        self.git(&self.work, args)
+    }
+
+    fn b(&self, args: &[&str]) -> String {
+        self.git(&self.bare, args)
+    }
+
+    fn write(&self, path: &str, bytes: &[u8]) {
+        let p = self.work.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    fn commit(&self, msg: &str) -> String {
+        self.w(&["add", "-A"]);
+        self.w(&["commit", "-q", "--allow-empty", "-m", msg]);
+        self.w(&["rev-parse", "HEAD"])
+    }
+
+    /// Make the bare server repository from the work repository (every branch and tag).
+    fn publish(&self) {
+        std::fs::create_dir_all(self.bare.parent().unwrap()).unwrap();
+        self.git(
+            self._dir.path(),
+            &["clone", "-q", "--mirror", self.work.to_str().unwrap(), self.bare.to_str().unwrap()],
+        );
+    }
+
+    /// A history with what a walk can get wrong: renames, a file deleted and re-added, a mode
+    /// change, a symbolic link, a submodule, branches merged (one with a resolution of its
+    /// own), an unrelated root, and tags of a commit, a tree and a blob.
+    fn varied(format: &str) -> Repo {
+        let r = Repo::new(format);
+        r.write("README.md", b"hello\n");
+        r.write("models/good.pkl", GOOD_PICKLE);
+        r.write("src/a.txt", b"a\n");
+        r.write("dir with space/\u{e9}t\u{e9}.txt", b"unicode\n");
+        r.commit("root");
+        r.write("src/b.txt", b"b\n");
+        r.write("src/a.txt", b"a2\n");
+        r.commit("second");
+        r.w(&["mv", "src/b.txt", "src/moved.txt"]);
+        std::os::unix::fs::symlink("../README.md", r.work.join("src/link")).unwrap();
+        r.commit("rename and link");
+        std::fs::remove_file(r.work.join("src/a.txt")).unwrap();
+        r.commit("delete");
+        r.write("src/a.txt", b"a2\n");
+        r.write("models/copy-of-good.pkl", GOOD_PICKLE);
+        r.commit("re-add");
+        r.w(&["update-index", "--chmod=+x", "src/a.txt"]);
+        r.w(&["commit", "-q", "-m", "mode"]);
+        let sub = r.w(&["rev-parse", "HEAD~1"]);
+        r.w(&["update-index", "--add", "--cacheinfo", &format!("160000,{sub},vendor/sub")]);
+        r.w(&["commit", "-q", "-m", "submodule"]);
+        // A branch merged without conflict, and one whose merge adds content of its own.
+        r.w(&["checkout", "-q", "-b", "feature"]);
+        r.write("models/evil.pkl", EVIL_PICKLE);
+        r.write("src/feature.txt", b"f1\n");
+        r.commit("feature 1");
+        r.write("src/feature.txt", b"f2\n");
+        r.commit("feature 2");
+        r.w(&["checkout", "-q", "main"]);
+        r.write("src/main-only.txt", b"m\n");
+        r.commit("main moves on");
+        r.w(&["merge", "-q", "--no-ff", "-m", "merge feature", "feature"]);
+        r.w(&["checkout", "-q", "-b", "conflict", "HEAD~1"]);
+        r.write("src/main-only.txt", b"from the branch\n");
+        r.commit("conflicting");
+        r.w(&["checkout", "-q", "main"]);
+        r.write("src/main-only.txt", b"from main\n");
+        r.commit("main side");
+        let o = git_cmd(&r.home, &r.work).args(["merge", "-q", "conflict"]).output().unwrap();
+        assert!(!o.status.success(), "the merge should conflict");
+        r.write("src/main-only.txt", b"resolved by hand\n");
+        r.w(&["add", "-A"]);
+        r.w(&["commit", "-q", "--no-edit"]);
+        // Tags: annotated on a commit, lightweight on a tree, annotated on a blob.
+        r.w(&["tag", "-a", "-m", "release", "v1", "HEAD~2"]);
+        let tree = r.w(&["rev-parse", "HEAD~3^{tree}"]);
+        r.w(&["tag", "tree-tag", &tree]);
+        let lone = {
+            let p = r.work.join("lone.bin");
+            std::fs::write(&p, b"a blob only a tag names\n").unwrap();
+            let id = r.w(&["hash-object", "-w", "lone.bin"]);
+            std::fs::remove_file(p).unwrap();
+            id
+        };
+        r.w(&["tag", "-a", "-m", "blob", "blob-tag", &lone]);
+        // An unrelated history.
+        r.w(&["checkout", "-q", "--orphan", "other"]);
+        r.w(&["rm", "-rq", "--cached", "."]);
+        for e in std::fs::read_dir(&r.work).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() != ".git" {
+                let p = e.path();
+                if p.is_dir() && !p.is_symlink() {
+                    std::fs::remove_dir_all(p).unwrap();
+                } else {
+                    std::fs::remove_file(p).unwrap();
+                }
+            }
+        }
+        r.write("other.txt", b"other root\n");
+        r.write("models/good.pkl", GOOD_PICKLE);
+        r.commit("unrelated root");
+        r.w(&["checkout", "-q", "main"]);
+        r.publish();
+        r
+    }
+
+    /// Every `(path, blob)` of every tree the refs reach, and the commits with their parents.
+    fn expected(&self) -> (Places, Parents) {
+        let mut places = BTreeSet::new();
+        let mut parents = BTreeMap::new();
+        for line in self.b(&["rev-list", "--all", "--parents"]).lines() {
+            let mut ids = line.split(' ').map(str::to_string);
+            let c = ids.next().unwrap();
+            parents.insert(c.clone(), ids.collect());
+            places.extend(self.blobs_of(&c));
+        }
+        for line in
+            self.b(&["for-each-ref", "--format=%(objectname) %(objecttype) %(*objecttype) %(*objectname)"]).lines()
+        {
+            let f: Vec<&str> = line.split(' ').collect();
+            let (kind, id) = if f[1] == "tag" { (f[2], f[3]) } else { (f[1], f[0]) };
+            match kind {
+                "tree" => places.extend(self.blobs_of(id)),
+                "blob" => {
+                    places.insert((String::new(), id.to_string()));
+                }
+                _ => {}
+            }
+        }
+        (places, parents)
+    }
+
+    fn blobs_of(&self, treeish: &str) -> Vec<(String, String)> {
+        let out = self.b(&["ls-tree", "-r", "-z", treeish]);
+        out.split('\0')
+            .filter(|e| !e.is_empty())
+            .filter_map(|e| {
+                let (meta, path) = e.split_once('\t').unwrap();
+                let f: Vec<&str> = meta.split(' ').collect();
+                (f[1] == "blob" && f[0] != "120000").then(|| (path.to_string(), f[2].to_string()))
+            })
+            .collect()
+    }
+
+    fn audit(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let o = Command::new(BIN).arg("audit").args(args).arg(&self.bare).output().unwrap();
+        assert!(o.status.code().is_some_and(|c| c <= 1), "{}", show(&o.stderr));
+        show(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+fn check(format: &str) {
+    let r = Repo::varied(format);
+    let lines = r.audit(&["--all-files", "-q"]);
+    let files: Vec<&serde_json::Value> = lines.iter().filter(|l| l["type"] == "file").collect();
+    let (expected, parents) = r.expected();
+    let got: Vec<(String, String)> = files
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().to_string(), f["blob"].as_str().unwrap().to_string()))
+        .collect();
+    let got_set: BTreeSet<(String, String)> = got.iter().cloned().collect();
+    assert_eq!(got.len(), got_set.len(), "a place was recorded twice");
+    assert_eq!(got_set, expected, "the places differ from git's listing");
+
+    let repo = lines.iter().find(|l| l["type"] == "repository").unwrap();
+    assert_eq!(repo["commits"].as_u64().unwrap() as usize, parents.len());
+    let blobs: BTreeSet<&String> = expected.iter().map(|(_, b)| b).collect();
+    assert_eq!(repo["blobs"].as_u64().unwrap() as usize, blobs.len());
+    assert_eq!(repo["places"].as_u64().unwrap() as usize, expected.len());
+    assert_eq!(repo["symlinks"], 1);
+    assert_eq!(repo["submodules"], 1);
+    assert!(repo["error"].is_null());
+
+    for f in &files {
+        let path = f["path"].as_str().unwrap();
+        let blob = f["blob"].as_str().unwrap();
+        let refname = f["ref"].as_str().unwrap();
+        let Some(c) = f["commit"].as_str() else {
+            // Only what a tag names directly has no commit.
+            assert!(refname.starts_with("refs/tags/"), "{f}");
+            continue;
+        };
+        assert!(r.blobs_of(c).contains(&(path.to_string(), blob.to_string())), "{path} is not in {c}");
+        for p in &parents[c] {
+            assert!(
+                !r.blobs_of(p).contains(&(path.to_string(), blob.to_string())),
+                "{path} ({blob}) attributed to {c}, but its parent {p} has it already"
+            );
+        }
+        let o = git_cmd(&r.home, &r.bare).args(["merge-base", "--is-ancestor", c, refname]).output().unwrap();
+        assert!(o.status.success(), "{c} is not in the history of {refname}");
+    }
+    // The merge's own resolution is a place of the merge; the branch's files keep their commits.
+    let resolved = files.iter().find(|f| f["path"] == "src/main-only.txt" && f["size"] == 17).unwrap();
+    let merge = r.b(&["rev-parse", "main"]);
+    assert_eq!(resolved["commit"].as_str().unwrap(), merge);
+    let evil = files.iter().find(|f| f["path"] == "models/evil.pkl").unwrap();
+    assert_eq!(evil["commit"].as_str().unwrap(), r.b(&["rev-parse", "feature~1"]));
+    assert_eq!(evil["ref"], "refs/heads/main", "HEAD's branch comes first");
+    assert_eq!(evil["verdict"], "dangerous");
+    assert_eq!(evil["decision"], "reject");
+    // The unrelated root's copy of good.pkl is the same place (path, blob) as main's.
+    assert_eq!(files.iter().filter(|f| f["path"] == "models/good.pkl").count(), 1);
+    let lone = files.iter().find(|f| f["path"] == "").unwrap();
+    assert_eq!(lone["ref"], "refs/tags/blob-tag");
+}
+
+#[test]
+fn places_match_git_in_a_sha1_repository() {
+    check("sha1");
+}
+
+#[test]
+fn places_match_git_in_a_sha256_repository() {
+    check("sha256");
+}
+
+#[test]
+fn models_only_by_default_and_every_file_with_all_files() {
+    let r = Repo::varied("sha1");
+    let lines = r.audit(&["-q"]);
+    let paths: BTreeSet<&str> =
+        lines.iter().filter(|l| l["type"] == "file").map(|l| l["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, BTreeSet::from(["models/copy-of-good.pkl", "models/evil.pkl", "models/good.pkl"]));
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["files"], 3);
+    assert_eq!(summary["dangerous"], 1);
+    assert_eq!(summary["reject"], 1);
+    assert_eq!(summary["exit_code"], 1);
+    assert_eq!(summary["formats"]["pickle"], 3);
+}
+
+#[test]
+fn a_shallow_repository_is_walked_from_its_boundary() {
+    let r = Repo::varied("sha1");
+    let shallow = r._dir.path().join("shallow.git");
+    r.git(
+        r._dir.path(),
+        &["clone", "-q", "--bare", "--depth", "2", &format!("file://{}", r.bare.display()), shallow.to_str().unwrap()],
+    );
+    let o = Command::new(BIN).args(["audit", "-q", "--all-files"]).arg(&shallow).output().unwrap();
+    let lines: Vec<serde_json::Value> = show(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let repo = lines.iter().find(|l| l["type"] == "repository").unwrap();
+    assert!(repo["error"].is_null(), "{repo}");
+    // Everything in the shallow history's trees is there, attributed to a commit it has.
+    let tip_files = r.blobs_of("main");
+    for (path, blob) in tip_files {
+        assert!(
+            lines.iter().any(|l| l["path"] == path.as_str() && l["blob"] == blob.as_str()),
+            "{path} missing from the shallow audit"
+        );
+    }
+}
+
+#[test]
+fn a_missing_object_fails_the_repository_not_the_audit() {
+    let r = Repo::varied("sha1");
+    let broken = r._dir.path().join("broken.git");
+    r.git(r._dir.path(), &["clone", "-q", "--bare", "--no-local", r.bare.to_str().unwrap(), broken.to_str().unwrap()]);
+    // Unpack, then delete one tree object: the history cannot be read whole.
+    let packs: Vec<PathBuf> = std::fs::read_dir(broken.join("objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect();
+    for p in &packs {
+        let data = std::fs::read(p).unwrap();
+        std::fs::remove_file(p).unwrap();
+        std::fs::remove_file(p.with_extension("idx")).unwrap();
+        let mut c = git_cmd(&r.home, &broken);
+        c.args(["unpack-objects", "-q"]).stdin(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let tree = r.b(&["rev-parse", "main~3^{tree}"]);
+    std::fs::remove_file(broken.join("objects").join(&tree[..2]).join(&tree[2..])).unwrap();
+    let o = Command::new(BIN).args(["audit", "-q"]).arg(&broken).arg(&r.bare).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o.stderr));
+    let lines: Vec<serde_json::Value> = show(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let repos: Vec<&serde_json::Value> = lines.iter().filter(|l| l["type"] == "repository").collect();
+    assert_eq!(repos.len(), 2);
+    let failed = repos.iter().find(|l| l["path"].as_str().unwrap().ends_with("broken.git")).unwrap();
+    assert!(failed["error"].as_str().unwrap().contains(&tree), "{failed}");
+    let ok = repos.iter().find(|l| l["path"].as_str().unwrap().ends_with("repo.git")).unwrap();
+    assert!(ok["error"].is_null());
+    assert_eq!(lines.last().unwrap()["failed"], 1);
+}
