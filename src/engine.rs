@@ -99,6 +99,24 @@ pub const CODES: &[crate::finding::CodeInfo] = &[
         fix: "store the model uncompressed, or raise the budget in the policy if the file is trusted",
     },
     crate::finding::CodeInfo {
+        code: "buffer-budget-exceeded",
+        severity: Severity::Error,
+        summary: "data that must be held in memory (a compressed nested archive, ...) exceeds the per-file budget",
+        fix: "unpack the nested archives, or raise max_buffered_bytes in the policy if the file is trusted",
+    },
+    crate::finding::CodeInfo {
+        code: "overlap-budget-exceeded",
+        severity: Severity::Error,
+        summary: "archive members overlap so much that scanning them all would read the file many times over",
+        fix: "re-create the archive so that its members do not share bytes",
+    },
+    crate::finding::CodeInfo {
+        code: "model-content-unrecognised",
+        severity: Severity::Error,
+        summary: "the name says model file, but the content is no format modelgate recognises",
+        fix: "check the file: a loader may read it in a way modelgate cannot judge; re-export it in a standard format",
+    },
+    crate::finding::CodeInfo {
         code: "internal-error",
         severity: Severity::Error,
         summary: "modelgate hit an internal error while scanning this file",
@@ -107,26 +125,126 @@ pub const CODES: &[crate::finding::CodeInfo] = &[
 ];
 
 /// Per-file scan state shared by the dispatcher and the parsers it calls: the sink for
-/// findings and imports, and the way containers hand members back.
+/// findings and imports, the per-file budgets, and the way containers hand members back.
 pub struct Scan<'a> {
     pub opts: &'a ScanOptions,
     /// Member path of what is being scanned now (`None` at the top level).
     member: Option<String>,
+    /// The scanned file's own name (its path as given), which may claim a model format.
+    name: Option<String>,
     depth: u32,
     expanded: Arc<ExpandBudget>,
+    budget: Arc<FileBudget>,
     out_imports: Vec<Import>,
     out_findings: Vec<Finding>,
     /// A member of a model format was seen (so an empty finding list means "safe").
     model: bool,
 }
 
+/// Work one file may cause beyond what its own bytes cost: every budget here is shared by all
+/// nesting levels and parser instances of the file, so a crafted file gets one allowance, not
+/// one per archive level. Each budget ends in an `error` finding.
+#[derive(Debug)]
+pub struct FileBudget {
+    /// Archive members listed so far, all archives of the file together.
+    members: AtomicU64,
+    max_members: u64,
+    /// Bytes held in memory right now by buffers (nested compressed archives, ...).
+    held: Arc<AtomicU64>,
+    max_held: u64,
+    /// Bytes of archive members handed back as windows of bytes already in hand: members that
+    /// overlap make a file of a few KB read as gigabytes.
+    windows: AtomicU64,
+    max_windows: u64,
+    /// Bytes of structure read by parsers that follow pointers (HDF5).
+    structure: AtomicU64,
+    max_structure: u64,
+}
+
+/// Structure bytes the pointer-following parsers (HDF5) may read per file.
+pub const MAX_STRUCTURE_BYTES: u64 = 512 << 20;
+
+impl FileBudget {
+    fn new(opts: &ScanOptions, size: u64) -> FileBudget {
+        let levels = u64::from(opts.max_depth) + 1;
+        FileBudget {
+            members: AtomicU64::new(0),
+            max_members: opts.max_members,
+            held: Arc::new(AtomicU64::new(0)),
+            max_held: opts.max_buffered_bytes,
+            windows: AtomicU64::new(0),
+            max_windows: levels.saturating_mul(size.saturating_add(opts.max_buffered_bytes)),
+            structure: AtomicU64::new(0),
+            max_structure: MAX_STRUCTURE_BYTES,
+        }
+    }
+}
+
+impl FileBudget {
+    /// Count `n` bytes of structure read by a parser that follows pointers (HDF5); false
+    /// once the file's budget of [`MAX_STRUCTURE_BYTES`] is spent.
+    pub fn take_structure(&self, n: u64) -> bool {
+        take(&self.structure, self.max_structure, n)
+    }
+}
+
+/// Take `n` units from a shared counter capped at `max`; false (and nothing taken) past it.
+fn take(counter: &AtomicU64, max: u64, n: u64) -> bool {
+    counter
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| used.checked_add(n).filter(|&u| u <= max))
+        .is_ok()
+}
+
+/// Bytes held in memory for one file, released when the buffer goes.
+struct Held {
+    counter: Arc<AtomicU64>,
+    n: u64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.n, Ordering::Relaxed);
+    }
+}
+
+/// A buffered stream, counted against its file's budget of bytes held while it lives.
+struct BufferedSource {
+    bytes: Vec<u8>,
+    _held: Held,
+}
+
+impl Source for BufferedSource {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let data = usize::try_from(offset).ok().and_then(|o| self.bytes.get(o..)).unwrap_or(&[]);
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Ok(n)
+    }
+}
+
+/// A stream read into memory by [`Scan::buffer`].
+pub enum Buffered<R> {
+    /// All of it, counted against the file's budget while the source lives.
+    Whole(Arc<dyn Source>),
+    /// The file's budget of bytes held at once ran out: what was read (no longer counted),
+    /// and the reader to go on with.
+    Over(Vec<u8>, R),
+    /// The reader failed: what it gave before, and the error.
+    Failed(Arc<dyn Source>, io::Error),
+}
+
 impl<'a> Scan<'a> {
-    fn new(opts: &'a ScanOptions) -> Scan<'a> {
+    fn new(opts: &'a ScanOptions, name: Option<String>, size: u64) -> Scan<'a> {
         Scan {
             opts,
             member: None,
+            name,
             depth: 0,
             expanded: Arc::new(ExpandBudget::new(opts.max_expanded_bytes)),
+            budget: Arc::new(FileBudget::new(opts, size)),
             out_imports: Vec::new(),
             out_findings: Vec::new(),
             model: false,
@@ -162,6 +280,15 @@ impl<'a> Scan<'a> {
         self.member.as_deref()
     }
 
+    /// The name of what is being scanned now: the innermost member's path inside its archive,
+    /// or the file's own path at the top level.
+    pub fn current_name(&self) -> Option<&str> {
+        match &self.member {
+            Some(m) => m.rsplit('!').next(),
+            None => self.name.as_deref(),
+        }
+    }
+
     pub fn depth(&self) -> u32 {
         self.depth
     }
@@ -170,6 +297,110 @@ impl<'a> Scan<'a> {
     /// budget reads fail and the file gets an `expansion-budget-exceeded` finding.
     pub fn limit(&self, r: Box<dyn Read + Send>) -> Box<dyn Read + Send> {
         Box::new(Limited { inner: r, budget: self.expanded.clone() })
+    }
+
+    /// Count `n` archive members against the file's member budget (all archives together).
+    /// Returns how many may be read: fewer than `n` once the budget runs out.
+    pub fn take_members(&self, n: u64) -> u64 {
+        let b = &self.budget;
+        let mut granted = 0;
+        let _ = b.members.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+            granted = n.min(b.max_members.saturating_sub(used));
+            Some(used + granted)
+        });
+        granted
+    }
+
+    /// Archive members the file may still list.
+    pub fn members_left(&self) -> u64 {
+        self.budget.max_members.saturating_sub(self.budget.members.load(Ordering::Relaxed))
+    }
+
+    /// Count an archive member handed back as a window of `len` bytes already in hand (a
+    /// stored member). False when the file's window budget is spent: members that overlap
+    /// re-read the same bytes, and a few KB could otherwise read as gigabytes. The caller
+    /// stops and reports with [`Scan::overlap_exceeded`].
+    pub fn take_window(&self, len: u64) -> bool {
+        take(&self.budget.windows, self.budget.max_windows, len)
+    }
+
+    /// The finding for a spent window budget.
+    pub fn overlap_exceeded(&mut self) {
+        let f = Finding::new(
+            "overlap-budget-exceeded",
+            Severity::Error,
+            format!(
+                "archive members handed back {} bytes in total; the rest were not scanned",
+                self.budget.max_windows
+            ),
+        );
+        self.finding(f);
+    }
+
+    /// The file's budgets, for parsers that hold them while they borrow no `Scan`.
+    pub fn file_budget(&self) -> Arc<FileBudget> {
+        self.budget.clone()
+    }
+
+    /// Read a stream into memory, counting the bytes against the file's budget of bytes held
+    /// at once (a nested archive that is compressed at every level holds one buffer per level,
+    /// all alive together). The bytes are released when the returned source is dropped.
+    pub fn buffer<R: Read>(&self, mut r: R, size_hint: Option<u64>) -> Buffered<R> {
+        let max = self.budget.max_held;
+        let mut held = Held { counter: self.budget.held.clone(), n: 0 };
+        let mut bytes: Vec<u8> = Vec::new();
+        let first = size_hint.unwrap_or(0).clamp(64 << 10, 16 << 20);
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            let n = match r.read(&mut chunk) {
+                Ok(0) => return Buffered::Whole(Arc::new(BufferedSource { bytes, _held: held })),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Buffered::Failed(Arc::new(BufferedSource { bytes, _held: held }), e),
+            };
+            if bytes.len() + n > bytes.capacity() {
+                // Grow by doubling, never past what the file's budget still allows.
+                let need = (bytes.len() + n - bytes.capacity()) as u64;
+                let want = (bytes.len() as u64).max(first).max(need);
+                let left = max.saturating_sub(held.counter.load(Ordering::Relaxed));
+                let grant = if take(&held.counter, max, want) {
+                    want
+                } else if left >= need && take(&held.counter, max, left) {
+                    left
+                } else {
+                    bytes.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+                    return Buffered::Over(bytes, r);
+                };
+                held.n += grant;
+                let room = bytes.capacity() - bytes.len();
+                bytes.reserve_exact(room.saturating_add(usize::try_from(grant).unwrap_or(usize::MAX)));
+            }
+            bytes.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+        }
+    }
+
+    /// Random access to `data` (a stream is buffered by [`Scan::buffer`]); on failure the
+    /// finding is recorded and `None` returned. `what` names the data in the message.
+    pub fn random(&mut self, data: Data, what: &str) -> Option<Arc<dyn Source>> {
+        match data {
+            Data::Random(src) => Some(src),
+            Data::Stream(r, size) => match self.buffer(r, size) {
+                Buffered::Whole(src) => Some(src),
+                Buffered::Over(..) => {
+                    let max = self.budget.max_held;
+                    self.finding(Finding::new(
+                        "buffer-budget-exceeded",
+                        Severity::Error,
+                        format!("cannot read {what}: it must be held in memory, and more than {max} bytes would be held at once for this file"),
+                    ));
+                    None
+                }
+                Buffered::Failed(_, e) => {
+                    self.finding(Finding::new("read-error", Severity::Error, format!("cannot read {what}: {e}")));
+                    None
+                }
+            },
+        }
     }
 
     /// Scan data that a single-stream wrapper (gzip, ...) decoded, under the same member path.
@@ -286,7 +517,7 @@ pub fn scan_data(display: &str, data: Data, size: Option<u64>, opts: &ScanOption
 type ClamavJob = (Arc<crate::clamav::ClamavConfig>, Arc<dyn Source>);
 
 fn scan_top(display: &str, data: Data, size: Option<u64>, opts: &ScanOptions, clamav: Option<ClamavJob>) -> FileReport {
-    let mut scan = Scan::new(opts);
+    let mut scan = Scan::new(opts, Some(display.to_string()), size.unwrap_or(0));
     let format = {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&mut scan, data, Hint::Sniff)));
         match run {
@@ -344,7 +575,7 @@ mod tests {
     #[test]
     fn nested_member_paths() {
         let opts = ScanOptions::default();
-        let mut s = Scan::new(&opts);
+        let mut s = Scan::new(&opts, None, 0);
         s.member = Some("a.zip".into());
         s.finding(Finding::new("x", Severity::Info, "m").member("b.pkl"));
         assert_eq!(s.out_findings[0].member.as_deref(), Some("a.zip!b.pkl"));

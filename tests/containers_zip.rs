@@ -86,12 +86,13 @@ fn flag_bits_are_reported_and_ignored() {
     let f = one(&r, "zip-flag-encrypted");
     assert!(f.message.contains("numpy"), "{}", f.message);
     assert_eq!(r.verdict, Verdict::Suspicious);
-    // Really encrypted bytes: nothing can load them; noted, not flagged.
+    // Really encrypted bytes: what they hold cannot be judged, so the file fails closed.
     let mut enc = Z::stored("secret.txt", &[0x9d, 0x11, 0xe3, 0x42, 0x07, 0xc8, 0x5a, 0x31, 0x99, 0x00, 0xfe]);
     enc.crc = 0x1234_5678;
     let r = scan(zip(&[enc.flags(1)]));
     assert_eq!(codes(&r), ["zip-encrypted-member"]);
-    assert_eq!(one(&r, "zip-encrypted-member").severity, Severity::Info);
+    assert_eq!(one(&r, "zip-encrypted-member").severity, Severity::Error);
+    assert_eq!(r.verdict, Verdict::Error);
 }
 
 #[test]

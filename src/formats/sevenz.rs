@@ -7,7 +7,7 @@ use crate::detect::Format;
 use crate::engine::{Hint, Scan};
 use crate::finding::{CodeInfo, Finding, Severity};
 use crate::formats::zip::{unsafe_path, Notes};
-use crate::source::{Data, Source};
+use crate::source::{BytesSource, Data, Source};
 use sevenz_rust2::{ArchiveReader, EntryDecision, Password};
 use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -78,16 +78,6 @@ impl Seek for SourceReader {
     }
 }
 
-/// Bytes handed to the expansion budget through [`Scan::limit`] and then back, so that a 7z
-/// member costs the budget what it expands to.
-struct Shared(Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for Shared {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_slice()
-    }
-}
-
 /// Scan a 7z archive; every member is handed back to the dispatcher.
 pub fn scan(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
     scan.mark_model();
@@ -108,12 +98,18 @@ pub fn scan(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
 
     let mut notes = Notes::default();
     let files = &archive.archive().files;
-    let max = usize::try_from(scan.opts.max_members).unwrap_or(usize::MAX);
+    // The member budget is the file's: every archive of every nesting level draws on it.
+    let listed = files.len() as u64;
+    let max = usize::try_from(scan.take_members(listed)).unwrap_or(usize::MAX);
     if files.len() > max {
         scan.finding(Finding::new(
             "sevenz-too-many-members",
             Severity::Error,
-            format!("{} members, more than {max}; the rest were not scanned", files.len()),
+            format!(
+                "{} members, more than the {} members left of this file's budget; the rest were not scanned",
+                files.len(),
+                max
+            ),
         ));
     }
     for f in files.iter().take(max) {
@@ -145,31 +141,39 @@ pub fn scan(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
         }
         handed += 1;
         seen.insert(entry.name.clone());
-        let mut buf = Vec::new();
-        r.take(cap.saturating_add(1)).read_to_end(&mut buf)?;
-        let whole = buf.len() as u64 <= cap;
+        // Each member is held in memory while it is scanned, counted against the file's
+        // budget of bytes held at once (nested archives each hold theirs).
+        let (buf, whole): (Arc<dyn Source>, bool) = match scan.buffer(Read::take(&mut *r, cap), Some(entry.size)) {
+            crate::engine::Buffered::Whole(buf) => {
+                let mut probe = [0u8; 1];
+                let whole = buf.len() < cap || r.read(&mut probe)? == 0;
+                (buf, whole)
+            }
+            crate::engine::Buffered::Over(head, _) => (Arc::new(BytesSource(head)), false),
+            crate::engine::Buffered::Failed(_, e) => return Err(e.into()),
+        };
         if !whole {
-            buf.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
             notes.add(
                 scan,
                 Finding::new(
                     "sevenz-member-too-large",
                     Severity::Error,
-                    format!("member is larger than {cap} bytes; only its beginning was scanned"),
+                    format!(
+                        "member is larger than the bytes that may be held in memory for this file; only its first {} bytes were scanned",
+                        buf.len()
+                    ),
                 )
                 .member(entry.name.clone()),
             );
         }
-        // Charge the budget with what the member expanded to.
-        let shared = Arc::new(buf);
-        let mut charged = scan.limit(Box::new(io::Cursor::new(Shared(shared.clone()))));
+        // Charge the expansion budget with what the member expanded to.
+        let mut charged = scan.limit(Box::new(SourceReader { src: buf.clone(), pos: 0 }));
         if io::copy(&mut charged, &mut io::sink()).is_err() {
             budget_spent = true;
             return Ok(EntryDecision::Stop);
         }
         drop(charged);
-        let bytes = Arc::try_unwrap(shared).unwrap_or_else(|a| a.as_ref().clone());
-        scan.member(&entry.name, Data::bytes(bytes), Hint::Sniff);
+        scan.member(&entry.name, Data::Random(buf), Hint::Sniff);
         // The rest of an oversized member would only be decoded to be thrown away.
         Ok(if whole { EntryDecision::Continue } else { EntryDecision::SkipBlock })
     });

@@ -84,9 +84,9 @@ pub const CODES: &[CodeInfo] = &[
     },
     CodeInfo {
         code: "zip-encrypted-member",
-        severity: Severity::Info,
-        summary: "a zip member is encrypted; model loaders cannot read it, so its content was not judged",
-        fix: "push the model unencrypted if it is meant to be loaded",
+        severity: Severity::Error,
+        summary: "a zip member is encrypted, so its content could not be judged",
+        fix: "push the model unencrypted; an archive whose content cannot be read cannot be judged",
     },
     CodeInfo {
         code: "zip-flag-patched",
@@ -124,6 +124,12 @@ pub const CODES: &[CodeInfo] = &[
         severity: Severity::Suspicious,
         summary: "zip members share bytes (a zip-bomb technique, or a member hidden inside another)",
         fix: "re-create the archive with a standard zip tool",
+    },
+    CodeInfo {
+        code: "zip-size-mismatch",
+        severity: Severity::Suspicious,
+        summary: "a zip member's data is longer or shorter than its recorded size, so loaders read different bytes",
+        fix: "re-create the archive; every reading of the member was scanned",
     },
     CodeInfo {
         code: "zip-path-traversal",
@@ -482,17 +488,24 @@ fn read_local(src: &dyn Source, at: u64) -> Result<Local, String> {
     Ok(Local { data: at + LOCAL_LEN as u64 + name_len + extra_len, name, flags: r.u16(6) })
 }
 
-/// Is this member the pickle of a PyTorch zip checkpoint?
+/// Is this member the pickle of a PyTorch zip checkpoint? torch's reader finds records with
+/// miniz's `mz_zip_reader_locate_file` without `MZ_ZIP_FLAG_CASE_SENSITIVE`, which compares
+/// names case-insensitively (`mz_zip_filename_compare`): `archive/DATA.PKL` is `data.pkl`.
 fn is_torch_pickle(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
     name == "data.pkl" || name.ends_with("/data.pkl")
 }
 
-/// How the loader of an archive of this kind treats the member.
+/// How the loader of an archive of this kind treats the member. Every `.pkl` of a torch
+/// archive, in any case, is a pickle to torch (`data.pkl`, TorchScript's `constants.pkl`,
+/// `*.debug_pkl`, `torch.package` resources); only members under the exact `data/` folder are
+/// raw storages (a mismatched case is sniffed, which reads more, never less).
 fn hint_for(format: &Format, name: &str) -> Hint {
     if *format != Format::TorchZip {
         return Hint::Sniff;
     }
-    if name.ends_with(".pkl") {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".pkl") || lower.ends_with(".debug_pkl") {
         return Hint::Pickle;
     }
     let mut parts = name.rsplit('/');
@@ -659,25 +672,31 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
     }
 
     // Gather the entries of every directory a loader may read, each (name, local header) once.
+    // The member budget is the file's: every archive of every nesting level draws on it.
     let mut entries: Vec<Entry> = Vec::new();
     let mut seen_entries = HashSet::new();
     let mut budget = scan.opts.max_members;
     for dir in &dirs {
-        let read = read_directory(&src, *dir, end.cd_size, budget);
+        let read = read_directory(&src, *dir, end.cd_size, budget.min(scan.members_left()));
+        let listed = read.entries.len() as u64;
+        let granted = scan.take_members(listed);
         if let Some(why) = read.malformed {
             notes.add(scan, Finding::new("zip-bad-central-directory", Severity::Error, why));
         }
-        if read.capped {
+        if read.capped || granted < listed {
             notes.add(
                 scan,
                 Finding::new(
                     "zip-too-many-members",
                     Severity::Error,
-                    format!("more than {} members; the rest were not scanned", scan.opts.max_members),
+                    format!(
+                        "more than {} members in this file (all archives together); the rest were not scanned",
+                        scan.opts.max_members
+                    ),
                 ),
             );
         }
-        if read.entries.len() as u64 != end.entries && !read.capped {
+        if listed != end.entries && !read.capped {
             notes.add(
                 scan,
                 Finding::new(
@@ -685,15 +704,13 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
                     Severity::Suspicious,
                     format!(
                         "the end record declares {} members, the central directory at offset {} holds {}",
-                        end.entries,
-                        dir.start,
-                        read.entries.len()
+                        end.entries, dir.start, listed
                     ),
                 )
                 .at(end.pos),
             );
         }
-        for e in read.entries {
+        for e in read.entries.into_iter().take(usize::try_from(granted).unwrap_or(usize::MAX)) {
             if seen_entries.insert((e.name.clone(), e.local)) {
                 budget = budget.saturating_sub(1);
                 entries.push(e);
@@ -778,6 +795,7 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
         }
     }
     let first_byte = spans.first().map_or(dirs.first().map_or(0, |d| d.start), |s| s.0);
+    let mut spent = false;
     if first_byte > 0 {
         scan.finding(
             Finding::new(
@@ -792,19 +810,52 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
             .at(0),
         );
         if with_head {
-            let head: Arc<dyn Source> = Arc::new(SliceSource::new(src.clone(), 0, first_byte));
-            scan.member(PREPENDED, Data::Random(head), Hint::Sniff);
+            if scan.take_window(first_byte) {
+                let head: Arc<dyn Source> = Arc::new(SliceSource::new(src.clone(), 0, first_byte));
+                scan.member(PREPENDED, Data::Random(head), Hint::Sniff);
+            } else {
+                spent = true;
+            }
         }
     }
 
+    // Members that share their local header and are read the same way are scanned once: names
+    // that differ change nothing a loader reads (central-directory entries sharing one header,
+    // nested, would otherwise multiply the work level by level).
+    let mut scanned: HashSet<(u64, u64, u64, u16, u16, u8)> = HashSet::new();
     for (i, local) in located {
         let Some(e) = entries.get(i) else { continue };
-        scan_member(scan, &mut notes, &src, e, &local, &format);
+        let hint = hint_for(&format, &e.name);
+        let claims = crate::formats::claimed_model(&e.name).is_some();
+        let key = (e.local, e.csize, e.usize, e.method, e.flags | local.flags, hint_code(hint, claims));
+        let first = scanned.insert(key);
+        if spent {
+            continue;
+        }
+        if !scan_member(scan, &mut notes, &src, e, &local, &format, first) {
+            spent = true;
+        }
+    }
+    if spent {
+        scan.overlap_exceeded();
     }
     notes.flush(scan);
     format
 }
 
+/// A small code for how a member is read, for telling scans of the same bytes apart.
+fn hint_code(hint: Hint, claims: bool) -> u8 {
+    let h = match hint {
+        Hint::Sniff => 0,
+        Hint::Pickle => 1,
+        Hint::RawData => 2,
+    };
+    h | if claims { 4 } else { 0 }
+}
+
+/// Check one member and hand its bytes back to the dispatcher (`scan_bytes` false: another
+/// entry already had the same bytes scanned the same way). False when the file's window
+/// budget is spent.
 fn scan_member(
     scan: &mut Scan<'_>,
     notes: &mut Notes,
@@ -812,7 +863,8 @@ fn scan_member(
     e: &Entry,
     local: &Local,
     format: &Format,
-) {
+    scan_bytes: bool,
+) -> bool {
     let name = e.name.as_str();
     let at = |f: Finding| f.member(name.to_string()).at(e.local);
     if local.name != e.name.as_bytes() {
@@ -847,8 +899,8 @@ fn scan_member(
             )),
         );
     }
-    if e.is_dir() {
-        return;
+    if e.is_dir() || !scan_bytes {
+        return true;
     }
     if local.data.saturating_add(e.csize) > src.len() {
         notes.add(
@@ -872,24 +924,53 @@ fn scan_member(
     }
     let hint = hint_for(format, name);
     let want_crc = e.usize <= CRC_SMALL || (hint == Hint::Pickle && e.usize <= scan.opts.max_buffered_bytes);
-    let raw = Arc::new(SliceSource::new(src.clone(), local.data, e.csize));
     let tap = ErrTap::default();
     let mut actual_crc = None;
-    let data = if e.method == 0 {
-        if want_crc {
-            match crc_of(raw.as_ref(), 0, raw.len()) {
-                Ok(crc) => actual_crc = Some(crc),
-                Err(err) => {
-                    notes.add(
-                        scan,
-                        at(Finding::new("read-error", Severity::Error, format!("cannot read member: {err}"))),
-                    );
-                    return;
+    let mut found = Format::Unknown;
+    if e.method == 0 {
+        // Python's zipfile yields min(compressed, uncompressed size) bytes of a stored member
+        // (`ZipExtFile`); miniz yields the uncompressed size (`mz_zip_reader_extract_to_mem`,
+        // which refuses differing sizes unless they come from a zip64 extra field). When the
+        // sizes differ, each reading is scanned.
+        let mut windows = vec![e.csize];
+        if e.usize != e.csize {
+            notes.add(
+                scan,
+                at(Finding::new(
+                    "zip-size-mismatch",
+                    Severity::Suspicious,
+                    format!(
+                        "stored member records {} bytes compressed and {} uncompressed; both readings were scanned",
+                        e.csize, e.usize
+                    ),
+                )),
+            );
+            windows.push(e.usize);
+        }
+        for (k, len) in windows.into_iter().enumerate() {
+            if !scan.take_window(len.min(src.len())) {
+                return false;
+            }
+            let raw = Arc::new(SliceSource::new(src.clone(), local.data, len));
+            if k == 0 && want_crc {
+                match crc_of(raw.as_ref(), 0, raw.len()) {
+                    Ok(crc) => actual_crc = Some(crc),
+                    Err(err) => {
+                        notes.add(
+                            scan,
+                            at(Finding::new("read-error", Severity::Error, format!("cannot read member: {err}"))),
+                        );
+                        return true;
+                    }
                 }
             }
+            let f = scan.member(name, Data::Random(raw), hint);
+            if k == 0 {
+                found = f;
+            }
         }
-        Data::Random(raw)
     } else {
+        let raw = Arc::new(SliceSource::new(src.clone(), local.data, e.csize));
         let Some(dec) = decoder(e.method, flags, e.usize, Input::random(raw)) else {
             notes.add(
                 scan,
@@ -902,27 +983,57 @@ fn scan_member(
                     ),
                 )),
             );
-            return;
+            return true;
         };
-        let mut reader = scan.limit(tap.wrap(dec));
-        if want_crc {
+        // Neither loader yields more than the recorded uncompressed size: Python's
+        // `ZipExtFile` stops there, miniz fails past it. Bytes beyond are not the member.
+        let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let capped = Capped { inner: dec, left: e.usize, over: over.clone() };
+        let reader = scan.limit(tap.wrap(Box::new(capped)));
+        let data = if want_crc {
             // Buffer small members and pickles once, to check their CRC as the loader reads them.
-            let cap = if hint == Hint::Pickle { scan.opts.max_buffered_bytes } else { CRC_SMALL };
-            let mut buf = Vec::new();
-            let res = reader.by_ref().take(cap.saturating_add(1)).read_to_end(&mut buf);
-            if res.is_ok() && buf.len() as u64 <= cap {
-                let mut crc = flate2::Crc::new();
-                crc.update(&buf);
-                actual_crc = Some(crc.sum());
-                Data::bytes(buf)
-            } else {
-                Data::Stream(Box::new(io::Cursor::new(buf).chain(reader)), Some(e.usize))
+            match scan.buffer(reader, Some(e.usize)) {
+                crate::engine::Buffered::Whole(buf) => {
+                    let mut crc = flate2::Crc::new();
+                    let mut chunk = vec![0u8; 64 << 10];
+                    let mut pos = 0u64;
+                    while pos < buf.len() {
+                        let n = buf.read_at(pos, &mut chunk).unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        crc.update(chunk.get(..n).unwrap_or(&[]));
+                        pos += n as u64;
+                    }
+                    actual_crc = Some(crc.sum());
+                    Data::Random(buf)
+                }
+                // Too much to hold with everything else held for this file: read on as a stream.
+                crate::engine::Buffered::Over(head, reader) => {
+                    Data::Stream(Box::new(io::Cursor::new(head).chain(reader)), Some(e.usize))
+                }
+                // The damage (or a spent budget) is reported below; what decoded before it is
+                // scanned, since a loader reading the member as it decodes runs it.
+                crate::engine::Buffered::Failed(partial, _) => Data::Random(partial),
             }
         } else {
             Data::Stream(reader, Some(e.usize))
+        };
+        found = scan.member(name, data, hint);
+        if over.load(std::sync::atomic::Ordering::Relaxed) {
+            notes.add(
+                scan,
+                at(Finding::new(
+                    "zip-size-mismatch",
+                    Severity::Suspicious,
+                    format!(
+                        "the member decompresses past its recorded size of {} bytes; loaders stop there, and so did the scan",
+                        e.usize
+                    ),
+                )),
+            );
         }
-    };
-    let found = scan.member(name, data, hint);
+    }
     if let Some(err) = tap.error() {
         notes.add(
             scan,
@@ -944,8 +1055,8 @@ fn scan_member(
                 scan,
                 at(Finding::new(
                     "zip-encrypted-member",
-                    Severity::Info,
-                    "member is encrypted (general-purpose flag 0x1) and its bytes are no known format",
+                    Severity::Error,
+                    "member is encrypted (general-purpose flag 0x1) and its bytes are no known format: it cannot be judged",
                 )),
             );
         } else {
@@ -958,6 +1069,33 @@ fn scan_member(
                 )),
             );
         }
+    }
+    true
+}
+
+/// A decoder cut at the member's recorded uncompressed size; notes whether more followed.
+struct Capped {
+    inner: Box<dyn Read + Send>,
+    left: u64,
+    over: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Read for Capped {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // Whether more follows is a fact for the report; an error there is no loader's concern.
+            let mut probe = [0u8; 1];
+            if !self.over.load(std::sync::atomic::Ordering::Relaxed)
+                && matches!(self.inner.read(&mut probe), Ok(n) if n > 0)
+            {
+                self.over.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Ok(0);
+        }
+        let want = (buf.len() as u64).min(self.left) as usize;
+        let n = self.inner.read(buf.get_mut(..want).unwrap_or(&mut []))?;
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
