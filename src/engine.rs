@@ -153,13 +153,17 @@ pub struct FileBudget {
     held: Arc<AtomicU64>,
     max_held: u64,
     /// Bytes of archive members handed back as windows of bytes already in hand: members that
-    /// overlap make a file of a few KB read as gigabytes.
+    /// overlap make a file of a few KB read as gigabytes. The allowance is a few passes over
+    /// every byte the file has (its own and those decompressed into buffers).
     windows: AtomicU64,
-    max_windows: u64,
+    max_windows: AtomicU64,
     /// Bytes of structure read by parsers that follow pointers (HDF5).
     structure: AtomicU64,
     max_structure: u64,
 }
+
+/// Member bytes any file may hand back beyond one pass per nesting level over its bytes.
+const WINDOW_SLACK: u64 = 64 << 20;
 
 /// Structure bytes the pointer-following parsers (HDF5) may read per file.
 pub const MAX_STRUCTURE_BYTES: u64 = 512 << 20;
@@ -173,7 +177,7 @@ impl FileBudget {
             held: Arc::new(AtomicU64::new(0)),
             max_held: opts.max_buffered_bytes,
             windows: AtomicU64::new(0),
-            max_windows: levels.saturating_mul(size.saturating_add(opts.max_buffered_bytes)),
+            max_windows: AtomicU64::new(levels.saturating_mul(size).saturating_add(WINDOW_SLACK)),
             structure: AtomicU64::new(0),
             max_structure: MAX_STRUCTURE_BYTES,
         }
@@ -321,7 +325,7 @@ impl<'a> Scan<'a> {
     /// re-read the same bytes, and a few KB could otherwise read as gigabytes. The caller
     /// stops and reports with [`Scan::overlap_exceeded`].
     pub fn take_window(&self, len: u64) -> bool {
-        take(&self.budget.windows, self.budget.max_windows, len)
+        take(&self.budget.windows, self.budget.max_windows.load(Ordering::Relaxed), len)
     }
 
     /// The finding for a spent window budget.
@@ -330,8 +334,8 @@ impl<'a> Scan<'a> {
             "overlap-budget-exceeded",
             Severity::Error,
             format!(
-                "archive members handed back {} bytes in total; the rest were not scanned",
-                self.budget.max_windows
+                "archive members overlap: their bytes add up to more than {} bytes, several passes over the file; the rest were not scanned",
+                self.budget.max_windows.load(Ordering::Relaxed)
             ),
         );
         self.finding(f);
@@ -353,7 +357,12 @@ impl<'a> Scan<'a> {
         let mut chunk = vec![0u8; 64 << 10];
         loop {
             let n = match r.read(&mut chunk) {
-                Ok(0) => return Buffered::Whole(Arc::new(BufferedSource { bytes, _held: held })),
+                Ok(0) => {
+                    // Members of a buffered archive are windows of the buffer: a few passes more.
+                    let levels = u64::from(self.opts.max_depth) + 1;
+                    self.budget.max_windows.fetch_add(levels.saturating_mul(bytes.len() as u64), Ordering::Relaxed);
+                    return Buffered::Whole(Arc::new(BufferedSource { bytes, _held: held }));
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Buffered::Failed(Arc::new(BufferedSource { bytes, _held: held }), e),

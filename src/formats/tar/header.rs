@@ -623,9 +623,11 @@ fn pairs(nums: &[i128]) -> Vec<(i128, i128)> {
     nums.chunks_exact(2).filter_map(|c| Some((*c.first()?, *c.get(1)?))).collect()
 }
 
-/// A sparse map as `_FileInFile` builds it. Only maps whose blocks follow each other are read:
-/// `_FileInFile` finds a position's block by cycling through the map from where it last was,
-/// so overlapping or unordered blocks read differently depending on the order of reads.
+/// A sparse map as `_FileInFile` builds it. Empty blocks (the unused `(0, 0)` slots of an old
+/// GNU header) cover nothing, and reading forward never reaches the holes they leave behind.
+/// Only maps whose other blocks follow each other are read: `_FileInFile` finds a position's
+/// block by cycling through the map from where it last was, so overlapping or unordered blocks
+/// read differently depending on the order of reads.
 fn sparse_map(structs: &[(i128, i128)]) -> Result<Vec<(u64, u64)>, HeaderErr> {
     let mut last = 0u64;
     let mut out = Vec::with_capacity(structs.len());
@@ -633,6 +635,9 @@ fn sparse_map(structs: &[(i128, i128)]) -> Result<Vec<(u64, u64)>, HeaderErr> {
         let (Ok(off), Ok(len)) = (u64::try_from(off), u64::try_from(len)) else {
             return Err(HeaderErr::Fatal("a negative sparse map entry".into()));
         };
+        if len == 0 {
+            continue;
+        }
         if off < last {
             return Err(HeaderErr::Fatal("sparse map blocks out of order".into()));
         }
