@@ -20,7 +20,8 @@ pub struct ScanOptions {
     pub lists: Arc<Lists>,
     /// Containers nested deeper than this are not opened (finding `container-too-deep`).
     pub max_depth: u32,
-    /// Decompressed bytes one file may expand to in total (zip bombs).
+    /// Decompressed bytes one file may expand to in total (zip bombs). Past [`EXPAND_FLOOR`] a
+    /// file of known size may also expand at most [`EXPAND_RATIO`] times its size.
     pub max_expanded_bytes: u64,
     /// A member that must be held in memory (a nested archive that is compressed) may be at most this big.
     pub max_buffered_bytes: u64,
@@ -162,6 +163,21 @@ pub struct FileBudget {
     max_structure: u64,
 }
 
+/// Decompressed bytes any file may expand to whatever its size (within `max_expanded_bytes`).
+pub const EXPAND_FLOOR: u64 = 4 << 30;
+/// Past [`EXPAND_FLOOR`], a file may expand to this many times its size: one deflate layer
+/// reaches at most ~1032:1, and real checkpoints compress a few times; more is layers of
+/// compression over nothing (a bomb), which costs seconds per GiB to decode.
+pub const EXPAND_RATIO: u64 = 1024;
+
+/// The expansion budget of a file of `size` bytes (`None`: a stream of unknown length).
+fn expand_limit(opts: &ScanOptions, size: Option<u64>) -> u64 {
+    match size {
+        Some(n) => opts.max_expanded_bytes.min(EXPAND_FLOOR.max(n.saturating_mul(EXPAND_RATIO))),
+        None => opts.max_expanded_bytes,
+    }
+}
+
 /// Member bytes any file may hand back beyond one pass per nesting level over its bytes.
 const WINDOW_SLACK: u64 = 64 << 20;
 
@@ -241,14 +257,14 @@ pub enum Buffered<R> {
 }
 
 impl<'a> Scan<'a> {
-    fn new(opts: &'a ScanOptions, name: Option<String>, size: u64) -> Scan<'a> {
+    fn new(opts: &'a ScanOptions, name: Option<String>, size: Option<u64>) -> Scan<'a> {
         Scan {
             opts,
             member: None,
             name,
             depth: 0,
-            expanded: Arc::new(ExpandBudget::new(opts.max_expanded_bytes)),
-            budget: Arc::new(FileBudget::new(opts, size)),
+            expanded: Arc::new(ExpandBudget::new(expand_limit(opts, size))),
+            budget: Arc::new(FileBudget::new(opts, size.unwrap_or(0))),
             out_imports: Vec::new(),
             out_findings: Vec::new(),
             model: false,
@@ -526,7 +542,7 @@ pub fn scan_data(display: &str, data: Data, size: Option<u64>, opts: &ScanOption
 type ClamavJob = (Arc<crate::clamav::ClamavConfig>, Arc<dyn Source>);
 
 fn scan_top(display: &str, data: Data, size: Option<u64>, opts: &ScanOptions, clamav: Option<ClamavJob>) -> FileReport {
-    let mut scan = Scan::new(opts, Some(display.to_string()), size.unwrap_or(0));
+    let mut scan = Scan::new(opts, Some(display.to_string()), size);
     let format = {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&mut scan, data, Hint::Sniff)));
         match run {
@@ -541,7 +557,10 @@ fn scan_top(display: &str, data: Data, size: Option<u64>, opts: &ScanOptions, cl
         let f = Finding::new(
             "expansion-budget-exceeded",
             Severity::Error,
-            format!("decompressed data exceeds the budget of {} bytes", opts.max_expanded_bytes),
+            format!(
+                "decompressed data exceeds the budget of {} bytes (max_expanded_bytes, and at most {EXPAND_RATIO} times the file's size past {EXPAND_FLOOR} bytes)",
+                scan.expanded.max
+            ),
         );
         scan.finding(f);
     }
@@ -584,7 +603,7 @@ mod tests {
     #[test]
     fn nested_member_paths() {
         let opts = ScanOptions::default();
-        let mut s = Scan::new(&opts, None, 0);
+        let mut s = Scan::new(&opts, None, None);
         s.member = Some("a.zip".into());
         s.finding(Finding::new("x", Severity::Info, "m").member("b.pkl"));
         assert_eq!(s.out_findings[0].member.as_deref(), Some("a.zip!b.pkl"));
