@@ -23,9 +23,10 @@ pub struct ScanOptions {
     /// Decompressed bytes one file may expand to in total (zip bombs). Past [`EXPAND_FLOOR`] a
     /// file of known size may also expand at most [`EXPAND_RATIO`] times its size.
     pub max_expanded_bytes: u64,
-    /// A member that must be held in memory (a nested archive that is compressed) may be at most this big.
+    /// Bytes held in memory at once for one file (members that must be buffered to be read: a
+    /// compressed nested archive, a 7z member), all nesting levels together.
     pub max_buffered_bytes: u64,
-    /// Members per archive.
+    /// Archive members per file, all nested archives together.
     pub max_members: u64,
     /// Opcodes per pickle stream.
     pub max_pickle_opcodes: u64,
@@ -210,9 +211,7 @@ impl FileBudget {
 
 /// Take `n` units from a shared counter capped at `max`; false (and nothing taken) past it.
 fn take(counter: &AtomicU64, max: u64, n: u64) -> bool {
-    counter
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| used.checked_add(n).filter(|&u| u <= max))
-        .is_ok()
+    counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| used.checked_add(n).filter(|&u| u <= max)).is_ok()
 }
 
 /// Bytes held in memory for one file, released when the buffer goes.

@@ -121,11 +121,24 @@ fn the_member_budget_is_the_files() {
     assert_eq!(one(&r, "zip-too-many-members").severity, Severity::Error);
     assert!(one(&r, "zip-too-many-members").message.contains("all archives together"));
     // Tars and 7z draw on the same budget.
-    let t = tar(&(0..200).map(|i| (format!("t{i}"), npy_f4(1))).collect::<Vec<_>>().iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect::<Vec<_>>());
+    let t = tar(&(0..200)
+        .map(|i| (format!("t{i}"), npy_f4(1)))
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect::<Vec<_>>());
     let z = zip(&[Z::stored("a.zip", &inner("a")), Z::stored("t.tar", &t)]);
     let r = scan_with(z, &opts);
     assert_eq!(one(&r, "tar-too-many-members").severity, Severity::Error);
-    let s = sevenz(&(0..100).map(|i| (format!("s{i}"), npy_f4(1))).collect::<Vec<_>>().iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect::<Vec<_>>(), false);
+    let s = sevenz(
+        &(0..100)
+            .map(|i| (format!("s{i}"), npy_f4(1)))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect::<Vec<_>>(),
+        false,
+    );
     let z = zip(&[Z::stored("a.zip", &inner("a")), Z::stored("b.zip", &inner("b")), Z::stored("s.7z", &s)]);
     let r = scan_with(z, &opts);
     assert_eq!(one(&r, "sevenz-too-many-members").severity, Severity::Error);

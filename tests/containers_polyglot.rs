@@ -23,7 +23,9 @@ const POLYGLOTS: &[(&str, &str)] = &[
 ];
 
 fn lambda_found(r: &modelgate::engine::FileReport) -> bool {
-    r.findings.iter().any(|f| f.code == "keras-lambda-layer" && f.evidence.as_deref().unwrap_or("").contains("modelgate"))
+    r.findings
+        .iter()
+        .any(|f| f.code == "keras-lambda-layer" && f.evidence.as_deref().unwrap_or("").contains("modelgate"))
 }
 
 #[test]
@@ -67,12 +69,16 @@ fn zip_behind_any_head_is_read_as_zipfile_reads_it() {
     let polyglot = fixture("polyglot_gguf.h5");
     let heads: Vec<(&str, Vec<u8>)> = vec![
         ("gguf", polyglot[..64].to_vec()),
-        ("hdf5", std::fs::read(format!("{}/tests/fixtures/formats/weights_only.h5", env!("CARGO_MANIFEST_DIR"))).unwrap()),
+        (
+            "hdf5",
+            std::fs::read(format!("{}/tests/fixtures/formats/weights_only.h5", env!("CARGO_MANIFEST_DIR"))).unwrap(),
+        ),
         ("safetensors", fixture("polyglot_safetensors.h5")[..48].to_vec()),
         ("tflite", fixture("polyglot_tflite.h5")[..16].to_vec()),
     ];
     for (what, head) in heads {
-        let bytes = zip_opts(&[Z::deflated("config.json", LAMBDA_CONFIG)], &ZipOpts { prepend: head, ..Default::default() });
+        let bytes =
+            zip_opts(&[Z::deflated("config.json", LAMBDA_CONFIG)], &ZipOpts { prepend: head, ..Default::default() });
         let r = scan(bytes);
         assert_eq!(r.verdict, Verdict::Dangerous, "{what}: {:#?}", r.findings);
         assert!(r.findings.iter().any(|f| f.code == "keras-lambda-layer"), "{what}: {:#?}", r.findings);

@@ -97,7 +97,8 @@ fn tar_checksums_and_numbers_as_python_reads_them() {
         \x20       tarfile.TarInfo.frombuf(b, 'utf-8', 'surrogateescape'); print(1)\n\
         \x20   except tarfile.HeaderError:\n\
         \x20       print(0)\n";
-    let input: String = blocks.iter().map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>() + "\n").collect();
+    let input: String =
+        blocks.iter().map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>() + "\n").collect();
     let mut child = std::process::Command::new(py)
         .arg("-c")
         .arg(code)
@@ -126,7 +127,8 @@ fn upper_case_zip() -> Vec<u8> {
 }
 
 /// `os.system('touch "$MG_MARKER"')`, protocol 2, as torch runs it.
-const EVIL_PICKLE_TOUCH: &[u8] = b"\x80\x02cposix\nsystem\nq\x00X\x12\x00\x00\x00touch \"$MG_MARKER\"q\x01\x85q\x02Rq\x03.";
+const EVIL_PICKLE_TOUCH: &[u8] =
+    b"\x80\x02cposix\nsystem\nq\x00X\x12\x00\x00\x00touch \"$MG_MARKER\"q\x01\x85q\x02Rq\x03.";
 
 #[test]
 fn torch_zip_records_are_found_without_case() {
@@ -166,6 +168,10 @@ fn zip_members_end_at_their_recorded_size() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("m.keras");
     std::fs::write(&p, &bytes).unwrap();
-    let out = run_python(py, "import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read('config.json'))", &[p.as_os_str()]);
+    let out = run_python(
+        py,
+        "import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read('config.json'))",
+        &[p.as_os_str()],
+    );
     assert_eq!(out, config);
 }

@@ -70,7 +70,11 @@ fn eicar_at_the_start_of_any_member() {
         // A member that is itself a tar whose first header's name is the signature.
         ("tar named", zip(&[Z::stored("t.tar", &tar(&[(std::str::from_utf8(EICAR).unwrap(), b"x")]))]), "t.tar"),
         // torch's legacy tar layout: `storages` is walked, not sniffed.
-        ("torch tar", tar(&[("storages", &after), ("tensors", b"\x80\x02K\x00."), ("pickle", b"\x80\x02}.")]), "storages"),
+        (
+            "torch tar",
+            tar(&[("storages", &after), ("tensors", b"\x80\x02K\x00."), ("pickle", b"\x80\x02}.")]),
+            "storages",
+        ),
     ];
     for (what, bytes, member) in cases {
         let r = scan(&bytes);

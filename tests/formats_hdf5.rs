@@ -360,7 +360,10 @@ fn the_base_address_is_where_the_superblock_is() {
     // Superblock at 1024 storing base address 0: HDF5 reads addresses from the superblock's
     // position whatever is stored (made by tests/fixtures/containers/make_polyglots.py, which
     // checks that h5py loads it).
-    let b = std::fs::read(format!("{}/tests/fixtures/containers/polyglot/keras_lambda_base0.h5", env!("CARGO_MANIFEST_DIR")))
-        .unwrap();
+    let b = std::fs::read(format!(
+        "{}/tests/fixtures/containers/polyglot/keras_lambda_base0.h5",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     assert_lambda("keras_lambda_base0.h5", &scan(&b), "model_config/seq/lambda_payload");
 }

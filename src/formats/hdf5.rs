@@ -255,11 +255,7 @@ pub fn scan_at(scan: &mut Scan<'_>, src: &dyn Source, at: u64) -> Format {
 /// Addresses are relative to where the superblock was found, whatever base address it stores:
 /// HDF5 replaces a stored base that differs from the superblock's position
 /// (`H5F__super_read`: "superblock address is different from base address").
-fn superblock(
-    src: &dyn Source,
-    at: u64,
-    budget: std::sync::Arc<crate::engine::FileBudget>,
-) -> Res<(H5<'_>, u64)> {
+fn superblock(src: &dyn Source, at: u64, budget: std::sync::Arc<crate::engine::FileBudget>) -> Res<(H5<'_>, u64)> {
     let head = crate::source::read_up_to(src, at, 256).map_err(|e| format!("read error: {e}"))?;
     let mut c = Cur::new(&head);
     if c.bytes(8)? != SIGNATURE {

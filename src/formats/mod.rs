@@ -143,8 +143,25 @@ fn also_pickle_at_hdf5(scan: &mut Scan<'_>, src: &Arc<dyn Source>, detected: &Fo
 /// `.pb` is any protobuf (a SavedModel's `fingerprint.pb` is one): only the names TensorFlow
 /// loads a model from count ([`MODEL_FILE_NAMES`]).
 const MODEL_EXTENSIONS: &[&str] = &[
-    "pkl", "pickle", "joblib", "dill", "pt", "pth", "ckpt", "ptl", "npy", "npz", "pdparams", "safetensors", "gguf",
-    "onnx", "h5", "hdf5", "keras", "tflite", "mar",
+    "pkl",
+    "pickle",
+    "joblib",
+    "dill",
+    "pt",
+    "pth",
+    "ckpt",
+    "ptl",
+    "npy",
+    "npz",
+    "pdparams",
+    "safetensors",
+    "gguf",
+    "onnx",
+    "h5",
+    "hdf5",
+    "keras",
+    "tflite",
+    "mar",
 ];
 
 /// File names a loader opens as a model whatever other files share their extension:

@@ -397,7 +397,11 @@ pub fn sevenz(files: &[(&str, &[u8])], solid: bool) -> Vec<u8> {
 /// it the caller skips, unless CI=true, where it must be there.
 pub fn python() -> Option<&'static str> {
     let found = ["python3", "python"].into_iter().find(|p| {
-        std::process::Command::new(p).arg("-c").arg("import tarfile, zipfile").output().is_ok_and(|o| o.status.success())
+        std::process::Command::new(p)
+            .arg("-c")
+            .arg("import tarfile, zipfile")
+            .output()
+            .is_ok_and(|o| o.status.success())
     });
     if found.is_none() {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "python3 is required for this test when CI=true");

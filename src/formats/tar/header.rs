@@ -187,6 +187,9 @@ pub fn is_header(block: &[u8]) -> bool {
     block.get(..BLOCK as usize).is_some_and(|b| frombuf(b, false).is_ok())
 }
 
+/// An old GNU sparse header's map entries, whether extension blocks follow, and the real size.
+type OldSparse = (Vec<(i128, i128)>, bool, i128);
+
 /// The fields of one header block (`TarInfo.frombuf`).
 struct Raw {
     name: String,
@@ -194,7 +197,7 @@ struct Raw {
     size: i128,
     linkname: String,
     /// GNU sparse: the header's map entries, whether extension blocks follow, the real size.
-    sparse: Option<(Vec<(i128, i128)>, bool, i128)>,
+    sparse: Option<OldSparse>,
     /// (stored, computed) checksums of a ustar header read in spite of them.
     bad_checksum: Option<(i128, i128)>,
 }
@@ -215,7 +218,8 @@ fn frombuf(buf: &[u8], lenient: bool) -> Result<Raw, HeaderErr> {
         return Err(HeaderErr::Eof);
     }
     let field = |a: usize, b: usize| buf.get(a..b).unwrap_or(&[]);
-    let num = |a: usize, b: usize, what: &str| nti(field(a, b)).ok_or_else(|| HeaderErr::Invalid(format!("invalid {what}")));
+    let num =
+        |a: usize, b: usize, what: &str| nti(field(a, b)).ok_or_else(|| HeaderErr::Invalid(format!("invalid {what}")));
     let chksum = num(148, 156, "checksum")?;
     let (unsigned, signed) = checksums(buf);
     let mut bad_checksum = None;
@@ -333,12 +337,8 @@ fn match_00(buf: &[u8], at: usize, key: &[u8]) -> Option<(String, usize)> {
         return None;
     }
     let mut p = d + 1;
-    let lit = |p: &mut usize, s: &[u8]| -> Option<()> {
-        (rest.get(*p..*p + s.len())? == s).then(|| *p += s.len())
-    };
-    let any = |p: &mut usize| -> Option<()> {
-        (*rest.get(*p)? != b'\n').then(|| *p += 1)
-    };
+    let lit = |p: &mut usize, s: &[u8]| -> Option<()> { (rest.get(*p..*p + s.len())? == s).then(|| *p += s.len()) };
+    let any = |p: &mut usize| -> Option<()> { (*rest.get(*p)? != b'\n').then(|| *p += 1) };
     lit(&mut p, b"GNU")?;
     any(&mut p)?;
     lit(&mut p, b"sparse")?;
@@ -389,7 +389,8 @@ impl Tape {
         }
     }
 
-    pub fn len(&self) -> Option<u64> {
+    /// The archive's length, when known (random sources).
+    pub fn known_len(&self) -> Option<u64> {
         match self {
             Tape::Random(src) => Some(src.len()),
             Tape::Stream(_) => None,
@@ -414,7 +415,7 @@ impl Walker {
     pub fn next_member(&mut self) -> Result<Option<Member>, HeaderErr> {
         let pos = self.next;
         // `TarFile.next` seeks to one byte before the next header and fails when it is not there.
-        if let Some(len) = self.tape.len() {
+        if let Some(len) = self.tape.known_len() {
             if pos > len {
                 return Err(HeaderErr::Fatal(format!("the next header at offset {pos} is past the end of the file")));
             }
@@ -497,7 +498,9 @@ impl Walker {
                     at += BLOCK;
                 }
                 let stored = size_of(raw.size, "a sparse member")?;
-                let next = block_up(stored).and_then(|p| at.checked_add(p)).ok_or_else(|| HeaderErr::Fatal("impossible size".into()))?;
+                let next = block_up(stored)
+                    .and_then(|p| at.checked_add(p))
+                    .ok_or_else(|| HeaderErr::Fatal("impossible size".into()))?;
                 let m = Member {
                     name: raw.name,
                     kind: raw.kind,
@@ -550,7 +553,9 @@ impl Walker {
                     m.offset = pos;
                     if pax.get("size").is_some() {
                         let skip = if m.has_data() { block_up(m.size) } else { Some(0) };
-                        next = skip.and_then(|s| m.start.checked_add(s)).ok_or_else(|| HeaderErr::Fatal("impossible size".into()))?;
+                        next = skip
+                            .and_then(|s| m.start.checked_add(s))
+                            .ok_or_else(|| HeaderErr::Fatal("impossible size".into()))?;
                     }
                 }
                 Ok((m, next))
@@ -570,7 +575,8 @@ impl Walker {
                 // The next header follows the data of regular files and unknown types only;
                 // a pax size applied below does not move it.
                 let skip = if m.has_data() { block_up(size) } else { Some(0) };
-                let next = skip.and_then(|s| data.checked_add(s)).ok_or_else(|| HeaderErr::Fatal("impossible size".into()))?;
+                let next =
+                    skip.and_then(|s| data.checked_add(s)).ok_or_else(|| HeaderErr::Fatal("impossible size".into()))?;
                 let global = self.global.clone();
                 apply_pax(&mut m, &global)?;
                 if m.kind == DIRTYPE {

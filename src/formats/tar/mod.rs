@@ -219,7 +219,9 @@ fn walk(scan: &mut Scan<'_>, notes: &mut Notes, walker: &mut Walker, mut each: i
                     HeaderErr::Truncated => ("tar-truncated", "the archive ends inside a header".to_string()),
                     HeaderErr::Empty | HeaderErr::Eof => ("tar-malformed", "no tar header where one should be".into()),
                     HeaderErr::Invalid(m) => ("tar-malformed", format!("no valid tar header at offset {pos}: {m}")),
-                    HeaderErr::Fatal(m) => ("tar-malformed", format!("Python's tarfile cannot read on at offset {pos}: {m}")),
+                    HeaderErr::Fatal(m) => {
+                        ("tar-malformed", format!("Python's tarfile cannot read on at offset {pos}: {m}"))
+                    }
                 };
                 scan.finding(Finding::new(code, Severity::Error, msg).at(pos));
                 return;
@@ -382,7 +384,12 @@ fn scan_stream(scan: &mut Scan<'_>, notes: &mut Notes, r: Box<dyn Read + Send>) 
 /// The member whose bytes torch's loader gets when it asks for member `i` in `role`: the
 /// member itself, or what its links lead to. `Ok(None)`: the loader gets nothing from the
 /// archive (a directory, a device, a symbolic link out of it).
-fn resolve<'m>(members: &'m [Member], i: usize, role: Role, storages: Option<&'m Member>) -> Result<Option<&'m Member>, String> {
+fn resolve<'m>(
+    members: &'m [Member],
+    i: usize,
+    role: Role,
+    storages: Option<&'m Member>,
+) -> Result<Option<&'m Member>, String> {
     let mut at = i;
     for _ in 0..MAX_LINK_CHAIN {
         let Some(m) = members.get(at) else { return Ok(None) };
@@ -409,7 +416,8 @@ fn resolve<'m>(members: &'m [Member], i: usize, role: Role, storages: Option<&'m
         // archive, a hard link among the members before it; names compare normalized.
         let (target, upto) = if symbolic {
             let dir = header::dirname(&m.name);
-            let joined = [dir, m.linkname.as_str()].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
+            let joined =
+                [dir, m.linkname.as_str()].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
             (header::normpath(&joined), members.len())
         } else {
             (header::normpath(&m.linkname), at)
@@ -420,7 +428,10 @@ fn resolve<'m>(members: &'m [Member], i: usize, role: Role, storages: Option<&'m
             None => return Err(format!("`{}` links to `{}`, which is not in the archive", m.name, m.linkname)),
         }
     }
-    Err(format!("links from `{}` do not end within {MAX_LINK_CHAIN} steps", members.get(i).map_or("", |m| m.name.as_str())))
+    Err(format!(
+        "links from `{}` do not end within {MAX_LINK_CHAIN} steps",
+        members.get(i).map_or("", |m| m.name.as_str())
+    ))
 }
 
 /// `storages` as extracted: its own bytes, or its hard link's.
