@@ -72,10 +72,16 @@ fn recognised_content_decides_whatever_the_name() {
 fn member_names_claim_too() {
     let r = scan_named(
         "bundle.zip",
-        &zip(&[Z::stored("weights/model.pt", JUNK), Z::stored("README.md", JUNK), Z::deflated("w/a.npy", JUNK)]),
+        &zip(&[
+            Z::stored("weights/model.pt", JUNK),
+            Z::stored("README.md", JUNK),
+            Z::deflated("w/a.npy", JUNK),
+            // zipfile cuts names at a NUL: this is `model.pkl` to Python.
+            Z::stored("model.pkl\0.txt", JUNK),
+        ]),
     );
     let members: Vec<_> = find(&r, "model-content-unrecognised").iter().map(|f| f.member.clone().unwrap()).collect();
-    assert_eq!(members, ["weights/model.pt", "w/a.npy"]);
+    assert_eq!(members, ["weights/model.pt", "w/a.npy", "model.pkl\0.txt"]);
     assert_eq!(r.verdict, Verdict::Error);
     // In a tar, and nested.
     let inner = tar(&[("m/model.safetensors", JUNK)]);

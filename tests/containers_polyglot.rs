@@ -152,3 +152,26 @@ fn tar_header_in_front_of_a_zip_is_read_as_tarfile_reads_it() {
     );
     assert_eq!(out, EVIL_PICKLE);
 }
+
+#[test]
+fn a_superblock_deep_in_a_stream_is_not_passed_over() {
+    // Decompressed data is held only 1 MiB deep to look for a superblock; one further in (a
+    // bigger user block) cannot be read, and says so, whatever the head is.
+    for head in [&b"\x80\x02}q\x00."[..], b"\xff\xd8\xff\xe0 some image"] {
+        for at in [1usize << 20, 4 << 20] {
+            let mut data = head.to_vec();
+            data.resize(at, 0);
+            data.extend_from_slice(b"\x89HDF\r\n\x1a\n");
+            data.resize(at + 4096, 0);
+            for r in [scan(gzip(&data)), scan(zip(&[Z::deflated("model.h5", &data)]))] {
+                let f = one(&r, "hdf5-superblock-unread");
+                assert_eq!(f.offset, Some(at as u64));
+                assert_eq!(r.verdict, Verdict::Error);
+            }
+        }
+    }
+    // Not at a power of two: no superblock for h5py.
+    let mut data = vec![0u8; 3 << 20];
+    data[(3 << 20) - 100..(3 << 20) - 92].copy_from_slice(b"\x89HDF\r\n\x1a\n");
+    assert!(find(&scan(gzip(&data)), "hdf5-superblock-unread").is_empty());
+}

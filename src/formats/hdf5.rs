@@ -26,6 +26,12 @@ pub const CODES: &[CodeInfo] = &[
         fix: "re-save the file with h5py; real files never need this much structure read",
     },
     CodeInfo {
+        code: "hdf5-superblock-unread",
+        severity: Severity::Error,
+        summary: "decompressed data holds an hdf5 superblock further in than modelgate holds data to read it",
+        fix: "store the hdf5 file uncompressed (or with a user block under 512 KiB) so that it can be judged",
+    },
+    CodeInfo {
         code: "hdf5-unsupported",
         severity: Severity::Error,
         summary: "an hdf5 file stores its root attributes in a layout modelgate cannot read yet",
@@ -33,7 +39,7 @@ pub const CODES: &[CodeInfo] = &[
     },
 ];
 
-const SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
+pub const SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
 /// Root attributes that hold Keras JSON.
 const CONFIG_ATTRS: &[&str] = &["model_config", "training_config"];
 /// Largest attribute value read.

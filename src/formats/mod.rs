@@ -48,7 +48,9 @@ pub fn sniff_model_probe(head: &[u8]) -> Option<Format> {
 pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
     let data = eicar::check(scan, &format, data, hint);
     // A stream (a decompressed member) may hide an HDF5 superblock after a user block: when its
-    // first MiB holds one, the stream is buffered so that every reader below sees it.
+    // first MiB holds one, the stream is buffered so that every reader below sees it. Past the
+    // first MiB the stream is watched as the parser reads it (and read to its end after).
+    let mut watch = None;
     let (data, mut first) = match data {
         Data::Stream(r, size) if hint == Hint::Sniff && !matches!(format, Format::Hdf5 | Format::KerasH5) => {
             let (found, head, data) = peek_hdf5_stream(r, size);
@@ -57,7 +59,11 @@ pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Form
                     Some(src) => (Data::Random(src), head),
                     None => return Format::Hdf5,
                 },
-                None => (data, head),
+                None => {
+                    let (data, found) = SigWatch::wrap(data);
+                    watch = Some(found);
+                    (data, head)
+                }
             }
         }
         data => (data, None),
@@ -72,6 +78,19 @@ pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Form
     let mut found = route(scan, format.clone(), data, hint);
     if let Some(src) = polyglot_src {
         found = polyglots(scan, src, &format, found, hint);
+    }
+    // The stream was dropped (and read to its end) by now.
+    if let Some(at) = watch.and_then(|w| w.lock().ok().and_then(|g| *g)) {
+        scan.finding(
+            Finding::new(
+                "hdf5-superblock-unread",
+                Severity::Error,
+                format!(
+                    "decompressed data holds an hdf5 superblock at offset {at}, past the first {HDF5_STREAM_PEEK} bytes held to look for one: the hdf5 file was not read"
+                ),
+            )
+            .at(at),
+        );
     }
     if hint != Hint::RawData && unrecognised(&found) {
         claimed_but_unknown(scan, first);
@@ -172,8 +191,17 @@ const MODEL_FILE_NAMES: &[&str] = &["saved_model.pb", "saved_model.pbtxt", "kera
 /// Compression suffixes joblib and users put after a model extension (`model.pkl.gz`).
 const COMPRESSION_EXTENSIONS: &[&str] = &["gz", "bz2", "xz", "lzma", "z", "zst", "lz4"];
 
-/// The model format `name` claims (the extension `.pt`, or a name such as `saved_model.pb`), if any.
+/// The model format `name` claims (the extension `.pt`, or a name such as `saved_model.pb`), if
+/// any. Python's `zipfile` cuts member names at the first NUL (`ZipInfo.__init__`), so that
+/// reading counts too.
 pub fn claimed_model(name: &str) -> Option<String> {
+    match name.split_once('\0') {
+        Some((cut, _)) => claimed_name(cut).or_else(|| claimed_name(name)),
+        None => claimed_name(name),
+    }
+}
+
+fn claimed_name(name: &str) -> Option<String> {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     if MODEL_FILE_NAMES.iter().any(|n| base.eq_ignore_ascii_case(n)) {
         return Some(format!("`{base}`"));
@@ -328,6 +356,83 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
 /// How far into a stream (a decompressed member) an HDF5 superblock is looked for before the
 /// stream is parsed: user blocks up to 512 KiB.
 const HDF5_STREAM_PEEK: u64 = 1 << 20;
+
+/// The rest of a stream after its peeked head, watched for an HDF5 signature at the offsets
+/// h5py looks at (powers of two from [`HDF5_STREAM_PEEK`] on), and read to its end when dropped
+/// (bounded like every decoder by the expansion budget), so that no superblock goes unseen.
+struct SigWatch {
+    inner: Box<dyn std::io::Read + Send>,
+    pos: u64,
+    /// The next offset to check.
+    next: u64,
+    /// Bytes of a signature candidate that started in an earlier read.
+    partial: Vec<u8>,
+    found: Arc<std::sync::Mutex<Option<u64>>>,
+}
+
+impl SigWatch {
+    fn wrap(data: Data) -> (Data, Arc<std::sync::Mutex<Option<u64>>>) {
+        let found = Arc::new(std::sync::Mutex::new(None));
+        match data {
+            Data::Stream(r, size) => {
+                let w =
+                    SigWatch { inner: r, pos: 0, next: HDF5_STREAM_PEEK, partial: Vec::new(), found: found.clone() };
+                (Data::Stream(Box::new(w), size), found)
+            }
+            data => (data, found),
+        }
+    }
+
+    fn check(&mut self, chunk: &[u8]) {
+        let start = self.pos;
+        let end = start + chunk.len() as u64;
+        let mut at = start;
+        while at < end {
+            let candidate = self.next;
+            if !self.partial.is_empty() || candidate < end {
+                let from = usize::try_from(candidate.max(at) - start).unwrap_or(usize::MAX);
+                let want = 8 - self.partial.len();
+                let take = chunk.get(from..).unwrap_or(&[]);
+                let take = take.get(..want.min(take.len())).unwrap_or(&[]);
+                self.partial.extend_from_slice(take);
+                at = start + (from + take.len()) as u64;
+                if self.partial.len() == 8 {
+                    if self.partial == hdf5::SIGNATURE {
+                        if let Ok(mut g) = self.found.lock() {
+                            g.get_or_insert(candidate);
+                        }
+                    }
+                    self.partial.clear();
+                    self.next = candidate.saturating_mul(2);
+                }
+            } else {
+                break;
+            }
+        }
+        self.pos = end;
+    }
+}
+
+impl std::io::Read for SigWatch {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.check(buf.get(..n).unwrap_or(&[]));
+        Ok(n)
+    }
+}
+
+impl Drop for SigWatch {
+    fn drop(&mut self) {
+        // What the parser left unread is watched too (a read error ends it: the decoder
+        // reports its own damage).
+        let mut chunk = vec![0u8; 64 << 10];
+        while let Ok(n) = std::io::Read::read(self, &mut chunk) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+}
 
 /// Look for an HDF5 superblock in the first [`HDF5_STREAM_PEEK`] bytes of a stream; the stream
 /// comes back whole either way, with its first byte.
