@@ -132,8 +132,9 @@ pub struct Scan<'a> {
     pub opts: &'a ScanOptions,
     /// Member path of what is being scanned now (`None` at the top level).
     member: Option<String>,
-    /// The scanned file's own name (its path as given), which may claim a model format.
-    name: Option<String>,
+    /// The scanned file's own names (its path as given; a git blob may have several), which may
+    /// claim a model format.
+    names: Vec<String>,
     depth: u32,
     expanded: Arc<ExpandBudget>,
     budget: Arc<FileBudget>,
@@ -165,11 +166,12 @@ pub struct FileBudget {
 }
 
 /// Decompressed bytes any file may expand to whatever its size (within `max_expanded_bytes`).
-pub const EXPAND_FLOOR: u64 = 4 << 30;
+pub const EXPAND_FLOOR: u64 = 64 << 20;
 /// Past [`EXPAND_FLOOR`], a file may expand to this many times its size: one deflate layer
 /// reaches at most ~1032:1, and real checkpoints compress a few times; more is layers of
-/// compression over nothing (a bomb), which costs seconds per GiB to decode.
-pub const EXPAND_RATIO: u64 = 1024;
+/// compression over nothing (a bomb). Decoding costs time per byte (xz and bzip2 decode zeros
+/// at tens of MB/s), so a few KB must not buy gigabytes.
+pub const EXPAND_RATIO: u64 = 1100;
 
 /// The expansion budget of a file of `size` bytes (`None`: a stream of unknown length).
 fn expand_limit(opts: &ScanOptions, size: Option<u64>) -> u64 {
@@ -256,11 +258,11 @@ pub enum Buffered<R> {
 }
 
 impl<'a> Scan<'a> {
-    fn new(opts: &'a ScanOptions, name: Option<String>, size: Option<u64>) -> Scan<'a> {
+    fn new(opts: &'a ScanOptions, names: Vec<String>, size: Option<u64>) -> Scan<'a> {
         Scan {
             opts,
             member: None,
-            name,
+            names,
             depth: 0,
             expanded: Arc::new(ExpandBudget::new(expand_limit(opts, size))),
             budget: Arc::new(FileBudget::new(opts, size.unwrap_or(0))),
@@ -299,12 +301,12 @@ impl<'a> Scan<'a> {
         self.member.as_deref()
     }
 
-    /// The name of what is being scanned now: the innermost member's path inside its archive,
-    /// or the file's own path at the top level.
-    pub fn current_name(&self) -> Option<&str> {
+    /// The names of what is being scanned now: the innermost member's path inside its archive,
+    /// or the file's own paths at the top level.
+    pub fn current_names(&self) -> Vec<&str> {
         match &self.member {
-            Some(m) => m.rsplit('!').next(),
-            None => self.name.as_deref(),
+            Some(m) => m.rsplit('!').next().into_iter().collect(),
+            None => self.names.iter().map(String::as_str).collect(),
         }
     }
 
@@ -316,6 +318,12 @@ impl<'a> Scan<'a> {
     /// budget reads fail and the file gets an `expansion-budget-exceeded` finding.
     pub fn limit(&self, r: Box<dyn Read + Send>) -> Box<dyn Read + Send> {
         Box::new(Limited { inner: r, budget: self.expanded.clone() })
+    }
+
+    /// Count `n` bytes a decoder produced against the file's expansion budget (for decoders
+    /// that cannot be wrapped by [`Scan::limit`]); false once it is spent.
+    pub fn expand(&self, n: u64) -> bool {
+        self.expanded.charge(n)
     }
 
     /// Count `n` archive members against the file's member budget (all archives together).
@@ -488,6 +496,15 @@ impl ExpandBudget {
     fn new(max: u64) -> ExpandBudget {
         ExpandBudget { used: AtomicU64::new(0), max, exceeded: AtomicBool::new(false) }
     }
+
+    fn charge(&self, n: u64) -> bool {
+        let used = self.used.fetch_add(n, Ordering::Relaxed).saturating_add(n);
+        if used > self.max {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
 }
 
 struct Limited {
@@ -498,16 +515,14 @@ struct Limited {
 impl Read for Limited {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let used = self.budget.used.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        if used > self.budget.max {
-            self.budget.exceeded.store(true, Ordering::Relaxed);
+        if !self.budget.charge(n as u64) {
             return Err(io::Error::other("decompression budget exceeded"));
         }
         Ok(n)
     }
 }
 
-/// Scan one file on disk.
+/// Scan one file on disk (`display` is its path as given, and the name it goes by).
 pub fn scan_path(path: &std::path::Path, display: &str, opts: &ScanOptions) -> FileReport {
     match crate::source::FileSource::open(path) {
         Ok(src) => scan_source(display, Arc::new(src), opts),
@@ -527,21 +542,37 @@ pub fn scan_path(path: &std::path::Path, display: &str, opts: &ScanOptions) -> F
 }
 
 /// Scan random-access bytes (a file, an LFS object, a blob); clamd sees them too when configured.
+/// `display` is also the name the bytes go by: a name that claims a model format (`*.pt`) makes
+/// content that matches no format an `error`.
 pub fn scan_source(display: &str, src: Arc<dyn Source>, opts: &ScanOptions) -> FileReport {
-    let size = src.len();
-    let clamav = opts.clamav.as_ref().map(|c| (c.clone(), src.clone()));
-    scan_top(display, Data::Random(src), Some(size), opts, clamav)
+    scan_source_named(display, &[], src, opts)
 }
 
-/// Scan any data; `size` is reported as-is.
+/// [`scan_source`] for bytes known under more names than `display` (a git blob at several
+/// paths): if any of them claims a model format, unrecognised content is an `error`.
+pub fn scan_source_named(display: &str, names: &[&str], src: Arc<dyn Source>, opts: &ScanOptions) -> FileReport {
+    let size = src.len();
+    let clamav = opts.clamav.as_ref().map(|c| (c.clone(), src.clone()));
+    let names = std::iter::once(display).chain(names.iter().copied()).map(str::to_string).collect();
+    scan_top(display, names, Data::Random(src), Some(size), opts, clamav)
+}
+
+/// Scan any data; `size` is reported as-is and `display` is the name it goes by.
 pub fn scan_data(display: &str, data: Data, size: Option<u64>, opts: &ScanOptions) -> FileReport {
-    scan_top(display, data, size, opts, None)
+    scan_top(display, vec![display.to_string()], data, size, opts, None)
 }
 
 type ClamavJob = (Arc<crate::clamav::ClamavConfig>, Arc<dyn Source>);
 
-fn scan_top(display: &str, data: Data, size: Option<u64>, opts: &ScanOptions, clamav: Option<ClamavJob>) -> FileReport {
-    let mut scan = Scan::new(opts, Some(display.to_string()), size);
+fn scan_top(
+    display: &str,
+    names: Vec<String>,
+    data: Data,
+    size: Option<u64>,
+    opts: &ScanOptions,
+    clamav: Option<ClamavJob>,
+) -> FileReport {
+    let mut scan = Scan::new(opts, names, size);
     let format = {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&mut scan, data, Hint::Sniff)));
         match run {
@@ -602,7 +633,7 @@ mod tests {
     #[test]
     fn nested_member_paths() {
         let opts = ScanOptions::default();
-        let mut s = Scan::new(&opts, None, None);
+        let mut s = Scan::new(&opts, Vec::new(), None);
         s.member = Some("a.zip".into());
         s.finding(Finding::new("x", Severity::Info, "m").member("b.pkl"));
         assert_eq!(s.out_findings[0].member.as_deref(), Some("a.zip!b.pkl"));

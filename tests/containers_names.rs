@@ -88,3 +88,13 @@ fn member_names_claim_too() {
     let r = scan_named("x.tar.gz", &gzip(&zip(&[Z::stored("inner.tar", &inner)])));
     assert_eq!(one(&r, "model-content-unrecognised").member.as_deref(), Some("inner.tar!m/model.safetensors"));
 }
+
+#[test]
+fn any_of_several_names_claims() {
+    // A git blob pushed at two paths: the second name claims a model.
+    let src = Arc::new(BytesSource(JUNK.to_vec()));
+    let r = modelgate::engine::scan_source_named("docs/a.txt", &["models/a.pt"], src.clone(), &ScanOptions::default());
+    assert_eq!(r.verdict, Verdict::Error, "{r:#?}");
+    let r = modelgate::engine::scan_source_named("docs/a.txt", &["docs/b.md"], src, &ScanOptions::default());
+    assert_eq!(r.verdict, Verdict::Unsupported);
+}

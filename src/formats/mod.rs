@@ -224,8 +224,8 @@ fn claimed_but_unknown(scan: &mut Scan<'_>, first: Option<u8>) {
     if first.is_none() {
         return;
     }
-    let Some(name) = scan.current_name().map(str::to_string) else { return };
-    if let Some(ext) = claimed_model(&name) {
+    let claimed = scan.current_names().into_iter().find_map(claimed_model);
+    if let Some(ext) = claimed {
         scan.finding(Finding::new(
             "model-content-unrecognised",
             Severity::Error,

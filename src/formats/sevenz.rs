@@ -78,6 +78,27 @@ impl Seek for SourceReader {
     }
 }
 
+/// A member's decoder, charging the file's expansion budget as it decodes; past it, reads fail
+/// with `OutOfMemory` (what decoded before is still scanned).
+struct Charged<'s, 'o, R> {
+    inner: R,
+    scan: &'s Scan<'o>,
+    spent: bool,
+}
+
+impl<R: Read> Read for Charged<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.spent {
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "decompression budget exceeded"));
+        }
+        let n = self.inner.read(buf)?;
+        if !self.scan.expand(n as u64) {
+            self.spent = true;
+        }
+        Ok(n)
+    }
+}
+
 /// Scan a 7z archive; every member is handed back to the dispatcher.
 pub fn scan(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
     scan.mark_model();
@@ -143,16 +164,25 @@ pub fn scan(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
         seen.insert(entry.name.clone());
         // Each member is held in memory while it is scanned, counted against the file's
         // budget of bytes held at once (nested archives each hold theirs).
-        let (buf, whole): (Arc<dyn Source>, bool) = match scan.buffer(Read::take(&mut *r, cap), Some(entry.size)) {
+        // Decoded bytes count against the file's expansion budget as they are decoded.
+        let charged = Charged { inner: Read::take(&mut *r, cap), scan: &*scan, spent: false };
+        let (buf, whole, spent) = match scan.buffer(charged, Some(entry.size)) {
             crate::engine::Buffered::Whole(buf) => {
                 let mut probe = [0u8; 1];
                 let whole = buf.len() < cap || r.read(&mut probe)? == 0;
-                (buf, whole)
+                (buf, whole, false)
             }
-            crate::engine::Buffered::Over(head, _) => (Arc::new(BytesSource(head)), false),
-            crate::engine::Buffered::Failed(_, e) => return Err(e.into()),
+            crate::engine::Buffered::Over(head, _) => (Arc::new(BytesSource(head)) as Arc<dyn Source>, false, false),
+            crate::engine::Buffered::Failed(buf, e) => {
+                if e.kind() != io::ErrorKind::OutOfMemory {
+                    return Err(e.into());
+                }
+                (buf, false, true)
+            }
         };
-        if !whole {
+        if spent {
+            budget_spent = true;
+        } else if !whole {
             notes.add(
                 scan,
                 Finding::new(
@@ -166,14 +196,10 @@ pub fn scan(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
                 .member(entry.name.clone()),
             );
         }
-        // Charge the expansion budget with what the member expanded to.
-        let mut charged = scan.limit(Box::new(SourceReader { src: buf.clone(), pos: 0 }));
-        if io::copy(&mut charged, &mut io::sink()).is_err() {
-            budget_spent = true;
+        scan.member(&entry.name, Data::Random(buf), Hint::Sniff);
+        if budget_spent {
             return Ok(EntryDecision::Stop);
         }
-        drop(charged);
-        scan.member(&entry.name, Data::Random(buf), Hint::Sniff);
         // The rest of an oversized member would only be decoded to be thrown away.
         Ok(if whole { EntryDecision::Continue } else { EntryDecision::SkipBlock })
     });
