@@ -1,6 +1,12 @@
 //! The dispatcher: sniff a target's content, hand it to the format parser, feed container
 //! members back through itself under a depth and byte budget, then classify imports
 //! against the allow/deny lists. Parsers never see policy, git or output.
+//!
+//! Every budget is the file's, shared by all nesting levels and parser instances (a crafted
+//! file gets one allowance, not one per archive level): bytes decompressed, bytes held in
+//! memory at once, archive members listed, member bytes handed back as windows (overlapping
+//! members), structure bytes read by pointer-following parsers. Each ends in an `error`
+//! finding.
 
 use crate::detect::{self, Format};
 use crate::finding::{Finding, Severity, Verdict};
@@ -185,7 +191,7 @@ fn expand_limit(opts: &ScanOptions, size: Option<u64>) -> u64 {
 const WINDOW_SLACK: u64 = 64 << 20;
 
 /// Structure bytes the pointer-following parsers (HDF5) may read per file.
-pub const MAX_STRUCTURE_BYTES: u64 = 512 << 20;
+pub const MAX_STRUCTURE_BYTES: u64 = 1 << 30;
 
 impl FileBudget {
     fn new(opts: &ScanOptions, size: u64) -> FileBudget {

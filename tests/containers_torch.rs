@@ -175,3 +175,30 @@ fn zip_members_end_at_their_recorded_size() {
     );
     assert_eq!(out, config);
 }
+
+#[test]
+fn stored_members_are_read_at_both_sizes() {
+    // A stored member whose recorded sizes differ: zipfile yields the smaller, miniz (with
+    // zip64 sizes) the uncompressed size. Both readings are scanned.
+    let config = br#"{"class_name": "Lambda", "config": {"name": "l", "function": {"class_name": "__lambda__", "config": {"code": "4wEAAAAAAAAAAAAAAAEAAAADAAAAQwAAAHMIAAAAfABkARcAUwApAk7pAQAAAKkAKQHaAXhyAgAAAHICAAAA+gg8c3RyaW5nPtoIPGxhbWJkYT4BAAAAcwAAAAA=", "defaults": null, "closure": null}}}}"#;
+    let mut full = config.to_vec();
+    full.extend_from_slice(b" not JSON past the recorded size");
+    let mut m = Z::stored("config.json", &full);
+    m.usize = config.len() as u64;
+    m.crc = crc(config);
+    let bytes = zip(&[m]);
+    let r = scan(bytes.clone());
+    assert_eq!(one(&r, "zip-size-mismatch").severity, Severity::Suspicious);
+    assert_eq!(r.verdict, Verdict::Dangerous, "{:#?}", r.findings);
+
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.keras");
+    std::fs::write(&p, &bytes).unwrap();
+    let out = run_python(
+        py,
+        "import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read('config.json'))",
+        &[p.as_os_str()],
+    );
+    assert_eq!(out, config);
+}

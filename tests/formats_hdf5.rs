@@ -348,8 +348,8 @@ fn structure_reads_are_budgeted_per_file() {
     let r = scan(&one);
     assert_eq!(r.format, "hdf5");
     assert!(r.findings.is_empty(), "{r:#?}");
-    // ... but the budget is the file's, not each parse's: sixteen of them in one file run out.
-    let members: Vec<_> = (0..16).map(|i| containers_util::Z::stored(&format!("m{i}.h5"), &one)).collect();
+    // ... but the budget is the file's, not each parse's: thirty-two of them in one file run out.
+    let members: Vec<_> = (0..32).map(|i| containers_util::Z::stored(&format!("m{i}.h5"), &one)).collect();
     let r = scan(&containers_util::zip(&members));
     assert!(has(&r, "hdf5-budget-exceeded"), "{:#?}", &r.findings);
     assert_eq!(r.verdict, Verdict::Error);

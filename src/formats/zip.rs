@@ -5,6 +5,14 @@
 //! Only the end record, the central directory and the local headers are read; member bytes are
 //! handed back to the dispatcher as zero-copy windows (stored) or bounded decoders (compressed),
 //! so a multi-GB checkpoint costs only the bytes a parser asks for.
+//!
+//! Which member and which bytes, as the loaders decide: torch finds its records with miniz's
+//! `mz_zip_reader_locate_file`, which compares names without case (`archive/DATA.PKL` is its
+//! `data.pkl`), and with duplicate names finds any one of them (all are scanned); neither
+//! `zipfile` (`ZipExtFile`) nor miniz yields more than a member's recorded uncompressed size,
+//! and for a stored member whose sizes differ `zipfile` yields the smaller, miniz the
+//! uncompressed one (both readings are scanned). Entries that share a local header and are read
+//! the same way are scanned once; the file's member, window and buffer budgets bound the rest.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 use crate::detect::Format;
