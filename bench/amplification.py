@@ -15,6 +15,7 @@ gen writes (standard library only):
   nested-bombs.zip     42.zip-style: 16 deflated copies per level, 4 levels, of a tar holding
                        1 GiB of zeros then a pickle (the tar must be decoded to its end)
   gz-gz-tar.gz         gzip of gzip of a tar of 16 GiB of zeros
+  tar.xz, tar.bz2      a tar of 1 GiB of zeros (xz and bzip2 decode zeros at tens of MB/s)
   buffers.zip          deflated zips inside deflated zips, each level 100 MiB of stored zeros
                        (every level must be held in memory at once to be opened)
   members.tar.gz       300,000 empty tar members
@@ -26,9 +27,11 @@ run times `BINARY scan --format json FILE` per input (median of N runs) and repo
 peak RSS (wait4), the verdict and the finding that stopped it.
 """
 import argparse
+import bz2
 import gzip
 import io
 import json
+import lzma
 import os
 import statistics
 import struct
@@ -116,9 +119,9 @@ def deflate_stream(chunks):
     return b"".join(out)
 
 
-def gz_of_zero_tar(size):
-    """gzip of a tar with `size` zeros, built without holding the zeros."""
-    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+def gz_of_zero_tar(size, c=None):
+    """gzip (or `c`) of a tar with `size` zeros, built without holding the zeros."""
+    c = c or zlib.compressobj(9, zlib.DEFLATED, 31)
     parts = []
     hdr = tarfile.TarInfo("zeros")
     hdr.size = size
@@ -188,6 +191,8 @@ def gen(out):
 
     inner = gz_of_zero_tar(16 << 30)
     files["gz-gz-tar.gz"] = gzip.compress(inner, 9, mtime=0)
+    files["tar.xz"] = gz_of_zero_tar(1 << 30, lzma.LZMACompressor(format=lzma.FORMAT_XZ, preset=6))
+    files["tar.bz2"] = gz_of_zero_tar(1 << 30, bz2.BZ2Compressor(9))
 
     z = stored_zip([("archive/data.pkl", EVIL, zipfile.ZIP_STORED)])
     for i in range(6):
