@@ -175,3 +175,11 @@ fn a_superblock_deep_in_a_stream_is_not_passed_over() {
     data[(3 << 20) - 100..(3 << 20) - 92].copy_from_slice(b"\x89HDF\r\n\x1a\n");
     assert!(find(&scan(gzip(&data)), "hdf5-superblock-unread").is_empty());
 }
+
+#[test]
+fn a_deflated_torch_pickle_that_is_also_hdf5() {
+    // torch reads archive/data.pkl as a pickle; extracted, h5py reads the same bytes as HDF5.
+    let r = scan(zip(&[Z::deflated("archive/data.pkl", &fixture("polyglot_pickle.h5"))]));
+    assert_eq!(r.format, "pytorch");
+    assert!(lambda_found(&r), "{:#?}", r.findings);
+}

@@ -52,7 +52,7 @@ pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Form
     // first MiB the stream is watched as the parser reads it (and read to its end after).
     let mut watch = None;
     let (data, mut first) = match data {
-        Data::Stream(r, size) if hint == Hint::Sniff && !matches!(format, Format::Hdf5 | Format::KerasH5) => {
+        Data::Stream(r, size) if hint != Hint::RawData && !matches!(format, Format::Hdf5 | Format::KerasH5) => {
             let (found, head, data) = peek_hdf5_stream(r, size);
             match found {
                 Some(_) => match scan.random(data, "data holding an hdf5 file") {
