@@ -53,8 +53,9 @@ pub struct Member {
     /// GNU sparse map `(offset, numbytes)`: the member is then a virtual file of `size` bytes
     /// whose data blocks follow each other from `start`, with zeros in between.
     pub sparse: Option<Vec<(u64, u64)>>,
-    /// The header's checksum is wrong, but it has ustar magic: `tarfile` stops at such a header
-    /// while GNU tar reads on (and so does this reader).
+    /// The checksum of the member's header (or of an extended header before it) is wrong, but
+    /// the header has ustar magic: `tarfile` stops there while GNU tar reads on (and so does
+    /// this reader).
     pub bad_checksum: Option<(i128, i128)>,
 }
 
@@ -460,6 +461,7 @@ impl Walker {
                 let long = self.block(data, padded)?;
                 let (mut m, next) = self.member_at(data + padded, chain + 1).map_err(subsequent)?;
                 m.offset = pos;
+                m.bad_checksum = m.bad_checksum.or(raw.bad_checksum);
                 if raw.kind == b'L' {
                     m.name = text(nts(&long));
                 } else {
@@ -531,6 +533,7 @@ impl Walker {
                 }
                 let pax = if raw.kind == b'g' { self.global.clone() } else { local };
                 let (mut m, mut next) = self.member_at(data + padded, chain + 1).map_err(subsequent)?;
+                m.bad_checksum = m.bad_checksum.or(raw.bad_checksum);
                 // GNU sparse formats 0.1, 0.0 and 1.0 (`_proc_gnusparse_01/00/10`).
                 if let Some(map) = pax.get("GNU.sparse.map") {
                     let nums = map

@@ -72,6 +72,62 @@ pub const CODES: &[CodeInfo] = &[
     },
 ];
 
+/// One member as this reader lists it, for the differential test against CPython's `tarfile`.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Listed {
+    pub name: String,
+    pub kind: u8,
+    pub size: u64,
+    /// What `extractfile` yields for members with data of their own (`Err`: it fails).
+    pub data: Option<io::Result<Vec<u8>>>,
+    /// Read in spite of a bad checksum (where `tarfile` stops).
+    pub bad_checksum: bool,
+}
+
+/// Every member of a tar in memory, as [`scan`] reads them, and how the walk ended (`Err`
+/// with why it stopped early).
+#[doc(hidden)]
+pub fn list(bytes: &[u8]) -> (Vec<Listed>, Result<(), String>) {
+    let src: Arc<dyn Source> = Arc::new(crate::source::BytesSource(bytes.to_vec()));
+    let tape = Tape::Random(src.clone());
+    let mut walker = Walker::new(tape.clone());
+    let mut out = Vec::new();
+    loop {
+        match walker.next_member() {
+            Ok(Some(m)) => {
+                let data = m.has_data().then(|| match member_data(&tape, &m) {
+                    Data::Random(s) => {
+                        let len = usize::try_from(s.len()).unwrap_or(usize::MAX);
+                        let mut v = vec![0u8; len];
+                        crate::source::read_exact_at(s.as_ref(), 0, &mut v).map(|()| v)
+                    }
+                    Data::Stream(..) => Err(io::Error::other("stream")),
+                });
+                let data = data.map(|d| {
+                    d.and_then(|v| {
+                        // A window past the end of the file is cut by the source; tarfile fails.
+                        if m.sparse.is_none() && m.start.saturating_add(m.size) > src.len() {
+                            Err(io::Error::new(io::ErrorKind::UnexpectedEof, "past the end"))
+                        } else {
+                            Ok(v)
+                        }
+                    })
+                });
+                out.push(Listed {
+                    name: m.name.clone(),
+                    kind: m.kind,
+                    size: m.size,
+                    data,
+                    bad_checksum: m.bad_checksum.is_some(),
+                });
+            }
+            Ok(None) => return (out, Ok(())),
+            Err(e) => return (out, Err(format!("{e:?}"))),
+        }
+    }
+}
+
 /// Tensors in torch's legacy layout never have this many dimensions.
 const MAX_NDIM: i32 = 1024;
 
