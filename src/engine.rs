@@ -637,6 +637,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn buffers_share_the_files_budget() {
+        let opts = ScanOptions { max_buffered_bytes: 1 << 20, ..Default::default() };
+        let s = Scan::new(&opts, Vec::new(), None);
+        let exact = vec![7u8; 1 << 20];
+        let Buffered::Whole(a) = s.buffer(&exact[..], None) else { panic!("1 MiB fits") };
+        assert_eq!(a.len(), 1 << 20);
+        // Nothing more fits while `a` is alive ...
+        assert!(matches!(s.buffer(&[1u8][..], None), Buffered::Over(..)));
+        drop(a);
+        // ... and all of it once it is gone; one byte more than the budget never does.
+        let over = vec![0u8; (1 << 20) + 1];
+        match s.buffer(&over[..], Some(1 << 20)) {
+            Buffered::Over(head, _) => assert!(head.len() <= over.len()),
+            _ => panic!("over the budget"),
+        }
+        let Buffered::Whole(b) = s.buffer(&exact[..300_000], Some(10)) else { panic!() };
+        assert_eq!(crate::source::read_up_to(b.as_ref(), 299_990, 100).unwrap(), vec![7u8; 10]);
+        // What is held is the buffer's capacity: at least its length, at most twice it.
+        let held = s.budget.held.load(Ordering::Relaxed);
+        assert!((300_000..=600_000).contains(&held), "{held}");
+        drop(b);
+        assert_eq!(s.budget.held.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn members_and_windows_are_the_files() {
+        let opts = ScanOptions { max_members: 10, max_depth: 1, ..Default::default() };
+        let s = Scan::new(&opts, Vec::new(), Some(1000));
+        assert_eq!(s.take_members(7), 7);
+        assert_eq!(s.take_members(7), 3);
+        assert_eq!(s.members_left(), 0);
+        // Two passes over 1000 bytes, plus the slack.
+        assert!(s.take_window(2000));
+        assert!(s.take_window(WINDOW_SLACK));
+        assert!(!s.take_window(1));
+    }
+
+    #[test]
+    fn expansion_is_bounded_by_the_files_size() {
+        let opts = ScanOptions::default();
+        assert_eq!(expand_limit(&opts, Some(10)), EXPAND_FLOOR);
+        assert_eq!(expand_limit(&opts, Some(1 << 30)), opts.max_expanded_bytes);
+        assert_eq!(expand_limit(&opts, Some(1 << 20)), (1 << 20) * EXPAND_RATIO);
+        assert_eq!(expand_limit(&opts, None), opts.max_expanded_bytes);
+    }
+
+    #[test]
     fn nested_member_paths() {
         let opts = ScanOptions::default();
         let mut s = Scan::new(&opts, Vec::new(), None);
