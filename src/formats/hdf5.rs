@@ -327,7 +327,7 @@ fn object_messages(h5: &H5<'_>, addr: u64, keep: &[u16]) -> Res<Vec<Msg>> {
     let mut pending: Vec<(u64, u64)> = Vec::new();
     let v2 = first.starts_with(b"OHDR");
     let mut creation_order = false;
-    let keep = Keep { kinds: keep, ol: (h5.o, h5.l) };
+    let keep = Keep { kinds: keep, ol: (h5.o, h5.l), kept: std::cell::Cell::new(0) };
     if v2 {
         let mut c = Cur::new(&first);
         c.skip(4)?;
@@ -397,7 +397,13 @@ fn object_messages(h5: &H5<'_>, addr: u64, keep: &[u16]) -> Res<Vec<Msg>> {
 struct Keep<'k> {
     kinds: &'k [u16],
     ol: (usize, usize),
+    /// Bytes of the messages kept so far (bounded by [`MAX_KEPT`]).
+    kept: std::cell::Cell<usize>,
 }
+
+/// Bytes of wanted messages one object header may hold: header blocks can be read at many
+/// overlapping addresses, each a copy of the same attributes.
+const MAX_KEPT: usize = 64 << 20;
 
 fn v1_messages(chunk: &[u8], keep: &Keep<'_>, out: &mut Vec<Msg>, pending: &mut Vec<(u64, u64)>) -> Res<()> {
     let mut c = Cur::new(chunk);
@@ -425,6 +431,11 @@ fn keep_message(
         let mut c = Cur::new(data);
         pending.push((c.uint(keep.ol.0)?, c.uint(keep.ol.1)?));
     } else if keep.kinds.contains(&kind) {
+        let kept = keep.kept.get().saturating_add(data.len());
+        if kept > MAX_KEPT {
+            return Err(format!("more than {MAX_KEPT} bytes of messages in one object header").into());
+        }
+        keep.kept.set(kept);
         out.push(Msg { kind, flags, data: data.to_vec() });
     }
     if out.len() > MAX_MESSAGES || pending.len() > MAX_CONTINUATIONS {
