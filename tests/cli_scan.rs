@@ -95,7 +95,7 @@ fn json_document_has_every_documented_key() {
     assert_eq!(v["modelgate"], env!("CARGO_PKG_VERSION"));
     let files = v["files"].as_array().unwrap();
     assert_eq!(files.len(), 4);
-    let keys = ["path", "format", "verdict", "decision", "size", "imports", "findings", "rule"];
+    let keys = ["path", "format", "verdict", "decision", "size", "imports", "findings", "rule", "allowed_by"];
     for f in files {
         for k in keys {
             assert!(f.get(k).is_some(), "file lacks {k}: {f}");
@@ -219,7 +219,11 @@ fn symlinks_are_skipped_not_followed() {
 #[test]
 fn policy_rules_and_exceptions_apply_to_relative_paths() {
     let dir = plain_dir();
+    // The strictest action wins: a rule can make `[actions]` stricter for its paths.
     let policy = r#"
+[actions]
+error = "allow"
+
 [[rule]]
 paths = ["missing/**"]
 actions = { error = "tag" }
@@ -243,11 +247,11 @@ reason = "stale"
     assert_eq!(gone["findings"].as_array().map(Vec::len), Some(0), "the ignored finding is dropped");
     let missing = &v["files"][1];
     assert_eq!((missing["verdict"].as_str(), missing["decision"].as_str()), (Some("error"), Some("tag")));
-    assert_eq!(missing["rule"]["line"], 2);
+    assert_eq!(missing["rule"]["line"], 5);
     assert_eq!(missing["rule"]["reason"], "not there yet");
     let err = stderr(&o);
     assert!(
-        err.contains("warning: exception ignore[1] for `container-too-deep` (p.toml:12) matched no finding"),
+        err.contains("warning: exception ignore[1] for `container-too-deep` (p.toml:15) matched no finding"),
         "{err}"
     );
     assert!(!err.contains("ignore[0]"), "{err}");

@@ -166,3 +166,29 @@ fn mangled_files_never_panic() {
     never_panics(&model(3, false, ESCAPE));
     never_panics(&model(1, true, CHATML));
 }
+
+/// A template past the 4 MiB that is checked is an error, never a safe model with a note.
+#[test]
+fn oversized_template_is_an_error() {
+    let big = format!("{CHATML}{}", " ".repeat(5 << 20));
+    let r = scan(&model(3, false, &big));
+    assert_eq!(r.verdict, Verdict::Error, "{r:#?}");
+    assert!(has(&r, "chat-template-unparsed"));
+    // An escape in the checked part still outranks the error.
+    let r = scan(&model(3, false, &format!("{ESCAPE}{}", " ".repeat(5 << 20))));
+    assert_eq!(r.verdict, Verdict::Dangerous, "{r:#?}");
+}
+
+/// A string array under a template key is rendered by llama-cpp-python as llama.cpp prints
+/// it (`["a", "b"]`): the elements and that rendering are checked.
+#[test]
+fn template_string_arrays_are_checked() {
+    let b = gguf(3, false, &[("tokenizer.chat_template", V::Strs(&[CHATML, ESCAPE]))], &[], 0);
+    assert_eq!(scan(&b).verdict, Verdict::Dangerous);
+    // Split across elements: only the rendering `["{{ x ~", "~ cycler.__init__ }}"]` escapes.
+    let b = gguf(3, false, &[("tokenizer.chat_template", V::Strs(&["{{ x ~", "~ cycler.__init__ }}"]))], &[], 0);
+    let r = scan(&b);
+    assert_eq!(r.verdict, Verdict::Dangerous, "{r:#?}");
+    let b = gguf(3, false, &[("tokenizer.chat_template", V::Strs(&[CHATML]))], &[], 0);
+    assert_safe(&scan(&b), "gguf");
+}

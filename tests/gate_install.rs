@@ -121,3 +121,38 @@ fn gitea_and_gitlab_layouts_and_several_repositories() {
     assert_eq!(o.status.code(), Some(2));
     assert!(show(&o.stderr).contains("is not a git repository"), "{}", show(&o.stderr));
 }
+
+#[test]
+fn installing_again_keeps_the_policy_the_hooks_use() {
+    let e = Env::new();
+    e.remove_hook("pre-receive");
+    let pre = e.bare.join("hooks/pre-receive");
+    let policy = e.policy("strict.toml", "[actions]\nsuspicious = \"reject\"\n");
+    let o = install(&["--policy", policy.to_str().unwrap()], &[&e.bare]);
+    assert!(o.status.success(), "{}", show(&o.stderr));
+    let first = read(&pre);
+    // Again without --policy (say, with another binary): the policy stays, and is named.
+    let o = install(&["--bin", BIN], &[&e.bare]);
+    assert!(o.status.success(), "{}", show(&o.stderr));
+    let out = show(&o.stdout);
+    assert!(out.contains("keep using the policy") && out.contains("strict.toml"), "{out}");
+    assert_eq!(read(&pre), first);
+    e.write("sus.pkl", SUSPICIOUS_PICKLE);
+    e.commit("suspicious");
+    assert_rejected(e.push(&["main"]));
+    // A kept policy that no longer loads is said at install time.
+    std::fs::write(&policy, "[actions]\nsuspicious = \"maybe\"\n").unwrap();
+    let o = install(&[], &[&e.bare]);
+    assert!(show(&o.stderr).contains("the policy the hooks use does not load"), "{}", show(&o.stderr));
+    // --no-policy drops it on purpose.
+    let o = install(&["--no-policy"], &[&e.bare]);
+    assert!(o.status.success());
+    assert!(!read(&pre).contains("--policy"), "{}", read(&pre));
+    assert_accepted(e.push(&["main"]));
+    // The trusted environment is kept the same way, and can be changed.
+    let o = install(&["--trust-env", "http"], &[&e.bare]);
+    assert!(o.status.success());
+    assert!(read(&pre).contains("--trust-env http"));
+    install(&[], &[&e.bare]);
+    assert!(read(&pre).contains("--trust-env http"));
+}

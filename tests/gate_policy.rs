@@ -23,7 +23,7 @@ fn has(ps: &[Problem], line: usize, key: &str, needle: &str) {
 }
 
 fn subject<'a>(path: &'a str, refname: &'a str, repos: &'a [String], format: &'a str) -> Subject<'a> {
-    Subject { path: Some(path), refname: Some(refname), repos, format, imports: false }
+    Subject { path: Some(path), refname: Some(refname), repos, format, ..Default::default() }
 }
 
 fn action(p: &Policy, s: &Subject<'_>, v: Verdict) -> Action {
@@ -74,11 +74,17 @@ reason = "quarantined legacy area"
     assert_eq!(action(&p, &zip, Verdict::Suspicious), Action::Tag);
     zip.imports = true;
     assert_eq!(action(&p, &zip, Verdict::Suspicious), Action::Reject);
-    // Path and ref together; the later rule wins for the verdict it sets.
+    // Path and ref together: a rule milder than [actions] changes nothing, the strictest
+    // action wins, and the first rule that sets it is named.
     let s = subject("legacy/old.pt", "refs/heads/main", &other, "pytorch");
-    assert_eq!(action(&p, &s, Verdict::Dangerous), Action::Tag);
+    assert_eq!(action(&p, &s, Verdict::Dangerous), Action::Reject);
     let d = p.decide_facts(&s, Verdict::Dangerous, &[]);
-    assert_eq!(d.rule.as_ref().map(|r| r.line), Some(14));
+    assert_eq!(d.rule.map(|r| r.line), Some(8));
+    let dev = subject("legacy/old.pt", "refs/heads/dev", &other, "pytorch");
+    assert_eq!(p.decide_facts(&dev, Verdict::Dangerous, &[]).rule, None, "only [actions]");
+    // The protected-ref rule decides a safe pickle there, and is named.
+    let d = p.decide_facts(&s, Verdict::Safe, &[]);
+    assert_eq!((d.action, d.rule.as_ref().map(|r| r.line)), (Action::Reject, Some(8)));
     // Outside a push (no ref, no repository) ref and repo rules never match.
     let scan = Subject { path: Some("legacy/old.pt"), format: "pickle", ..Default::default() };
     assert_eq!(action(&p, &scan, Verdict::Safe), Action::Allow);
@@ -240,7 +246,7 @@ reason = "releases are strict"
         "p.toml",
     )
     .unwrap();
-    let d = PolicyDecider { policy: &p, repos: Vec::new() };
+    let d = PolicyDecider::new(&p, Vec::new());
     let timeout = judged(Verdict::Error, "unknown", &[("gate-file-timeout", Severity::Error)]);
     let (a, why) = d.decide_at(&timeout, &[(Some("x.pt"), Some("refs/heads/main"))]);
     assert_eq!(a, Action::Tag);
@@ -258,6 +264,7 @@ reason = "releases are strict"
     let sus = judged(Verdict::Suspicious, "pickle", &[("x", Severity::Suspicious)]);
     let (a, why) = d.decide_at(&sus, &[(Some("dev/m.pkl"), None), (Some("release/m.pkl"), None)]);
     assert_eq!(a, Action::Reject);
-    assert!(why.unwrap().contains("p.toml:6: releases are strict"));
+    let why = why.unwrap();
+    assert!(why.contains("rule[0] (line 6): releases are strict") && !why.contains("p.toml"), "{why}");
     assert_eq!(d.decide_at(&sus, &[(Some("dev/m.pkl"), None)]).0, Action::Tag);
 }

@@ -62,6 +62,8 @@ fn commented_examples_in_the_default_policy_are_valid() {
         "max_file_size =",
         "root =",
         "pusher_env =",
+        "sha256 =",
+        "expires =",
     ];
     let text: String = DEFAULT_POLICY
         .lines()
@@ -77,6 +79,8 @@ fn commented_examples_in_the_default_policy_are_valid() {
     assert_eq!(p.exceptions.len(), 1);
     assert_eq!(p.gate.max_file_size, Some(107_374_182_400));
     assert_eq!(p.bypass.pusher_env.as_deref(), Some("REMOTE_USER"));
+    assert_eq!(p.pinned.len(), 1);
+    assert_eq!(p.pinned[0].expires.map(|d| d.to_string()).as_deref(), Some("2027-01-31"));
 }
 
 #[test]
@@ -205,39 +209,65 @@ fn exceptions_require_a_reason_and_a_known_code() {
 }
 
 #[test]
-fn rules_match_by_path_glob_and_later_rules_win_per_verdict() {
+fn rules_match_by_path_glob_and_the_strictest_action_wins() {
     let text = r#"
+[actions]
+error = "tag"
+
 [[rule]]
 paths = ["vendor/**"]
-actions = { suspicious = "reject", error = "tag" }
+actions = { suspicious = "reject", error = "reject" }
 reason = "vendored"
 
 [[rule]]
 paths = ["vendor/trusted/*.pt"]
 actions = { suspicious = "allow" }
 reason = "trusted"
+
+[[rule]]
+paths = ["models/**"]
+actions = { error = "reject" }
+reason = "models must be judged"
 "#;
     let p = Policy::parse(text, "p").unwrap();
     let sus = report(vec![Finding::new("x", Severity::Suspicious, "m")]);
     let err = report(vec![Finding::new("read-error", Severity::Error, "m")]);
 
     let d = p.decide(&sus, "models/a.pt");
-    assert_eq!((d.action, d.rule.is_none()), (Action::Tag, true), "no rule: [actions]");
+    assert_eq!((d.action, d.rule.is_none()), (Action::Tag, true), "no rule for the verdict: [actions]");
 
     let d = p.decide(&sus, "vendor/x/a.pt");
     assert_eq!(d.action, Action::Reject);
-    assert_eq!(d.rule.as_ref().map(|r| (r.index, r.line, r.reason.as_str())), Some((0, 2, "vendored")));
+    assert_eq!(d.rule.as_ref().map(|r| (r.index, r.line, r.reason.as_str())), Some((0, 5, "vendored")));
 
+    // A later, milder rule does not undo an earlier, stricter one (nor the other way round).
     let d = p.decide(&sus, "vendor/trusted/a.pt");
-    assert_eq!((d.action, d.rule.map(|r| r.index)), (Action::Allow, Some(1)), "the later rule wins");
+    assert_eq!((d.action, d.rule.map(|r| r.index)), (Action::Reject, Some(0)), "the strictest rule wins");
 
-    // The later rule does not set `error`: the earlier one still applies to that verdict.
-    let d = p.decide(&err, "vendor/trusted/a.pt");
-    assert_eq!((d.action, d.rule.map(|r| r.index)), (Action::Tag, Some(0)));
+    // A rule raises [actions] for its paths; the rule is named.
+    let d = p.decide(&err, "models/a.pt");
+    assert_eq!((d.action, d.rule.map(|r| r.index)), (Action::Reject, Some(2)));
+    let d = p.decide(&err, "docs/a.pt");
+    assert_eq!((d.action, d.rule), (Action::Tag, None));
 
     // `*` stays within one path component.
     let d = p.decide(&sus, "vendor/trusted/deeper/a.pt");
     assert_eq!((d.action, d.rule.map(|r| r.index)), (Action::Reject, Some(0)));
+
+    // The order of the rules does not matter.
+    let reversed = r#"
+[[rule]]
+paths = ["vendor/trusted/*.pt"]
+actions = { suspicious = "allow" }
+reason = "trusted"
+
+[[rule]]
+paths = ["vendor/**"]
+actions = { suspicious = "reject" }
+reason = "vendored"
+"#;
+    let q = Policy::parse(reversed, "q").unwrap();
+    assert_eq!(q.decide(&sus, "vendor/trusted/a.pt").action, Action::Reject);
 }
 
 #[test]

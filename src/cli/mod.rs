@@ -60,6 +60,11 @@ pub struct HookArgs {
     /// /etc/modelgate/policy.toml, else the built-in policy)
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Believe this forge's environment variables (pusher, repository name,
+    /// MODELGATE_POLICY): none, gitea (also Forgejo), gitlab, http (REMOTE_USER). Default: the
+    /// policy's [gate] trust_env
+    #[arg(long, value_name = "ENV", value_parser = gate::trust_env)]
+    pub trust_env: Option<crate::policy::TrustEnv>,
 }
 
 #[derive(Debug, Args)]
@@ -106,11 +111,18 @@ pub struct ExplainArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate a policy file and print every problem in it
+    /// Validate a policy file and print every problem in it, then warnings (rules that can
+    /// never match or never change a decision, expired entries, a missing LFS store)
     Check {
         /// The policy file
         file: PathBuf,
+        /// Exit 1 when there are warnings
+        #[arg(long)]
+        deny_warnings: bool,
     },
+    /// Try a gate policy on files without pushing: the decision the push gate would make for
+    /// them at that repository, ref and path, and the rule that made it
+    Test(gate::PolicyTestArgs),
     /// Print the built-in policy (a commented starting point for your own)
     ShowDefault,
 }
@@ -135,13 +147,14 @@ where
             clap_complete::generate(shell, &mut Cli::command(), "modelgate", &mut io::stdout());
             Ok(report::EXIT_OK)
         }
-        Command::Policy(PolicyCommand::Check { file }) => Policy::from_file(&file).and_then(|p| {
-            let (rules, exceptions) = (p.rules.len(), p.exceptions.len());
-            writeln!(io::stdout(), "{}: ok ({rules} rules, {exceptions} exceptions)", file.display())?;
-            Ok(report::EXIT_OK)
-        }),
-        Command::Hook(HookCommand::PreReceive(a)) => Ok(crate::hook::pre_receive::run_policy(a.policy.as_deref())),
-        Command::Hook(HookCommand::PostReceive(a)) => Ok(crate::hook::post_receive::run_policy(a.policy.as_deref())),
+        Command::Policy(PolicyCommand::Check { file, deny_warnings }) => gate::policy_check(&file, deny_warnings),
+        Command::Policy(PolicyCommand::Test(a)) => gate::policy_test(&a),
+        Command::Hook(HookCommand::PreReceive(a)) => {
+            Ok(crate::hook::pre_receive::run_policy(a.policy.as_deref(), a.trust_env))
+        }
+        Command::Hook(HookCommand::PostReceive(a)) => {
+            Ok(crate::hook::post_receive::run_policy(a.policy.as_deref(), a.trust_env))
+        }
         Command::Lfs(c) => gate::lfs(&c),
         Command::Install(a) => gate::install(&a),
         Command::Policy(PolicyCommand::ShowDefault) => {
@@ -179,6 +192,7 @@ fn scan_command(a: &ScanArgs) -> anyhow::Result<i32> {
     let progress = io::stderr().is_terminal() && a.paths.iter().any(|p| p.is_dir());
     let outcome = scan::run(&policy, &targets, a.jobs, printer.as_mut(), progress)?;
     printer.finish(&outcome.summary).context("cannot write the report")?;
+    gate::scan_notes(&policy);
     for (i, e) in policy.exceptions.iter().enumerate() {
         if !outcome.used.contains(&i) {
             eprintln!(

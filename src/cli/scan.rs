@@ -147,6 +147,28 @@ pub fn scan_target(t: &Target, opts: &ScanOptions) -> FileReport {
     }
 }
 
+/// The policy's decision on a scanned file; when it would not pass and the policy pins
+/// `[[allow]]` entries to content, the file's content ids are computed and checked too.
+fn decide(policy: &Policy, t: &Target, report: &FileReport) -> Decision {
+    let decision = policy.decide(report, &t.rel);
+    let needs = policy.pins_needed();
+    if decision.action == crate::policy::Action::Allow || needs == (false, false, false) || t.kind != Kind::File {
+        return decision;
+    }
+    let ids = crate::source::FileSource::open(&t.path).and_then(|src| crate::policy::FileIds::of(&src, needs));
+    match ids {
+        Ok(ids) => {
+            let pinned = policy.decide_content(report, &t.rel, ids.content());
+            if pinned.allowed.is_some() {
+                pinned
+            } else {
+                decision
+            }
+        }
+        Err(_) => decision,
+    }
+}
+
 /// What a completed scan produced besides the printed output.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -183,7 +205,7 @@ pub fn run(
                         return;
                     }
                     let report = scan_target(t, opts);
-                    let decision = policy.decide(&report, &t.rel);
+                    let decision = decide(policy, t, &report);
                     let _ = tx.send((i, report, decision));
                 })
             })

@@ -208,18 +208,38 @@ fn parse(scan: &mut Scan<'_>, g: &mut G) -> Res<()> {
         let value_at = g.inp.pos();
         if t == 8 && is_template_key(&key) {
             let (text, n) = g.string(jinja::MAX_TEMPLATE as u64)?;
-            for f in jinja::check_template(&text, &key) {
-                scan.finding(f.at(value_at));
-            }
-            if n > jinja::MAX_TEMPLATE as u64 {
-                scan.finding(
-                    Finding::new(
-                        "chat-template-unparsed",
-                        Severity::Info,
-                        format!("{key}: only the first 4 MiB checked"),
-                    )
-                    .at(value_at),
-                );
+            template_findings(scan, &text, &key, value_at, n);
+        } else if t == 9 && is_template_key(&key) {
+            // An array under a template key: llama-cpp-python reads metadata as the strings
+            // llama.cpp's `gguf_kv_to_str` makes (`["a", "b"]`), so the elements and that
+            // rendering are both checked.
+            let items = string_array(g, &key)?;
+            if let Some((items, total)) = items {
+                if total > jinja::MAX_TEMPLATE as u64 {
+                    scan.finding(
+                        Finding::new(
+                            "chat-template-unparsed",
+                            Severity::Error,
+                            format!(
+                                "{key}: template array of {total} bytes; only {} bytes were checked",
+                                jinja::MAX_TEMPLATE
+                            ),
+                        )
+                        .at(value_at),
+                    );
+                }
+                let mut shown = String::from("[");
+                for (i, s) in items.iter().enumerate() {
+                    template_findings(scan, s, &key, value_at, s.len() as u64);
+                    if i > 0 {
+                        shown.push_str(", ");
+                    }
+                    shown.push('"');
+                    shown.push_str(&s.replace('\\', "\\\\").replace('"', "\\\""));
+                    shown.push('"');
+                }
+                shown.push(']');
+                template_findings(scan, &shown, &key, value_at, shown.len() as u64);
             }
         } else if key == "general.alignment" && t == 4 {
             alignment = u64::from(g.u32()?);
@@ -277,6 +297,65 @@ fn parse(scan: &mut Scan<'_>, g: &mut G) -> Res<()> {
         }
     }
     Ok(())
+}
+
+/// Findings of one template value; `n` is its full length in the file.
+fn template_findings(scan: &mut Scan<'_>, text: &str, key: &str, value_at: u64, n: u64) {
+    for f in jinja::check_template(text, key) {
+        scan.finding(f.at(value_at));
+    }
+    if n > jinja::MAX_TEMPLATE as u64 {
+        scan.finding(
+            Finding::new(
+                "chat-template-unparsed",
+                Severity::Error,
+                format!(
+                    "{key}: template of {n} bytes is longer than {} bytes; only its start was checked",
+                    jinja::MAX_TEMPLATE
+                ),
+            )
+            .at(value_at),
+        );
+    }
+}
+
+/// The strings of an array value (type 9) under a template key; `None` when the array
+/// holds something else (it is skipped). Fails like [`skip_value`] on malformed data.
+fn string_array(g: &mut G, key: &str) -> Res<Option<(Vec<String>, u64)>> {
+    let at = g.inp.pos();
+    let et = g.u32()?;
+    let n = g.len()?;
+    if et != 8 {
+        // Not strings: skip it as any other array.
+        if let Some(size) = scalar_size(et) {
+            g.fits(n, size, "array element")?;
+            return g.skip(n.saturating_mul(size)).map(|()| None);
+        }
+        if et != 9 {
+            return Err(bad(at, format!("metadata {key:?}: array of unknown type {et}")));
+        }
+        g.fits(n, if g.v1 { 4 } else { 8 }, "array element")?;
+        for _ in 0..n {
+            skip_value(g, et, 1)?;
+        }
+        return Ok(None);
+    }
+    g.fits(n, if g.v1 { 4 } else { 8 }, "array element")?;
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for _ in 0..n {
+        if total > jinja::MAX_TEMPLATE as u64 {
+            // Past the cap the rest is only skipped; the caller reports an error.
+            let len = g.len()?;
+            total = total.saturating_add(len);
+            g.skip(len)?;
+            continue;
+        }
+        let (s, len) = g.string(jinja::MAX_TEMPLATE as u64 - total)?;
+        total = total.saturating_add(len);
+        out.push(s);
+    }
+    Ok(Some((out, total)))
 }
 
 /// Keys whose string value is a Jinja chat template.

@@ -1,35 +1,54 @@
-//! Jinja2 chat templates (GGUF `tokenizer.chat_template`, Hugging Face `tokenizer_config.json`).
+//! Jinja2 chat templates: GGUF `tokenizer.chat_template*`, Hugging Face
+//! `tokenizer_config.json` / `chat_template.json` `chat_template` (a string, a list of
+//! `{name, template}` or a `{name: template}` map) and standalone `chat_template.jinja` files.
 //!
-//! Templates are rendered by llama.cpp-based servers, `llama-cpp-python` and `transformers`;
-//! an unsandboxed renderer (CVE-2024-34359) lets a template reach Python through attribute
-//! chains such as `cycler.__init__.__globals__.os.popen('id').read()`. The template is
-//! lexed and its expressions parsed (attribute access, subscripts, calls, filters, tests) so
-//! that the checks see what is accessed, not just text:
-//! - attribute names starting with `_` (dunders, name-mangled privates), by `.name`,
-//!   `['name']`, `|attr('name')` or `attribute=` arguments: dangerous (every known escape goes
-//!   through them, and the Jinja sandbox forbids them for that reason);
-//! - access to `os`, `popen`, `system`, `eval`, `exec`, `__import__`, `subprocess`, ... : dangerous;
-//! - attribute names computed at run time (`|attr(x ~ y)`, `obj[a ~ b]`): suspicious;
-//! - `import`/`include`/`extends`: suspicious (chat templates never load other templates).
+//! transformers renders them in `ImmutableSandboxedEnvironment(trim_blocks=True,
+//! lstrip_blocks=True, extensions=[AssistantTracker, loopcontrols])`
+//! (`transformers.utils.chat_template_utils._compile_jinja_template`) and accepts jinja2 >=
+//! 3.1.0; llama-cpp-python renders with the same sandbox (before 0.2.72 without one,
+//! CVE-2024-34359). The sandbox of those versions lets some escapes through: a `str.format`
+//! call walks attribute chains in its format string (`'{0.__init__.__globals__}'.format(x)`)
+//! with the sandbox bypassed when the `format` method is reached indirectly
+//! (CVE-2024-56326, fixed in 3.1.5: a stored reference passed to something that calls it)
+//! or through `|attr('format')` (CVE-2025-27516, fixed in 3.1.6). Unsandboxed renderers
+//! reach Python through any `_`-prefixed attribute.
 //!
-//! Ordinary chat templates (Llama 3, ChatML, Mistral, Gemma, tool-calling variants using
-//! `namespace()`) use none of these and come out clean.
+//! The template is lexed and parsed as jinja2 does (see [`crate::formats::jinja_lex`]), and
+//! every string that can become an attribute name or a format string is folded to its
+//! constant values where the template determines them: string operators (`~ + * %`),
+//! filters (`format join replace reverse lower upper list first last ...`), string and dict
+//! methods, subscripts and slices, `dict(__class__=1)` keys, variables (`set`, `for`,
+//! `with`, macro parameters, block `set` bodies and macro output, flow-insensitively, to a
+//! fixpoint). Then:
+//! - an attribute name (`.x`, `['x']`, `|attr`, `attribute=`, `map('attr', ...)`,
+//!   `selectattr` ...) that starts with `_` or names `os`, `popen`, `eval`, ...: dangerous;
+//! - a format string reached by `format`/`format_map` (by any of those routes) whose fields
+//!   walk `_`-prefixed or dangerous names: dangerous; such a format string anywhere in a
+//!   template that can reach `format` or builds attribute names: dangerous;
+//! - an attribute name built at run time from values the template cannot know: suspicious,
+//!   dangerous when its known parts spell a dunder stem or it is cut out of a stringified
+//!   object (`(lipsum|string)[18]`, the usual way to get `_` without writing it);
+//! - `import`/`include`/`extends`: suspicious;
+//! - a template modelgate cannot parse, or larger than [`MAX_TEMPLATE`]: error (fail closed).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+use crate::detect::Format;
 use crate::engine::Scan;
 use crate::finding::{CodeInfo, Finding, Severity};
+use crate::formats::jinja_lex::{lex, Expr, Node, PResult, Parser, Tag};
+use std::collections::HashMap;
 
 pub const CODES: &[CodeInfo] = &[
     CodeInfo {
         code: "chat-template-sandbox-escape",
         severity: Severity::Dangerous,
-        summary: "a jinja chat template reaches python internals (dunder attributes, os, eval)",
+        summary: "a jinja chat template reaches python internals (dunder attributes, format strings, os, eval)",
         fix: "do not serve the model with this template; replace it with a known-good chat template",
     },
     CodeInfo {
         code: "chat-template-computed-attribute",
         severity: Severity::Suspicious,
-        summary: "a jinja chat template builds attribute names at run time",
+        summary: "a jinja chat template builds attribute names or format strings at run time",
         fix: "check the template by hand; ordinary chat templates only use literal attribute names",
     },
     CodeInfo {
@@ -40,18 +59,25 @@ pub const CODES: &[CodeInfo] = &[
     },
     CodeInfo {
         code: "chat-template-unparsed",
-        severity: Severity::Info,
-        summary: "a jinja chat template could not be fully parsed; it was checked token by token",
-        fix: "nothing to do unless other findings appear; report the template if it is valid jinja",
+        severity: Severity::Error,
+        summary: "a jinja chat template could not be parsed or is too large to check completely",
+        fix: "check the template by hand; a template that cannot be parsed cannot be judged",
     },
 ];
 
-/// Longest template parsed.
+/// Longest template checked; a longer one is an error (its first part is still checked).
 pub const MAX_TEMPLATE: usize = 4 << 20;
-/// Most findings per template.
+/// Most findings of each severity per template (the worst are kept first).
 const MAX_FINDINGS: usize = 50;
-/// Deepest expression nesting.
-const MAX_DEPTH: u32 = 200;
+/// Most alternatives tracked for one value, and the longest string tracked exactly.
+const MAX_ALTS: usize = 16;
+const MAX_STR: usize = 4096;
+/// Most constant fragments remembered for a value the template cannot know.
+const MAX_FRAGS: usize = 64;
+/// Fixpoint rounds over the template's assignments.
+const ROUNDS: usize = 6;
+/// Deepest evaluation (macro bodies calling macros).
+const MAX_EVAL_DEPTH: u32 = 320;
 
 /// A printable excerpt of `s`: control characters escaped, at most `max` characters.
 pub fn excerpt(s: &str, max: usize) -> String {
@@ -70,7 +96,7 @@ pub fn excerpt(s: &str, max: usize) -> String {
     out
 }
 
-/// Names that reach the operating system or the interpreter when reachable at all.
+/// Attribute names that reach the operating system or the interpreter when reachable at all.
 const DANGEROUS_NAMES: &[&str] = &[
     "os",
     "popen",
@@ -90,734 +116,388 @@ const DANGEROUS_NAMES: &[&str] = &[
     "f_back",
     "gi_frame",
     "gi_code",
+    "cr_frame",
+    "ag_frame",
     "tb_frame",
     "co_code",
     "mro",
     "check_output",
     "spawn",
+    "system",
 ];
 
 /// Callables that only a sandbox escape would find in a template context.
 const DANGEROUS_CALLS: &[&str] =
-    &["eval", "exec", "compile", "open", "getattr", "setattr", "__import__", "import_module"];
+    &["eval", "exec", "compile", "open", "getattr", "setattr", "__import__", "import_module", "system", "popen"];
 
-/// Filters whose string arguments name attributes.
-const ATTRIBUTE_FILTERS: &[&str] =
-    &["attr", "map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique", "min", "max"];
-
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Name(String),
-    Str(String),
-    Num,
-    Op(&'static str),
-}
-
-const OPS: &[&str] = &[
-    "//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=", ".", ",", ":", "|", "(", ")", "[",
-    "]", "{", "}",
+/// Stems of Python's special attributes used by escapes: an attribute name built at run time
+/// whose known parts contain one is dangerous.
+const DUNDER_STEMS: &[&str] = &[
+    "class",
+    "globals",
+    "init",
+    "subclasses",
+    "mro",
+    "base",
+    "builtins",
+    "import",
+    "getattribute",
+    "dict",
+    "func",
+    "code",
+    "module",
+    "loader",
+    "spec",
+    "reduce",
+    "self",
+    "closure",
+    "popen",
+    "system",
+    "eval",
+    "exec",
 ];
 
-/// One `{{ }}` or `{% %}` tag: its tokens and where it is in the template.
-struct Tag {
-    statement: bool,
-    toks: Vec<Tok>,
-    start: usize,
-    end: usize,
-}
+/// Filters that take attribute paths (positionally or as `attribute=`).
+const ATTRIBUTE_FILTERS: &[&str] =
+    &["attr", "map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique", "min", "max", "join"];
 
-/// Split a template into tags. Errors carry the byte offset.
-fn lex(src: &str) -> Result<Vec<Tag>, usize> {
-    let b = src.as_bytes();
-    let mut tags = Vec::new();
-    let mut i = 0;
-    while let Some(rel) = src.get(i..).and_then(|s| s.find('{')) {
-        let start = i + rel;
-        let kind = b.get(start + 1).copied();
-        i = start + 1;
-        match kind {
-            Some(b'#') => {
-                let end = src.get(start + 2..).and_then(|s| s.find("#}")).ok_or(start)?;
-                i = start + 2 + end + 2;
-            }
-            Some(b'{') | Some(b'%') => {
-                let statement = kind == Some(b'%');
-                let (toks, end) = lex_tag(src, start + 2, statement)?;
-                if statement && toks.first() == Some(&Tok::Name("raw".into())) {
-                    let close = find_endraw(src, end).ok_or(start)?;
-                    tags.push(Tag { statement, toks, start, end });
-                    i = close;
-                    continue;
-                }
-                tags.push(Tag { statement, toks, start, end });
-                i = end;
-            }
-            _ => {}
-        }
-    }
-    Ok(tags)
-}
+// ---------------------------------------------------------------------------------------
+// Abstract values.
 
-/// Byte offset just past the `{% endraw %}` that closes a raw block starting at `from`.
-fn find_endraw(src: &str, from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(rel) = src.get(i..)?.find("{%") {
-        let at = i + rel;
-        let inner = src.get(at + 2..)?.trim_start_matches(['-', '+']).trim_start();
-        if inner.starts_with("endraw") {
-            let close = src.get(at..)?.find("%}")?;
-            return Some(at + close + 2);
-        }
-        i = at + 2;
-    }
-    None
-}
-
-/// Tokens of one tag from `pos` (just after `{{`/`{%`) to its closing delimiter.
-fn lex_tag(src: &str, pos: usize, statement: bool) -> Result<(Vec<Tok>, usize), usize> {
-    let b = src.as_bytes();
-    let close: &[u8] = if statement { b"%}" } else { b"}}" };
-    let mut i = pos;
-    if matches!(b.get(i), Some(b'-' | b'+')) {
-        i += 1;
-    }
-    let mut toks = Vec::new();
-    let mut braces = 0usize;
-    loop {
-        while b.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
-            i += 1;
-        }
-        let rest = b.get(i..).ok_or(pos)?;
-        if rest.is_empty() {
-            return Err(pos);
-        }
-        if braces == 0 {
-            for skip in [0usize, 1] {
-                if (skip == 0 || matches!(rest.first(), Some(b'-' | b'+'))) && rest.get(skip..skip + 2) == Some(close) {
-                    return Ok((toks, i + skip + 2));
-                }
-            }
-        }
-        let c = *rest.first().ok_or(pos)?;
-        if c == b'"' || c == b'\'' {
-            let (s, n) = lex_string(rest).ok_or(i)?;
-            toks.push(Tok::Str(s));
-            i += n;
-        } else if c.is_ascii_alphabetic() || c == b'_' {
-            let n = rest.iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count();
-            toks.push(Tok::Name(String::from_utf8_lossy(rest.get(..n).unwrap_or(&[])).into_owned()));
-            i += n;
-        } else if c.is_ascii_digit() {
-            let n = rest.iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'.').count();
-            // `1.` followed by a name is an attribute of a number; keep it simple and stop at the dot.
-            let n = match rest.get(..n).and_then(|d| d.iter().position(|&x| x == b'.')) {
-                Some(d) if !rest.get(d + 1).is_some_and(u8::is_ascii_digit) => d,
-                _ => n,
-            };
-            toks.push(Tok::Num);
-            i += n.max(1);
-        } else if let Some(op) = OPS.iter().find(|op| rest.starts_with(op.as_bytes())) {
-            match *op {
-                "{" => braces += 1,
-                "}" => braces = braces.saturating_sub(1),
-                _ => {}
-            }
-            toks.push(Tok::Op(op));
-            i += op.len();
-        } else {
-            return Err(i);
-        }
-    }
-}
-
-/// A quoted string with Python escapes; returns the value and the bytes consumed.
-fn lex_string(b: &[u8]) -> Option<(String, usize)> {
-    let q = *b.first()?;
-    let mut out = Vec::new();
-    let mut i = 1;
-    loop {
-        let c = *b.get(i)?;
-        if c == q {
-            return Some((String::from_utf8_lossy(&out).into_owned(), i + 1));
-        }
-        if c == b'\\' {
-            let e = *b.get(i + 1)?;
-            i += 2;
-            match e {
-                b'n' => out.push(b'\n'),
-                b't' => out.push(b'\t'),
-                b'r' => out.push(b'\r'),
-                b'x' => {
-                    let h = std::str::from_utf8(b.get(i..i + 2)?).ok()?;
-                    out.push(u8::from_str_radix(h, 16).ok()?);
-                    i += 2;
-                }
-                b'u' => {
-                    let h = std::str::from_utf8(b.get(i..i + 4)?).ok()?;
-                    let ch = char::from_u32(u32::from_str_radix(h, 16).ok()?)?;
-                    out.extend_from_slice(ch.to_string().as_bytes());
-                    i += 4;
-                }
-                other => out.push(other),
-            }
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-}
-
-/// The parts of an expression the checks look at.
+/// What the template can compute for a value.
 #[derive(Debug, Clone, PartialEq)]
-enum Expr {
-    Name(String),
-    Str(String),
-    Other,
-    /// Literal containers, tuples, operators and conditionals: only their parts matter.
-    Group(Vec<Expr>),
-    /// String building (`~`, `+`, `%`): a computed key when used as an attribute name.
-    Concat(Vec<Expr>),
-    Attr(Box<Expr>, String),
-    Item(Box<Expr>, Box<Expr>),
-    Call(Box<Expr>, Vec<Expr>, Vec<(String, Expr)>),
-    Filter(Box<Expr>, String, Vec<Expr>, Vec<(String, Expr)>),
+enum Val {
+    /// One of these strings.
+    Strs(Vec<String>),
+    Num(f64),
+    List(Vec<Val>),
+    Dict(Vec<(Val, Val)>),
+    /// A bound method or attribute of a value: `recv.name`.
+    Method(Box<Val>, String),
+    /// Something the template cannot determine. `frags` are constants it was built from;
+    /// `built` is set when string operations made it (not a plain context variable);
+    /// `harvest` when it was cut out of a stringified object.
+    Unknown {
+        frags: Vec<String>,
+        built: bool,
+        harvest: bool,
+    },
 }
 
-struct Parser<'t> {
-    toks: &'t [Tok],
-    i: usize,
-    depth: u32,
+fn unknown() -> Val {
+    Val::Unknown { frags: Vec::new(), built: false, harvest: false }
 }
 
-type PResult<T> = Result<T, ()>;
-/// Positional and keyword arguments of a call or filter.
-type Args = (Vec<Expr>, Vec<(String, Expr)>);
-
-impl<'t> Parser<'t> {
-    fn peek(&self) -> Option<&'t Tok> {
-        self.toks.get(self.i)
+impl Val {
+    fn str1(s: impl Into<String>) -> Val {
+        Val::Strs(vec![s.into()])
     }
 
-    fn peek_at(&self, n: usize) -> Option<&'t Tok> {
-        self.toks.get(self.i + n)
+    /// Constant text this value was made of (for values the checks cannot pin down).
+    fn frags(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_frags(&mut out, 0);
+        out
     }
 
-    fn is_op(&self, op: &str) -> bool {
-        matches!(self.peek(), Some(Tok::Op(o)) if *o == op)
-    }
-
-    fn is_name(&self, n: &str) -> bool {
-        matches!(self.peek(), Some(Tok::Name(x)) if x == n)
-    }
-
-    fn eat_op(&mut self, op: &str) -> bool {
-        let yes = self.is_op(op);
-        if yes {
-            self.i += 1;
+    fn collect_frags(&self, out: &mut Vec<String>, depth: u32) {
+        if depth > 16 || out.len() >= MAX_FRAGS {
+            return;
         }
-        yes
-    }
-
-    fn eat_name(&mut self, n: &str) -> bool {
-        let yes = self.is_name(n);
-        if yes {
-            self.i += 1;
-        }
-        yes
-    }
-
-    fn expect_op(&mut self, op: &str) -> PResult<()> {
-        if self.eat_op(op) {
-            Ok(())
-        } else {
-            Err(())
-        }
-    }
-
-    fn name(&mut self) -> PResult<String> {
-        match self.peek() {
-            Some(Tok::Name(n)) => {
-                self.i += 1;
-                Ok(n.clone())
+        match self {
+            Val::Strs(s) => out.extend(s.iter().take(MAX_FRAGS - out.len()).cloned()),
+            Val::Num(_) => {}
+            Val::List(items) => items.iter().for_each(|v| v.collect_frags(out, depth + 1)),
+            Val::Dict(items) => items.iter().for_each(|(k, v)| {
+                k.collect_frags(out, depth + 1);
+                v.collect_frags(out, depth + 1);
+            }),
+            Val::Method(r, n) => {
+                r.collect_frags(out, depth + 1);
+                out.push(n.clone());
             }
-            _ => Err(()),
+            Val::Unknown { frags, .. } => out.extend(frags.iter().take(MAX_FRAGS - out.len()).cloned()),
         }
     }
 
-    fn done(&self) -> bool {
-        self.i >= self.toks.len()
-    }
-
-    fn enter(&mut self) -> PResult<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(());
+    fn harvested(&self) -> bool {
+        match self {
+            Val::Unknown { harvest, .. } => *harvest,
+            Val::Method(r, _) => r.harvested(),
+            _ => false,
         }
-        Ok(())
     }
 
-    /// `expr (, expr)* [,]` — a tuple without parentheses.
-    fn tuple(&mut self) -> PResult<Expr> {
-        let mut items = vec![self.expr()?];
-        while self.eat_op(",") {
-            if self.done() || self.is_name("if") || self.is_op("=") || self.is_op(")") {
-                break;
+    /// Determined by the template (its constants or its globals), not by the context data
+    /// (`messages`, `tools`, ...).
+    fn is_built(&self) -> bool {
+        match self {
+            Val::Unknown { built, .. } => *built,
+            Val::Method(r, _) => r.is_built(),
+            _ => true,
+        }
+    }
+
+    /// Plain context data: a lookup the template does not shape.
+    fn is_plain(&self) -> bool {
+        !self.is_built() && !self.harvested()
+    }
+
+    /// An unknown value computed from this value (and `more`): built when any input is.
+    fn derived(&self, more: &[&Val]) -> Val {
+        let mut frags = self.frags();
+        let mut harvest = self.harvested();
+        let mut built = self.is_built();
+        for m in more {
+            frags.extend(m.frags());
+            harvest |= m.harvested();
+            built |= m.is_built();
+        }
+        frags.truncate(MAX_FRAGS);
+        Val::Unknown { frags, built, harvest }
+    }
+
+    /// `str(v)` as the template would render it, when known.
+    fn to_strs(&self) -> Option<Vec<String>> {
+        match self {
+            Val::Strs(s) => Some(s.clone()),
+            Val::Num(n) => Some(vec![num_str(*n)]),
+            _ => None,
+        }
+    }
+}
+
+fn num_str(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e16 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// Join alternatives (a variable assigned in several places, `a if c else b`).
+fn join(a: Val, b: Val) -> Val {
+    if a == b {
+        return a;
+    }
+    match (a, b) {
+        (Val::Strs(mut x), Val::Strs(y)) => {
+            for s in y {
+                if !x.contains(&s) {
+                    x.push(s);
+                }
             }
-            items.push(self.expr()?);
-        }
-        Ok(if items.len() == 1 { items.pop().unwrap_or(Expr::Other) } else { Expr::Group(items) })
-    }
-
-    fn expr(&mut self) -> PResult<Expr> {
-        self.enter()?;
-        let e = self.condition();
-        self.depth -= 1;
-        e
-    }
-
-    fn condition(&mut self) -> PResult<Expr> {
-        let e = self.or()?;
-        if self.eat_name("if") {
-            let cond = self.or()?;
-            let mut parts = vec![e, cond];
-            if self.eat_name("else") {
-                parts.push(self.expr()?);
-            }
-            return Ok(Expr::Group(parts));
-        }
-        Ok(e)
-    }
-
-    fn or(&mut self) -> PResult<Expr> {
-        let mut parts = vec![self.and()?];
-        while self.eat_name("or") {
-            parts.push(self.and()?);
-        }
-        Ok(group(parts))
-    }
-
-    fn and(&mut self) -> PResult<Expr> {
-        let mut parts = vec![self.not()?];
-        while self.eat_name("and") {
-            parts.push(self.not()?);
-        }
-        Ok(group(parts))
-    }
-
-    fn not(&mut self) -> PResult<Expr> {
-        if self.eat_name("not") {
-            self.enter()?;
-            let e = self.not();
-            self.depth -= 1;
-            return e;
-        }
-        self.compare()
-    }
-
-    fn compare(&mut self) -> PResult<Expr> {
-        let mut parts = vec![self.concat()?];
-        loop {
-            if ["==", "!=", "<", ">", "<=", ">="].iter().any(|o| self.is_op(o)) || self.is_name("in") {
-                self.i += 1;
-            } else if self.is_name("not") && matches!(self.peek_at(1), Some(Tok::Name(n)) if n == "in") {
-                self.i += 2;
+            if x.len() > MAX_ALTS {
+                Val::Strs(x).derived(&[])
             } else {
-                break;
+                Val::Strs(x)
             }
-            parts.push(self.concat()?);
         }
-        Ok(group(parts))
-    }
-
-    fn concat(&mut self) -> PResult<Expr> {
-        let mut parts = vec![self.sum()?];
-        while self.eat_op("~") {
-            parts.push(self.sum()?);
+        (a, b) => {
+            let built = a.is_built() || b.is_built();
+            let mut frags = a.frags();
+            frags.extend(b.frags());
+            frags.dedup();
+            frags.truncate(MAX_FRAGS);
+            Val::Unknown { frags, built, harvest: a.harvested() || b.harvested() }
         }
-        Ok(if parts.len() == 1 { parts.pop().unwrap_or(Expr::Other) } else { Expr::Concat(parts) })
     }
+}
 
-    fn sum(&mut self) -> PResult<Expr> {
-        let mut parts = vec![self.product()?];
-        let mut strings = false;
-        while self.is_op("+") || self.is_op("-") {
-            strings |= self.is_op("+");
-            self.i += 1;
-            parts.push(self.product()?);
+/// Apply `f` to every pair of alternatives (bounded).
+fn combine(a: &[String], b: &[String], f: impl Fn(&str, &str) -> Option<String>) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for x in a {
+        for y in b {
+            let s = f(x, y)?;
+            if s.len() > MAX_STR {
+                return None;
+            }
+            if !out.contains(&s) {
+                out.push(s);
+            }
+            if out.len() > MAX_ALTS {
+                return None;
+            }
         }
-        Ok(match parts.len() {
-            1 => parts.pop().unwrap_or(Expr::Other),
-            _ if strings => Expr::Concat(parts),
-            _ => Expr::Group(parts),
-        })
     }
+    Some(out)
+}
 
-    fn product(&mut self) -> PResult<Expr> {
-        let mut parts = vec![self.power()?];
-        let mut format = false;
-        while ["*", "/", "//", "%"].iter().any(|o| self.is_op(o)) {
-            format |= self.is_op("%") || self.is_op("*");
-            self.i += 1;
-            parts.push(self.power()?);
+fn map_strs(v: &Val, f: impl Fn(&str) -> Option<String>) -> Val {
+    match v {
+        Val::Strs(s) => match s.iter().map(|x| f(x)).collect::<Option<Vec<_>>>() {
+            Some(out) => {
+                let mut out: Vec<String> = out;
+                out.dedup();
+                Val::Strs(out)
+            }
+            None => v.derived(&[]),
+        },
+        other => other.derived(&[]),
+    }
+}
+
+/// Python's `str % args` for the conversions templates use.
+fn percent_format(fmt: &str, args: &Val) -> Option<String> {
+    let items: Vec<Val> = match args {
+        Val::List(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    let mut out = String::new();
+    let mut it = fmt.chars().peekable();
+    let mut next = 0;
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
         }
-        Ok(match parts.len() {
-            1 => parts.pop().unwrap_or(Expr::Other),
-            _ if format => Expr::Concat(parts),
-            _ => Expr::Group(parts),
-        })
-    }
-
-    fn power(&mut self) -> PResult<Expr> {
-        let mut parts = vec![self.unary()?];
-        while self.eat_op("**") {
-            parts.push(self.unary()?);
+        let mut key = None;
+        if it.peek() == Some(&'(') {
+            it.next();
+            key = Some(it.by_ref().take_while(|c| *c != ')').collect::<String>());
         }
-        Ok(group(parts))
-    }
-
-    fn unary(&mut self) -> PResult<Expr> {
-        if self.eat_op("-") || self.eat_op("+") {
-            self.enter()?;
-            let e = self.unary();
-            self.depth -= 1;
-            return e;
+        // Flags, width and precision are ignored for the characters they produce.
+        while it.peek().is_some_and(|c| "#0- +".contains(*c) || c.is_ascii_digit() || *c == '.') {
+            it.next();
         }
-        let p = self.primary()?;
-        let p = self.postfix(p)?;
-        self.filters(p)
-    }
-
-    fn primary(&mut self) -> PResult<Expr> {
-        self.enter()?;
-        let e = match self.peek().cloned() {
-            Some(Tok::Name(n)) => {
-                self.i += 1;
-                match n.as_str() {
-                    "true" | "false" | "none" | "True" | "False" | "None" => Expr::Other,
-                    _ => Expr::Name(n),
-                }
+        let conv = it.next()?;
+        if conv == '%' {
+            out.push('%');
+            continue;
+        }
+        let arg = match &key {
+            Some(k) => match args {
+                Val::Dict(d) => d.iter().rev().find(|(dk, _)| *dk == Val::str1(k.clone())).map(|(_, v)| v.clone())?,
+                _ => return None,
+            },
+            None => {
+                let a = items.get(next)?.clone();
+                next += 1;
+                a
             }
-            Some(Tok::Str(s)) => {
-                self.i += 1;
-                let mut s = s;
-                while let Some(Tok::Str(more)) = self.peek() {
-                    s.push_str(more);
-                    self.i += 1;
-                }
-                Expr::Str(s)
-            }
-            Some(Tok::Num) => {
-                self.i += 1;
-                Expr::Other
-            }
-            Some(Tok::Op("(")) => {
-                self.i += 1;
-                if self.eat_op(")") {
-                    Expr::Other
-                } else {
-                    let e = self.tuple()?;
-                    self.expect_op(")")?;
-                    e
-                }
-            }
-            Some(Tok::Op("[")) => {
-                self.i += 1;
-                let mut items = Vec::new();
-                while !self.eat_op("]") {
-                    items.push(self.expr()?);
-                    if !self.eat_op(",") {
-                        self.expect_op("]")?;
-                        break;
-                    }
-                }
-                Expr::Group(items)
-            }
-            Some(Tok::Op("{")) => {
-                self.i += 1;
-                let mut items = Vec::new();
-                while !self.eat_op("}") {
-                    items.push(self.expr()?);
-                    self.expect_op(":")?;
-                    items.push(self.expr()?);
-                    if !self.eat_op(",") {
-                        self.expect_op("}")?;
-                        break;
-                    }
-                }
-                Expr::Group(items)
-            }
-            _ => return Err(()),
         };
-        self.depth -= 1;
-        Ok(e)
-    }
-
-    /// Each step of a postfix or filter chain counts as nesting: the tree it builds is as deep.
-    fn postfix(&mut self, e: Expr) -> PResult<Expr> {
-        let saved = self.depth;
-        let r = self.postfix_chain(e);
-        self.depth = saved;
-        r
-    }
-
-    fn postfix_chain(&mut self, mut e: Expr) -> PResult<Expr> {
-        loop {
-            self.enter()?;
-            if self.eat_op(".") {
-                match self.peek().cloned() {
-                    Some(Tok::Name(n)) => {
-                        self.i += 1;
-                        e = Expr::Attr(Box::new(e), n);
-                    }
-                    Some(Tok::Num) => {
-                        self.i += 1;
-                        e = Expr::Item(Box::new(e), Box::new(Expr::Other));
-                    }
-                    _ => return Err(()),
-                }
-            } else if self.eat_op("[") {
-                let key = self.subscript()?;
-                self.expect_op("]")?;
-                e = Expr::Item(Box::new(e), Box::new(key));
-            } else if self.is_op("(") {
-                let (args, kwargs) = self.call_args()?;
-                e = Expr::Call(Box::new(e), args, kwargs);
-            } else {
-                return Ok(e);
-            }
+        match (conv, arg) {
+            ('s', a) => out.push_str(a.to_strs()?.first()?),
+            ('c', Val::Num(n)) => out.push(char::from_u32(n as u32)?),
+            ('c', Val::Strs(s)) if s.len() == 1 && s.first()?.chars().count() == 1 => out.push_str(s.first()?),
+            ('d' | 'i' | 'u', Val::Num(n)) => out.push_str(&format!("{}", n as i64)),
+            ('x', Val::Num(n)) => out.push_str(&format!("{:x}", n as i64)),
+            ('X', Val::Num(n)) => out.push_str(&format!("{:X}", n as i64)),
+            ('o', Val::Num(n)) => out.push_str(&format!("{:o}", n as i64)),
+            _ => return None,
         }
     }
+    Some(out)
+}
 
-    /// `a`, `a:b`, `a:b:c`, `:`, and tuples of those.
-    fn subscript(&mut self) -> PResult<Expr> {
-        let mut parts = Vec::new();
-        let mut slice = false;
-        loop {
-            if self.is_op("]") {
-                break;
-            }
-            if self.eat_op(":") || self.eat_op(",") {
-                slice = true;
+// ---------------------------------------------------------------------------------------
+// Format strings.
+
+/// Attribute and index names walked by the replacement fields of a `str.format` string
+/// (`string.Formatter.parse` and `_string.formatter_field_name_split`), nested fields in
+/// format specs included.
+fn format_field_names(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        if c == '{' {
+            if chars.get(i + 1) == Some(&'{') {
+                i += 2;
                 continue;
             }
-            parts.push(self.expr()?);
-        }
-        Ok(if !slice && parts.len() == 1 { parts.pop().unwrap_or(Expr::Other) } else { Expr::Group(parts) })
-    }
-
-    fn call_args(&mut self) -> PResult<Args> {
-        self.expect_op("(")?;
-        let mut args = Vec::new();
-        let mut kwargs = Vec::new();
-        while !self.eat_op(")") {
-            if self.eat_op("**") || self.eat_op("*") {
-                args.push(self.expr()?);
-            } else if matches!((self.peek(), self.peek_at(1)), (Some(Tok::Name(_)), Some(Tok::Op("=")))) {
-                let k = self.name()?;
-                self.i += 1;
-                kwargs.push((k, self.expr()?));
-            } else {
-                args.push(self.expr()?);
-            }
-            if !self.eat_op(",") {
-                self.expect_op(")")?;
-                break;
-            }
-        }
-        Ok((args, kwargs))
-    }
-
-    fn filters(&mut self, e: Expr) -> PResult<Expr> {
-        let saved = self.depth;
-        let r = self.filter_chain(e);
-        self.depth = saved;
-        r
-    }
-
-    fn filter_chain(&mut self, mut e: Expr) -> PResult<Expr> {
-        loop {
-            self.enter()?;
-            if self.eat_op("|") {
-                let mut name = self.name()?;
-                while self.eat_op(".") {
-                    name.push('.');
-                    name.push_str(&self.name()?);
+            // The field runs to the matching '}' (specs may nest fields).
+            let mut depth = 1;
+            let mut j = i + 1;
+            while let Some(&d) = chars.get(j) {
+                match d {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
                 }
-                let (args, kwargs) = if self.is_op("(") { self.call_args()? } else { (Vec::new(), Vec::new()) };
-                e = Expr::Filter(Box::new(e), name, args, kwargs);
-                e = self.postfix(e)?;
-            } else if self.eat_name("is") {
-                self.eat_name("not");
-                self.name()?;
-                let mut parts = vec![e];
-                if self.is_op("(") {
-                    let (args, kwargs) = self.call_args()?;
-                    parts.extend(args);
-                    parts.extend(kwargs.into_iter().map(|k| k.1));
-                } else if matches!(self.peek(), Some(Tok::Str(_) | Tok::Num))
-                    || matches!(self.peek(), Some(Tok::Name(n)) if !matches!(n.as_str(), "and" | "or" | "if" | "else" | "in" | "is" | "not" | "recursive"))
-                {
-                    parts.push(self.primary()?);
+                j += 1;
+            }
+            let field: String = chars.get(i + 1..j.min(chars.len())).unwrap_or_default().iter().collect();
+            let name_end = field.find(['!', ':']).unwrap_or(field.len());
+            let name = field.get(..name_end).unwrap_or("");
+            // arg_name ('.' attribute | '[' index ']')*
+            let mut rest = name.find(['.', '[']).and_then(|p| name.get(p..)).unwrap_or("");
+            while !rest.is_empty() {
+                if let Some(r) = rest.strip_prefix('.') {
+                    let end = r.find(['.', '[']).unwrap_or(r.len());
+                    out.push(r.get(..end).unwrap_or("").to_string());
+                    rest = r.get(end..).unwrap_or("");
+                } else if let Some(r) = rest.strip_prefix('[') {
+                    let end = r.find(']').unwrap_or(r.len());
+                    out.push(r.get(..end).unwrap_or("").to_string());
+                    rest = r.get(end + 1..).unwrap_or("");
+                } else {
+                    break;
                 }
-                e = Expr::Group(parts);
-            } else {
-                return Ok(e);
             }
-        }
-    }
-
-    /// Assignment targets: names, `ns.attr`, tuples of those.
-    fn target(&mut self) -> PResult<Expr> {
-        let mut items = Vec::new();
-        loop {
-            let e = if self.eat_op("(") {
-                let t = self.target()?;
-                self.expect_op(")")?;
-                t
-            } else {
-                let n = self.name()?;
-                let mut e = Expr::Name(n);
-                while self.eat_op(".") {
-                    e = Expr::Attr(Box::new(e), self.name()?);
+            if let Some(spec) = field.get(name_end..) {
+                if spec.contains('{') {
+                    out.extend(format_field_names(spec.get(1..).unwrap_or("")));
                 }
-                e
-            };
-            items.push(e);
-            if !self.eat_op(",") || self.is_name("in") || self.is_op("=") {
-                break;
             }
-        }
-        Ok(group(items))
-    }
-
-    /// `name [= default], ...)` of a macro or call block.
-    fn params(&mut self) -> PResult<Vec<Expr>> {
-        let mut out = Vec::new();
-        if !self.eat_op("(") {
-            return Ok(out);
-        }
-        while !self.eat_op(")") {
-            out.push(Expr::Name(self.name()?));
-            if self.eat_op("=") {
-                out.push(self.expr()?);
-            }
-            if !self.eat_op(",") {
-                self.expect_op(")")?;
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    fn end(&self) -> PResult<()> {
-        if self.done() {
-            Ok(())
+            i = j + 1;
         } else {
-            Err(())
+            i += 1;
         }
     }
+    out
 }
 
-fn group(mut parts: Vec<Expr>) -> Expr {
-    if parts.len() == 1 {
-        parts.pop().unwrap_or(Expr::Other)
-    } else {
-        Expr::Group(parts)
-    }
+fn bad_name(name: &str) -> bool {
+    let n = name.trim();
+    n.starts_with('_') || DANGEROUS_NAMES.contains(&n)
 }
 
-/// What a tag does that the checks care about.
-struct Parsed {
-    exprs: Vec<Expr>,
-    loads_templates: bool,
+/// The first field name of format string `s` that reaches Python internals.
+fn bad_format_field(s: &str) -> Option<String> {
+    if !s.contains('{') {
+        return None;
+    }
+    format_field_names(s).into_iter().find(|n| bad_name(n))
 }
 
-fn parse_tag(tag: &Tag) -> PResult<Parsed> {
-    let mut p = Parser { toks: &tag.toks, i: 0, depth: 0 };
-    let mut exprs = Vec::new();
-    let mut loads_templates = false;
-    if !tag.statement {
-        exprs.push(p.tuple()?);
-        p.end()?;
-        return Ok(Parsed { exprs, loads_templates });
-    }
-    let kw = p.name()?;
-    match kw.as_str() {
-        "if" | "elif" | "do" | "autoescape" => exprs.push(p.tuple()?),
-        "for" => {
-            exprs.push(p.target()?);
-            if !p.eat_name("in") {
-                return Err(());
-            }
-            exprs.push(p.tuple_until_if()?);
-            if p.eat_name("if") {
-                exprs.push(p.expr()?);
-            }
-            p.eat_name("recursive");
-        }
-        "set" => {
-            exprs.push(p.target()?);
-            if p.eat_op("=") {
-                exprs.push(p.tuple()?);
-            } else {
-                exprs.push(p.filters(Expr::Other)?);
-            }
-        }
-        "macro" => {
-            exprs.push(Expr::Name(p.name()?));
-            exprs.extend(p.params()?);
-        }
-        "call" => {
-            exprs.extend(p.params()?);
-            exprs.push(p.expr()?);
-        }
-        "filter" => exprs.push(p.filters_from_name()?),
-        "with" => {
-            while !p.done() {
-                exprs.push(p.target()?);
-                p.expect_op("=")?;
-                exprs.push(p.expr()?);
-                p.eat_op(",");
-            }
-        }
-        "block" => {
-            p.name()?;
-            p.eat_name("scoped");
-            p.eat_name("required");
-        }
-        "include" | "extends" | "import" | "from" => {
-            loads_templates = true;
-            exprs.push(p.expr()?);
-            // The rest (`as name`, `import a, b`, `ignore missing`, `with context`) names no attributes.
-            p.i = p.toks.len();
-        }
-        "else" | "endif" | "endfor" | "endset" | "endmacro" | "endcall" | "endfilter" | "endwith" | "endblock"
-        | "endautoescape" | "break" | "continue" | "raw" | "generation" | "endgeneration" => {}
-        _ => return Err(()),
-    }
-    p.end()?;
-    Ok(Parsed { exprs, loads_templates })
+// ---------------------------------------------------------------------------------------
+// The template as the checks see it.
+
+/// Where an assignment's value comes from.
+#[derive(Debug, Clone)]
+enum Rhs {
+    Value(Expr),
+    /// Each item of an iterable (`for`).
+    Item(Expr),
+    /// Rendered text of a body (block `set`, macro, block).
+    Body(Vec<Piece>),
 }
 
-impl Parser<'_> {
-    /// The iterable of a `for`: an expression that stops at a trailing `if` filter.
-    fn tuple_until_if(&mut self) -> PResult<Expr> {
-        let e = self.or()?;
-        let mut items = vec![e];
-        while self.eat_op(",") {
-            items.push(self.or()?);
-        }
-        Ok(group(items))
-    }
-
-    /// `{% filter name(args) | other %}`
-    fn filters_from_name(&mut self) -> PResult<Expr> {
-        let name = self.name()?;
-        let (args, kwargs) = if self.is_op("(") { self.call_args()? } else { (Vec::new(), Vec::new()) };
-        let e = Expr::Filter(Box::new(Expr::Other), name, args, kwargs);
-        self.filters(e)
-    }
+#[derive(Debug, Clone)]
+enum Piece {
+    Data(String),
+    Out(Expr),
+    /// Control flow: the body's text is not known exactly.
+    Opaque,
 }
+
+#[derive(Debug, Clone)]
+struct Assign {
+    target: Expr,
+    rhs: Rhs,
+}
+
+/// Parameters of a macro or call block: names and default expressions.
+type Params = Vec<(String, Option<Expr>)>;
+/// A call of a named function: name, positional and keyword arguments.
+type CallSite = (String, Vec<Expr>, Vec<(String, Expr)>);
 
 /// One problem found in a template.
 struct Issue {
@@ -826,125 +506,1039 @@ struct Issue {
     what: String,
 }
 
-fn string_builder(e: &Expr) -> bool {
-    match e {
-        Expr::Concat(_) => true,
-        Expr::Filter(_, f, _, _) => matches!(
-            f.as_str(),
-            "format" | "join" | "replace" | "reverse" | "lower" | "upper" | "string" | "trim" | "first" | "last"
-        ),
-        Expr::Group(parts) => parts.iter().any(string_builder),
-        _ => false,
-    }
+fn escape(what: String) -> Issue {
+    Issue { code: "chat-template-sandbox-escape", severity: Severity::Dangerous, what }
 }
 
-/// The value of an expression made only of string literals joined with `~` or `+`.
-fn const_str(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Str(s) => Some(s.clone()),
-        Expr::Concat(parts) => parts.iter().map(const_str).collect(),
-        _ => None,
-    }
+fn computed(what: String) -> Issue {
+    Issue { code: "chat-template-computed-attribute", severity: Severity::Suspicious, what }
 }
 
-fn attribute_issue(name: &str, how: &str) -> Option<Issue> {
-    let bad = name.starts_with('_') || DANGEROUS_NAMES.contains(&name);
-    bad.then(|| Issue {
-        code: "chat-template-sandbox-escape",
-        severity: Severity::Dangerous,
-        what: format!("accesses attribute {name:?} ({how})"),
-    })
+/// A parsed template: every tag's expressions, and what the fixpoint needs.
+#[derive(Default)]
+struct Model {
+    /// (expressions, tag start, tag end) of each tag.
+    tags: Vec<(Vec<Expr>, usize, usize)>,
+    assigns: Vec<Assign>,
+    macros: HashMap<String, Params>,
+    /// Call-block parameters (fed by `caller(...)`).
+    caller_params: Params,
+    loads_templates: Vec<(usize, usize)>,
 }
 
-fn check_expr(e: &Expr, out: &mut Vec<Issue>, depth: u32) {
-    if depth > MAX_DEPTH || out.len() >= MAX_FINDINGS {
-        return;
-    }
-    let d = depth + 1;
-    match e {
-        Expr::Name(n) => {
-            if n.starts_with("__") || matches!(n.as_str(), "os" | "subprocess" | "builtins" | "sys" | "importlib") {
-                out.push(Issue {
-                    code: "chat-template-sandbox-escape",
-                    severity: Severity::Dangerous,
-                    what: format!("uses the name {n:?}"),
-                });
+/// Parse every tag; `Err(offset)` at the first tag modelgate cannot parse.
+fn build_model(src: &str, nodes: &[Node]) -> Result<Model, usize> {
+    let mut m = Model::default();
+    // Open bodies: (kind, name or target, pieces).
+    let mut open: Vec<(String, Option<Expr>, Vec<Piece>)> = Vec::new();
+    let push_piece = |open: &mut Vec<(String, Option<Expr>, Vec<Piece>)>, p: Piece| {
+        let mut first = true;
+        for (kind, _, pieces) in open.iter_mut().rev() {
+            if pieces.len() < 10_000 {
+                pieces.push(if first { p.clone() } else { Piece::Opaque });
+            }
+            first = false;
+            if matches!(kind.as_str(), "set" | "macro" | "block" | "call") {
+                // Enclosing bodies see this one as opaque text.
             }
         }
-        Expr::Str(_) | Expr::Other => {}
-        Expr::Group(parts) | Expr::Concat(parts) => parts.iter().for_each(|p| check_expr(p, out, d)),
-        Expr::Attr(obj, name) => {
-            out.extend(attribute_issue(name, "attribute"));
-            check_expr(obj, out, d);
-        }
-        Expr::Item(obj, key) => {
-            match key.as_ref() {
-                k if const_str(k).is_some() => out.extend(const_str(k).and_then(|s| attribute_issue(&s, "subscript"))),
-                k if string_builder(k) => out.push(Issue {
-                    code: "chat-template-computed-attribute",
-                    severity: Severity::Suspicious,
-                    what: "subscripts with a key built from strings at run time".into(),
-                }),
-                _ => {}
+    };
+    for node in nodes {
+        let tag = match node {
+            Node::Data(d) => {
+                push_piece(&mut open, Piece::Data(d.clone()));
+                continue;
             }
-            check_expr(obj, out, d);
-            check_expr(key, out, d);
+            Node::Tag(t) => t,
+        };
+        let parsed = parse_tag(tag).map_err(|()| tag.start)?;
+        let _ = src;
+        if parsed.loads_templates {
+            m.loads_templates.push((tag.start, tag.end));
         }
-        Expr::Call(f, args, kwargs) => {
-            let callee = match f.as_ref() {
-                Expr::Name(n) => Some(n.as_str()),
-                Expr::Attr(_, n) if matches!(n.as_str(), "system" | "spawnv" | "spawnl") => Some(n.as_str()),
-                _ => None,
-            };
-            if let Some(n) = callee {
-                if DANGEROUS_CALLS.contains(&n) || matches!(n, "system" | "spawnv" | "spawnl") {
-                    out.push(Issue {
-                        code: "chat-template-sandbox-escape",
-                        severity: Severity::Dangerous,
-                        what: format!("calls {n}()"),
-                    });
-                }
+        m.assigns.extend(parsed.assigns.iter().cloned());
+        match &parsed.block {
+            Block::Output(e) => push_piece(&mut open, Piece::Out(e.clone())),
+            Block::Open(kind, name) => {
+                push_piece(&mut open, Piece::Opaque);
+                open.push((kind.clone(), name.clone(), Vec::new()));
             }
-            check_expr(f, out, d);
-            args.iter().for_each(|a| check_expr(a, out, d));
-            kwargs.iter().for_each(|(_, a)| check_expr(a, out, d));
-        }
-        Expr::Filter(obj, name, args, kwargs) => {
-            if ATTRIBUTE_FILTERS.contains(&name.as_str()) {
-                let named = args.iter().chain(kwargs.iter().filter(|(k, _)| k == "attribute").map(|(_, v)| v));
-                for a in named {
-                    match a {
-                        // `attribute=` takes dotted paths (`a.__class__`).
-                        e if const_str(e).is_some() => {
-                            let s = const_str(e).unwrap_or_default();
-                            for part in s.split('.') {
-                                out.extend(attribute_issue(part, &format!("|{name} filter")));
-                            }
+            Block::Close(kind) => {
+                // Close the innermost body of this kind (jinja2 would reject a mismatch).
+                if let Some(pos) = open.iter().rposition(|(k, _, _)| k == kind) {
+                    let (k, name, pieces) = open.remove(pos);
+                    open.truncate(pos);
+                    match (k.as_str(), name) {
+                        ("set", Some(target)) => m.assigns.push(Assign { target, rhs: Rhs::Body(pieces) }),
+                        ("macro", Some(Expr::Name(n))) => {
+                            m.assigns.push(Assign { target: Expr::Name(format!("macro:{n}")), rhs: Rhs::Body(pieces) })
                         }
-                        other if name == "attr" => {
-                            if !matches!(other, Expr::Name(_) | Expr::Attr(..)) || string_builder(other) {
-                                out.push(Issue {
-                                    code: "chat-template-computed-attribute",
-                                    severity: Severity::Suspicious,
-                                    what: "|attr filter with an attribute name built at run time".into(),
-                                });
-                            } else {
-                                out.push(Issue {
-                                    code: "chat-template-computed-attribute",
-                                    severity: Severity::Suspicious,
-                                    what: "|attr filter with an attribute name from a variable".into(),
-                                });
-                            }
+                        ("block", Some(Expr::Name(n))) => {
+                            m.assigns.push(Assign { target: Expr::Name(format!("block:{n}")), rhs: Rhs::Body(pieces) })
                         }
                         _ => {}
                     }
                 }
             }
-            check_expr(obj, out, d);
-            args.iter().for_each(|a| check_expr(a, out, d));
-            kwargs.iter().for_each(|(_, a)| check_expr(a, out, d));
+            Block::Other => push_piece(&mut open, Piece::Opaque),
+        }
+        if let Some((name, params)) = parsed.macro_def {
+            m.macros.insert(name, params);
+        }
+        if let Some(params) = parsed.call_params {
+            m.caller_params.extend(params);
+        }
+        m.tags.push((parsed.exprs, tag.start, tag.end));
+    }
+    Ok(m)
+}
+
+enum Block {
+    Output(Expr),
+    Open(String, Option<Expr>),
+    Close(String),
+    Other,
+}
+
+struct Parsed {
+    exprs: Vec<Expr>,
+    assigns: Vec<Assign>,
+    block: Block,
+    loads_templates: bool,
+    macro_def: Option<(String, Params)>,
+    call_params: Option<Params>,
+}
+
+fn parse_tag(tag: &Tag) -> PResult<Parsed> {
+    let mut p = Parser::new(&tag.toks);
+    let mut out = Parsed {
+        exprs: Vec::new(),
+        assigns: Vec::new(),
+        block: Block::Other,
+        loads_templates: false,
+        macro_def: None,
+        call_params: None,
+    };
+    if !tag.statement {
+        let e = p.tuple()?;
+        p.end()?;
+        out.exprs.push(e.clone());
+        out.block = Block::Output(e);
+        return Ok(out);
+    }
+    let kw = p.name()?;
+    let open = |k: &str| Block::Open(k.to_string(), None);
+    match kw.as_str() {
+        "if" => {
+            out.exprs.push(p.tuple()?);
+            out.block = open("if");
+        }
+        "elif" | "do" => out.exprs.push(p.tuple()?),
+        "autoescape" => {
+            out.exprs.push(p.tuple()?);
+            out.block = open("autoescape");
+        }
+        "for" => {
+            let target = p.target()?;
+            if !p.eat_name("in") {
+                return Err(());
+            }
+            let iter = p.tuple_until_if()?;
+            out.exprs.push(iter.clone());
+            if p.eat_name("if") {
+                out.exprs.push(p.expr()?);
+            }
+            p.eat_name("recursive");
+            out.assigns.push(Assign { target, rhs: Rhs::Item(iter) });
+            out.block = open("for");
+        }
+        "set" => {
+            let target = p.target()?;
+            if p.eat_op("=") {
+                let e = p.tuple()?;
+                out.exprs.push(e.clone());
+                out.assigns.push(Assign { target, rhs: Rhs::Value(e) });
+            } else {
+                if !p.done() {
+                    out.exprs.push(p.filters(Expr::Opaque(Vec::new()))?);
+                }
+                out.block = Block::Open("set".into(), Some(target));
+            }
+        }
+        "macro" => {
+            let name = p.name()?;
+            let params = p.params()?;
+            for (n, d) in &params {
+                if let Some(d) = d {
+                    out.exprs.push(d.clone());
+                    out.assigns.push(Assign { target: Expr::Name(n.clone()), rhs: Rhs::Value(d.clone()) });
+                }
+            }
+            out.macro_def = Some((name.clone(), params));
+            out.block = Block::Open("macro".into(), Some(Expr::Name(name)));
+        }
+        "call" => {
+            let params = p.params()?;
+            for (n, d) in &params {
+                if let Some(d) = d {
+                    out.exprs.push(d.clone());
+                    out.assigns.push(Assign { target: Expr::Name(n.clone()), rhs: Rhs::Value(d.clone()) });
+                }
+            }
+            out.call_params = Some(params);
+            out.exprs.push(p.expr()?);
+            out.block = open("call");
+        }
+        "filter" => {
+            out.exprs.push(p.filters_from_name()?);
+            out.block = open("filter");
+        }
+        "with" => {
+            while !p.done() {
+                let target = p.target()?;
+                p.expect_op("=")?;
+                let e = p.expr()?;
+                out.exprs.push(e.clone());
+                out.assigns.push(Assign { target, rhs: Rhs::Value(e) });
+                p.eat_op(",");
+            }
+            out.block = open("with");
+        }
+        "block" => {
+            let name = p.name()?;
+            p.eat_name("scoped");
+            p.eat_name("required");
+            out.block = Block::Open("block".into(), Some(Expr::Name(name)));
+        }
+        "include" | "extends" | "import" | "from" => {
+            out.loads_templates = true;
+            out.exprs.push(p.expr()?);
+            // The rest (`as name`, `import a, b`, `ignore missing`, `with context`) names no attributes.
+            p.skip_rest();
+        }
+        "generation" => out.block = open("generation"),
+        "raw" => {}
+        k if k.starts_with("end") => {
+            out.block = Block::Close(k.trim_start_matches("end").to_string());
+        }
+        "else" | "break" | "continue" => {}
+        _ => return Err(()),
+    }
+    p.end()?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Evaluation.
+
+struct Eval<'m> {
+    env: HashMap<String, Val>,
+    model: &'m Model,
+}
+
+impl Eval<'_> {
+    fn var(&self, name: &str) -> Val {
+        self.env.get(name).cloned().unwrap_or_else(unknown)
+    }
+
+    fn eval(&self, e: &Expr, depth: u32) -> Val {
+        if depth > MAX_EVAL_DEPTH {
+            return Val::Unknown { frags: Vec::new(), built: true, harvest: false };
+        }
+        let d = depth + 1;
+        match e {
+            Expr::Name(n) => match n.as_str() {
+                // Objects the environment provides: their text is the template's to cut up.
+                "lipsum" | "cycler" | "joiner" | "namespace" | "range" | "dict" | "self" | "caller" | "varargs"
+                | "kwargs" | "raise_exception" | "strftime_now" | "super"
+                    if !self.env.contains_key(n) =>
+                {
+                    Val::Unknown { frags: Vec::new(), built: true, harvest: false }
+                }
+                _ => self.var(n),
+            },
+            Expr::Str(s, true) => Val::str1(s.clone()),
+            Expr::Str(s, false) => Val::Unknown {
+                frags: s.split('\u{fffd}').filter(|f| !f.is_empty()).map(str::to_string).collect(),
+                built: true,
+                harvest: false,
+            },
+            Expr::Int(n) => Val::Num(*n as f64),
+            Expr::Float(f) => Val::Num(*f),
+            Expr::Opaque(_) => unknown(),
+            Expr::List(items) => Val::List(items.iter().map(|x| self.eval(x, d)).collect()),
+            Expr::Dict(items) => Val::Dict(items.iter().map(|(k, v)| (self.eval(k, d), self.eval(v, d))).collect()),
+            Expr::Either(parts, _) => parts.iter().map(|x| self.eval(x, d)).reduce(join).unwrap_or_else(unknown),
+            Expr::Bin(op, a, b) => binop(op, self.eval(a, d), self.eval(b, d)),
+            Expr::Attr(obj, name) => {
+                if let Expr::Name(n) = obj.as_ref() {
+                    if let Some(v) = self.env.get(&format!("{n}.{name}")) {
+                        return v.clone();
+                    }
+                    if n == "self" {
+                        return Val::Method(Box::new(unknown()), format!("block:{name}"));
+                    }
+                    // `loop.index0`, `loop.previtem`, ...: context-driven values.
+                    if n == "loop" && name != "cycle" {
+                        return unknown();
+                    }
+                }
+                Val::Method(Box::new(self.eval(obj, d)), name.clone())
+            }
+            Expr::Item(obj, key) => item(self.eval(obj, d), self.eval(key, d)),
+            Expr::Slice(obj, parts) => {
+                let o = self.eval(obj, d);
+                let idx: Vec<Option<Val>> = parts.iter().map(|p| p.as_ref().map(|x| self.eval(x, d))).collect();
+                slice(o, &idx)
+            }
+            Expr::Call(f, args, kwargs) => self.call(f, args, kwargs, d),
+            Expr::Filter(obj, name, args, kwargs) => {
+                let o = self.eval(obj, d);
+                let a: Vec<Val> = args.iter().map(|x| self.eval(x, d)).collect();
+                let kw: Vec<(String, Val)> = kwargs.iter().map(|(k, x)| (k.clone(), self.eval(x, d))).collect();
+                filter(name, o, &a, &kw)
+            }
         }
     }
+
+    fn call(&self, f: &Expr, args: &[Expr], kwargs: &[(String, Expr)], d: u32) -> Val {
+        let a: Vec<Val> = args.iter().map(|x| self.eval(x, d)).collect();
+        let kw: Vec<(String, Val)> = kwargs.iter().map(|(k, x)| (k.clone(), self.eval(x, d))).collect();
+        if let Expr::Name(n) = f {
+            match n.as_str() {
+                "dict" | "namespace" => {
+                    let mut items: Vec<(Val, Val)> = Vec::new();
+                    for v in &a {
+                        if let Val::Dict(d) = v {
+                            items.extend(d.iter().cloned());
+                        }
+                    }
+                    items.extend(kw.iter().map(|(k, v)| (Val::str1(k.clone()), v.clone())));
+                    return Val::Dict(items);
+                }
+                "range" => {
+                    let nums: Vec<f64> =
+                        a.iter().filter_map(|v| if let Val::Num(n) = v { Some(*n) } else { None }).collect();
+                    let (start, stop, step) = match nums.as_slice() {
+                        [stop] => (0.0, *stop, 1.0),
+                        [start, stop] => (*start, *stop, 1.0),
+                        [start, stop, step] => (*start, *stop, *step),
+                        _ => return unknown(),
+                    };
+                    if step == 0.0 || ((stop - start) / step) > 256.0 {
+                        return unknown();
+                    }
+                    let mut out = Vec::new();
+                    let mut x = start;
+                    while (step > 0.0 && x < stop) || (step < 0.0 && x > stop) {
+                        out.push(Val::Num(x));
+                        x += step;
+                    }
+                    return Val::List(out);
+                }
+                "caller" | "lipsum" | "cycler" | "joiner" | "strftime_now" | "raise_exception" => {
+                    return Val::Unknown { frags: Vec::new(), built: true, harvest: false };
+                }
+                m if self.model.macros.contains_key(m) => return self.var(&format!("macro:{m}")),
+                _ => {}
+            }
+        }
+        if let Expr::Attr(obj, m) = f {
+            if m == "cycle" && matches!(obj.as_ref(), Expr::Name(n) if n == "loop") {
+                return a.into_iter().reduce(join).unwrap_or_else(unknown);
+            }
+        }
+        match self.eval(f, d) {
+            Val::Method(recv, name) if name.starts_with("block:") => {
+                let _ = recv;
+                self.var(&name)
+            }
+            Val::Method(recv, name) => method(&recv, &name, &a, &kw),
+            other => other.derived(&a.iter().collect::<Vec<_>>()),
+        }
+    }
+
+    /// The rendered text of a body.
+    fn body(&self, pieces: &[Piece], d: u32) -> Val {
+        let mut acc = Val::str1("");
+        for p in pieces {
+            let v = match p {
+                Piece::Data(t) => Val::str1(t.clone()),
+                Piece::Out(e) => self.eval(e, d),
+                Piece::Opaque => Val::Unknown { frags: Vec::new(), built: true, harvest: false },
+            };
+            acc = binop("~", acc, v);
+        }
+        acc
+    }
+
+    fn rhs(&self, rhs: &Rhs) -> Val {
+        match rhs {
+            Rhs::Value(e) => self.eval(e, 0),
+            Rhs::Item(e) => items_of(&self.eval(e, 0)),
+            Rhs::Body(p) => self.body(p, 0),
+        }
+    }
+}
+
+/// Any one item of an iterable.
+fn items_of(v: &Val) -> Val {
+    match v {
+        Val::List(items) => items.iter().cloned().reduce(join).unwrap_or_else(unknown),
+        Val::Dict(items) => items.iter().map(|(k, _)| k.clone()).reduce(join).unwrap_or_else(unknown),
+        Val::Strs(s) => {
+            let mut chars: Vec<String> = Vec::new();
+            for c in s.iter().flat_map(|x| x.chars()) {
+                let c = c.to_string();
+                if !chars.contains(&c) {
+                    chars.push(c);
+                }
+            }
+            if chars.len() > MAX_ALTS {
+                v.derived(&[])
+            } else if chars.is_empty() {
+                unknown()
+            } else {
+                Val::Strs(chars)
+            }
+        }
+        other => match other {
+            Val::Unknown { frags, harvest, built } => {
+                Val::Unknown { frags: frags.clone(), built: *built, harvest: *harvest || *built }
+            }
+            _ => other.derived(&[]),
+        },
+    }
+}
+
+fn binop(op: &str, a: Val, b: Val) -> Val {
+    match (op, &a, &b) {
+        ("+", Val::Num(x), Val::Num(y)) => Val::Num(x + y),
+        ("-", Val::Num(x), Val::Num(y)) => Val::Num(x - y),
+        ("*", Val::Num(x), Val::Num(y)) => Val::Num(x * y),
+        ("/", Val::Num(x), Val::Num(y)) if *y != 0.0 => Val::Num(x / y),
+        ("//", Val::Num(x), Val::Num(y)) if *y != 0.0 => Val::Num((x / y).floor()),
+        ("%", Val::Num(x), Val::Num(y)) if *y != 0.0 => Val::Num(x.rem_euclid(*y)),
+        ("**", Val::Num(x), Val::Num(y)) => Val::Num(x.powf(*y)),
+        ("+", Val::List(x), Val::List(y)) => Val::List(x.iter().chain(y).cloned().collect()),
+        ("+", Val::Strs(x), Val::Strs(y)) => {
+            combine(x, y, |p, q| Some(format!("{p}{q}"))).map_or_else(|| a.derived(&[&b]), Val::Strs)
+        }
+        ("~", _, _) => match (a.to_strs(), b.to_strs()) {
+            (Some(x), Some(y)) => {
+                combine(&x, &y, |p, q| Some(format!("{p}{q}"))).map_or_else(|| a.derived(&[&b]), Val::Strs)
+            }
+            _ => a.derived(&[&b]),
+        },
+        ("*", Val::Strs(s), Val::Num(n)) | ("*", Val::Num(n), Val::Strs(s)) => {
+            let n = n.max(0.0) as usize;
+            if n <= 512 {
+                map_strs(&Val::Strs(s.clone()), |x| (x.len() * n <= MAX_STR).then(|| x.repeat(n)))
+            } else {
+                a.derived(&[&b])
+            }
+        }
+        ("*", Val::List(items), Val::Num(n)) | ("*", Val::Num(n), Val::List(items)) if *n <= 64.0 => {
+            Val::List(items.iter().cloned().cycle().take(items.len() * n.max(0.0) as usize).collect())
+        }
+        ("%", Val::Strs(f), _) => {
+            let out: Option<Vec<String>> = f.iter().map(|x| percent_format(x, &b)).collect();
+            out.map_or_else(|| a.derived(&[&b]), Val::Strs)
+        }
+        _ => a.derived(&[&b]),
+    }
+}
+
+fn index(len: usize, n: f64) -> Option<usize> {
+    let i = n as i64;
+    let len = i64::try_from(len).ok()?;
+    let i = if i < 0 { i + len } else { i };
+    (0..len).contains(&i).then_some(i as usize)
+}
+
+fn item(obj: Val, key: Val) -> Val {
+    match (&obj, &key) {
+        (Val::Strs(_), Val::Num(n)) => map_strs(&obj, |x| {
+            let chars: Vec<char> = x.chars().collect();
+            index(chars.len(), *n).and_then(|i| chars.get(i)).map(|c| c.to_string())
+        }),
+        (Val::List(items), Val::Num(n)) => {
+            index(items.len(), *n).and_then(|i| items.get(i).cloned()).unwrap_or_else(|| obj.derived(&[]))
+        }
+        (Val::Dict(items), k) => items
+            .iter()
+            .rev()
+            .find(|(dk, _)| dk == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| Val::Method(Box::new(obj.clone()), key_name(k))),
+        (Val::Unknown { .. } | Val::Method(..), Val::Num(_)) => {
+            let mut v = obj.derived(&[]);
+            if let Val::Unknown { harvest, .. } = &mut v {
+                // A character cut out of text the template made (`(lipsum|string)[18]`).
+                *harvest |= obj.is_built();
+            }
+            v
+        }
+        (_, Val::Strs(s)) if s.len() == 1 => Val::Method(Box::new(obj.clone()), s.first().cloned().unwrap_or_default()),
+        _ => obj.derived(&[&key]),
+    }
+}
+
+fn key_name(k: &Val) -> String {
+    match k {
+        Val::Strs(s) => s.first().cloned().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn slice(obj: Val, idx: &[Option<Val>]) -> Val {
+    let num = |i: usize| match idx.get(i) {
+        Some(Some(Val::Num(n))) => Some(Some(*n as i64)),
+        Some(None) | None => Some(None),
+        _ => None,
+    };
+    let (Some(start), Some(stop), Some(step)) = (num(0), num(1), num(2)) else { return obj.derived(&[]) };
+    let step = step.unwrap_or(1);
+    if step == 0 {
+        return obj.derived(&[]);
+    }
+    let pick = |len: usize| -> Vec<usize> {
+        let len = len as i64;
+        let norm = |x: i64| if x < 0 { (x + len).max(if step < 0 { -1 } else { 0 }) } else { x.min(len) };
+        let mut out = Vec::new();
+        if step > 0 {
+            let (mut i, end) = (start.map_or(0, norm), stop.map_or(len, norm));
+            while i < end {
+                out.push(i as usize);
+                i += step;
+            }
+        } else {
+            let (mut i, end) = (start.map_or(len - 1, |x| norm(x).min(len - 1)), stop.map_or(-1, norm));
+            while i > end {
+                if i >= 0 {
+                    out.push(i as usize);
+                }
+                i += step;
+            }
+        }
+        out
+    };
+    match &obj {
+        Val::Strs(_) => map_strs(&obj, |x| {
+            let chars: Vec<char> = x.chars().collect();
+            Some(pick(chars.len()).into_iter().filter_map(|i| chars.get(i)).collect())
+        }),
+        Val::List(items) => Val::List(pick(items.len()).into_iter().filter_map(|i| items.get(i).cloned()).collect()),
+        Val::Unknown { .. } => item(obj, Val::Num(0.0)),
+        _ => obj.derived(&[]),
+    }
+}
+
+fn str_arg(a: &[Val], i: usize) -> Option<String> {
+    match a.get(i)? {
+        Val::Strs(s) if s.len() == 1 => s.first().cloned(),
+        Val::Num(n) => Some(num_str(*n)),
+        _ => None,
+    }
+}
+
+/// A string's or a container's method called with `a`.
+fn method(recv: &Val, name: &str, a: &[Val], kw: &[(String, Val)]) -> Val {
+    let all: Vec<&Val> = a.iter().chain(kw.iter().map(|(_, v)| v)).collect();
+    match (recv, name) {
+        (Val::Strs(_), "upper") => map_strs(recv, |x| Some(x.to_uppercase())),
+        (Val::Strs(_), "lower" | "casefold") => map_strs(recv, |x| Some(x.to_lowercase())),
+        (Val::Strs(_), "strip") if a.is_empty() => map_strs(recv, |x| Some(x.trim().to_string())),
+        (Val::Strs(_), "lstrip") if a.is_empty() => map_strs(recv, |x| Some(x.trim_start().to_string())),
+        (Val::Strs(_), "rstrip") if a.is_empty() => map_strs(recv, |x| Some(x.trim_end().to_string())),
+        (Val::Strs(_), "strip" | "lstrip" | "rstrip") => match str_arg(a, 0) {
+            Some(chars) => map_strs(recv, |x| {
+                let set = |c: char| chars.contains(c);
+                Some(
+                    match name {
+                        "strip" => x.trim_matches(set),
+                        "lstrip" => x.trim_start_matches(set),
+                        _ => x.trim_end_matches(set),
+                    }
+                    .to_string(),
+                )
+            }),
+            None => recv.derived(&all),
+        },
+        (Val::Strs(_), "title" | "capitalize" | "swapcase") => recv.derived(&all),
+        (Val::Strs(_), "replace") => match (str_arg(a, 0), str_arg(a, 1)) {
+            (Some(old), Some(new)) if !old.is_empty() => map_strs(recv, |x| Some(x.replace(&old, &new))),
+            _ => recv.derived(&all),
+        },
+        (Val::Strs(_), "join") => match a.first() {
+            Some(Val::List(items)) => {
+                let parts: Option<Vec<Vec<String>>> = items.iter().map(Val::to_strs).collect();
+                match parts {
+                    Some(parts) => {
+                        let sep = recv.to_strs().unwrap_or_default();
+                        let mut acc: Vec<String> = vec![String::new()];
+                        for (i, p) in parts.iter().enumerate() {
+                            let with_sep = if i == 0 {
+                                p.clone()
+                            } else {
+                                combine(&sep, p, |s, x| Some(format!("{s}{x}"))).unwrap_or_default()
+                            };
+                            match combine(&acc, &with_sep, |x, y| Some(format!("{x}{y}"))) {
+                                Some(v) => acc = v,
+                                None => return recv.derived(&all),
+                            }
+                        }
+                        Val::Strs(acc)
+                    }
+                    None => recv.derived(&all),
+                }
+            }
+            Some(Val::Strs(s)) => {
+                let sep = str_arg(std::slice::from_ref(recv), 0).unwrap_or_default();
+                Val::Strs(s.iter().map(|x| x.chars().map(String::from).collect::<Vec<_>>().join(&sep)).collect())
+            }
+            _ => recv.derived(&all),
+        },
+        (Val::Strs(_), "format" | "format_map") => recv.derived(&all),
+        (Val::Strs(s), "split") => match (s.as_slice(), str_arg(a, 0)) {
+            ([x], Some(sep)) if !sep.is_empty() => Val::List(x.split(sep.as_str()).map(Val::str1).collect()),
+            ([x], None) if a.is_empty() => Val::List(x.split_whitespace().map(Val::str1).collect()),
+            _ => recv.derived(&all),
+        },
+        (Val::Dict(items), "get" | "pop" | "setdefault") => {
+            let hit = a.first().and_then(|k| items.iter().rev().find(|(dk, _)| dk == k).map(|(_, v)| v.clone()));
+            match (hit, a.get(1)) {
+                (Some(v), _) => v,
+                (None, Some(default)) => default.clone(),
+                (None, None) => unknown(),
+            }
+        }
+        (Val::Dict(items), "values") => Val::List(items.iter().map(|(_, v)| v.clone()).collect()),
+        (Val::Dict(items), "keys") => Val::List(items.iter().map(|(k, _)| k.clone()).collect()),
+        (Val::Dict(items), "items") => {
+            Val::List(items.iter().map(|(k, v)| Val::List(vec![k.clone(), v.clone()])).collect())
+        }
+        (Val::List(items), "pop") => match a.first() {
+            Some(Val::Num(n)) => index(items.len(), *n).and_then(|i| items.get(i).cloned()).unwrap_or_else(unknown),
+            None => items.last().cloned().unwrap_or_else(unknown),
+            _ => items_of(recv),
+        },
+        (Val::List(_), "copy") => recv.clone(),
+        _ => recv.derived(&all),
+    }
+}
+
+/// HTML escaping as markupsafe does (`|e`, `|escape`, `|forceescape`).
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&#34;").replace('\'', "&#39;")
+}
+
+fn filter(name: &str, obj: Val, a: &[Val], kw: &[(String, Val)]) -> Val {
+    let all: Vec<&Val> = a.iter().chain(kw.iter().map(|(_, v)| v)).collect();
+    let kwarg = |k: &str| kw.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    match name {
+        "string" | "safe" | "trim" | "e" | "escape" | "forceescape" | "lower" | "upper" => match obj.to_strs() {
+            Some(s) => {
+                let v = Val::Strs(s);
+                match name {
+                    "trim" if a.is_empty() => map_strs(&v, |x| Some(x.trim().to_string())),
+                    "trim" => method(&v, "strip", a, kw),
+                    "e" | "escape" | "forceescape" => map_strs(&v, |x| Some(html_escape(x))),
+                    "lower" => map_strs(&v, |x| Some(x.to_lowercase())),
+                    "upper" => map_strs(&v, |x| Some(x.to_uppercase())),
+                    _ => v,
+                }
+            }
+            // `|string` of an object is its repr: text to cut characters from.
+            None => obj.derived(&all),
+        },
+        "reverse" => match &obj {
+            Val::Strs(_) => map_strs(&obj, |x| Some(x.chars().rev().collect())),
+            Val::List(items) => Val::List(items.iter().rev().cloned().collect()),
+            _ => obj.derived(&all),
+        },
+        "replace" => method(&obj, "replace", a, kw),
+        "format" => match &obj {
+            Val::Strs(f) => {
+                let args = if kw.is_empty() {
+                    Val::List(a.to_vec())
+                } else {
+                    Val::Dict(kw.iter().map(|(k, v)| (Val::str1(k.clone()), v.clone())).collect())
+                };
+                let out: Option<Vec<String>> = f.iter().map(|x| percent_format(x, &args)).collect();
+                out.map_or_else(|| obj.derived(&all), Val::Strs)
+            }
+            _ => obj.derived(&all),
+        },
+        "join" => {
+            if kwarg("attribute").is_some() || a.len() > 1 {
+                return obj.derived(&all);
+            }
+            let sep = a.first().cloned().or_else(|| kwarg("d")).unwrap_or_else(|| Val::str1(""));
+            method(&sep, "join", std::slice::from_ref(&obj), &[])
+        }
+        "first" | "last" => match &obj {
+            Val::Strs(_) => item(obj.clone(), Val::Num(if name == "first" { 0.0 } else { -1.0 })),
+            Val::List(items) => {
+                let it = if name == "first" { items.first() } else { items.last() };
+                it.cloned().unwrap_or_else(unknown)
+            }
+            Val::Dict(items) => {
+                let it = if name == "first" { items.first() } else { items.last() };
+                it.map(|(k, _)| k.clone()).unwrap_or_else(unknown)
+            }
+            _ => item(obj.clone(), Val::Num(0.0)),
+        },
+        "list" => match &obj {
+            Val::Strs(s) if s.len() == 1 => {
+                Val::List(s.first().map(|x| x.chars().map(|c| Val::str1(c.to_string())).collect()).unwrap_or_default())
+            }
+            Val::Dict(items) => Val::List(items.iter().map(|(k, _)| k.clone()).collect()),
+            Val::List(_) => obj,
+            _ => obj.derived(&all),
+        },
+        "items" | "dictsort" => method(&obj, "items", &[], &[]),
+        "default" | "d" => a.first().cloned().map_or(obj.clone(), |d| join(obj.clone(), d)),
+        "map" => match (a.first().and_then(|f| str_arg(std::slice::from_ref(f), 0)), &obj) {
+            (Some(f), Val::List(items)) if kwarg("attribute").is_none() => {
+                let rest = a.get(1..).unwrap_or_default();
+                Val::List(items.iter().map(|x| filter(&f, x.clone(), rest, kw)).collect())
+            }
+            _ => obj.derived(&all),
+        },
+        "select" | "reject" | "unique" | "sort" | "batch" | "slice" => match &obj {
+            Val::List(items) if name == "sort" || name == "unique" => Val::List(items.clone()),
+            _ => obj.derived(&all),
+        },
+        "min" | "max" | "random" => items_of(&obj),
+        "int" => match &obj {
+            Val::Strs(s) if s.len() == 1 => {
+                s.first().and_then(|x| x.trim().parse::<i64>().ok()).map_or_else(unknown, |n| Val::Num(n as f64))
+            }
+            Val::Num(n) => Val::Num(n.trunc()),
+            _ => unknown(),
+        },
+        "length" | "count" | "abs" | "round" | "float" | "sum" | "wordcount" => match (&obj, name) {
+            (Val::Num(n), "abs") => Val::Num(n.abs()),
+            (Val::Num(n), "round" | "float") => Val::Num(*n),
+            (Val::Strs(s), "length" | "count") if s.len() == 1 => {
+                Val::Num(s.first().map_or(0, |x| x.chars().count()) as f64)
+            }
+            (Val::List(items), "length" | "count") => Val::Num(items.len() as f64),
+            _ => unknown(),
+        },
+        _ => obj.derived(&all),
+    }
+}
+
+/// One round over every assignment; true when a value changed.
+fn round(ev: &mut Eval<'_>, calls: &[CallSite]) -> bool {
+    let mut changed = false;
+    let mut updates: Vec<(String, Val)> = Vec::new();
+    for a in &ev.model.assigns {
+        let v = ev.rhs(&a.rhs);
+        bind(&a.target, v, &mut updates);
+    }
+    // Macro parameters from call sites; call-block parameters from `caller(...)`.
+    for (name, args, kwargs) in calls {
+        let params = if name == "caller" { Some(&ev.model.caller_params) } else { ev.model.macros.get(name) };
+        let Some(params) = params else { continue };
+        for (i, (p, _)) in params.iter().enumerate() {
+            if let Some(x) = args.get(i) {
+                updates.push((p.clone(), ev.eval(x, 0)));
+            }
+            if let Some((_, x)) = kwargs.iter().find(|(k, _)| k == p) {
+                updates.push((p.clone(), ev.eval(x, 0)));
+            }
+        }
+        // `varargs` and `kwargs` of a macro.
+        for x in args.iter().skip(params.len()) {
+            updates.push(("varargs".into(), items_wrap(ev.eval(x, 0))));
+        }
+        for (k, x) in kwargs.iter().filter(|(k, _)| !params.iter().any(|(p, _)| p == k)) {
+            updates.push(("kwargs".into(), Val::Dict(vec![(Val::str1(k.clone()), ev.eval(x, 0))])));
+        }
+    }
+    for (name, v) in updates {
+        let next = match ev.env.get(&name) {
+            Some(old) => join(old.clone(), v),
+            None => v,
+        };
+        if ev.env.get(&name) != Some(&next) {
+            changed = true;
+            ev.env.insert(name, next);
+        }
+    }
+    changed
+}
+
+fn items_wrap(v: Val) -> Val {
+    Val::List(vec![v])
+}
+
+/// Bind a value to an assignment target (`a`, `ns.x`, `a, b`).
+fn bind(target: &Expr, v: Val, out: &mut Vec<(String, Val)>) {
+    match target {
+        Expr::Name(n) => {
+            // `{% set ns = namespace(x=...) %}`: its attributes are variables `ns.x`.
+            if let Val::Dict(items) = &v {
+                for (k, x) in items {
+                    if let Val::Strs(s) = k {
+                        for key in s {
+                            out.push((format!("{n}.{key}"), x.clone()));
+                        }
+                    }
+                }
+            }
+            out.push((n.clone(), v));
+        }
+        Expr::Attr(obj, attr) => {
+            if let Expr::Name(n) = obj.as_ref() {
+                out.push((format!("{n}.{attr}"), v));
+            }
+        }
+        Expr::List(targets) => {
+            for (i, t) in targets.iter().enumerate() {
+                let part = match &v {
+                    Val::List(items) if items.len() == targets.len() => items.get(i).cloned().unwrap_or_else(unknown),
+                    other => items_of(other),
+                };
+                bind(t, part, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every call of a named function in the template (macro calls and `caller(...)`).
+fn collect_calls(e: &Expr, out: &mut Vec<CallSite>, depth: u32) {
+    if depth > MAX_EVAL_DEPTH * 8 || out.len() > 10_000 {
+        return;
+    }
+    let d = depth + 1;
+    match e {
+        Expr::Call(f, args, kwargs) => {
+            if let Expr::Name(n) = f.as_ref() {
+                out.push((n.clone(), args.clone(), kwargs.clone()));
+            }
+            collect_calls(f, out, d);
+            args.iter().for_each(|x| collect_calls(x, out, d));
+            kwargs.iter().for_each(|(_, x)| collect_calls(x, out, d));
+        }
+        _ => children(e).into_iter().for_each(|x| collect_calls(x, out, d)),
+    }
+}
+
+fn children(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::Name(_) | Expr::Str(..) | Expr::Int(_) | Expr::Float(_) => Vec::new(),
+        Expr::Opaque(p) | Expr::List(p) => p.iter().collect(),
+        Expr::Either(a, b) => a.iter().chain(b).collect(),
+        Expr::Dict(items) => items.iter().flat_map(|(k, v)| [k, v]).collect(),
+        Expr::Bin(_, a, b) | Expr::Item(a, b) => vec![a, b],
+        Expr::Attr(a, _) => vec![a],
+        Expr::Slice(a, parts) => {
+            std::iter::once(a.as_ref()).chain(parts.iter().flatten().map(|b| b.as_ref())).collect()
+        }
+        Expr::Call(f, args, kwargs) | Expr::Filter(f, _, args, kwargs) => {
+            std::iter::once(f.as_ref()).chain(args).chain(kwargs.iter().map(|(_, v)| v)).collect()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks.
+
+struct Checker<'e, 'm> {
+    ev: &'e Eval<'m>,
+    issues: Vec<Issue>,
+    /// The template reaches a `format`/`format_map` method, or builds attribute names.
+    reaches_format: bool,
+    /// Format strings with fields that walk into Python internals.
+    bad_formats: Vec<(String, String)>,
+    too_deep: bool,
+}
+
+impl Checker<'_, '_> {
+    /// An attribute `name` looked up on a value (`how` says by what syntax).
+    fn attr_name(&mut self, name: &Val, recv: Option<&Val>, how: &str) {
+        match name {
+            Val::Strs(names) => {
+                for n in names {
+                    for part in [n.as_str(), n.trim()] {
+                        if bad_name(part) {
+                            self.issues.push(escape(format!("accesses attribute {part:?} ({how})")));
+                            break;
+                        }
+                    }
+                    if matches!(n.trim(), "format" | "format_map") {
+                        self.format_reached(recv, how);
+                    }
+                }
+            }
+            Val::Num(_) => {}
+            other if other.is_plain() => {
+                if how == "|attr filter" {
+                    self.issues.push(computed("|attr filter with an attribute name from a variable".into()));
+                }
+            }
+            other => {
+                let Val::Unknown { frags, harvest, .. } = other.derived(&[]) else { return };
+                let joined = frags.concat().to_lowercase();
+                if harvest
+                    || joined.contains("__")
+                    || DUNDER_STEMS.iter().any(|s| joined.contains(s))
+                    || frags.iter().any(|f| bad_name(f))
+                {
+                    self.issues.push(escape(format!(
+                        "builds an attribute name at run time ({how}) from {}",
+                        if harvest {
+                            "characters cut out of an object's text".to_string()
+                        } else {
+                            format!("{frags:?}")
+                        }
+                    )));
+                } else {
+                    self.issues.push(computed(format!("builds an attribute name at run time ({how})")));
+                }
+                self.reaches_format = true;
+                if joined.contains("format") {
+                    self.format_reached(recv, how);
+                }
+            }
+        }
+    }
+
+    /// A string's `format` or `format_map` method is reached on `recv`.
+    fn format_reached(&mut self, recv: Option<&Val>, how: &str) {
+        self.reaches_format = true;
+        match recv {
+            Some(Val::Strs(s)) => {
+                for x in s {
+                    if let Some(f) = bad_format_field(x) {
+                        self.issues.push(escape(format!(
+                            "calls str.format on {:?}, which walks to {f:?} ({how})",
+                            excerpt(x, 60)
+                        )));
+                    }
+                }
+            }
+            Some(other @ Val::Unknown { .. }) => {
+                let frags = other.frags();
+                if let Some((x, f)) = frags.iter().find_map(|x| bad_format_field(x).map(|f| (x, f))) {
+                    self.issues.push(escape(format!(
+                        "calls str.format on text holding {:?}, which walks to {f:?} ({how})",
+                        excerpt(x, 60)
+                    )));
+                } else if frags.iter().any(|x| x.contains('{')) {
+                    self.issues
+                        .push(computed(format!("calls str.format on a format string built at run time ({how})")));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check(&mut self, e: &Expr, depth: u32) {
+        if depth > jinja_lex_depth() * 2 {
+            self.too_deep = true;
+            return;
+        }
+        let d = depth + 1;
+        let ev = self.ev;
+        match e {
+            Expr::Name(n)
+                if n.starts_with("__")
+                    || matches!(n.as_str(), "os" | "subprocess" | "builtins" | "sys" | "importlib") =>
+            {
+                self.issues.push(escape(format!("uses the name {n:?}")));
+            }
+            Expr::Str(s, _) => {
+                if let Some(f) = bad_format_field(s) {
+                    self.bad_formats.push((s.clone(), f));
+                }
+            }
+            Expr::Attr(obj, name) => {
+                let recv = ev.eval(obj, 0);
+                self.attr_name(&Val::str1(name.clone()), Some(&recv), "attribute");
+            }
+            Expr::Item(obj, key) => {
+                let k = ev.eval(key, 0);
+                // A key from context data is an ordinary lookup (`message[key]`); a string key
+                // falls back to an attribute when the item is missing (`Environment.getitem`).
+                if !k.is_plain() {
+                    let o = ev.eval(obj, 0);
+                    self.attr_name(&k, Some(&o), "subscript");
+                }
+            }
+            Expr::Call(f, args, _) => {
+                let callee = match f.as_ref() {
+                    Expr::Name(n) => Some(n.as_str()),
+                    Expr::Attr(_, n) => Some(n.as_str()),
+                    _ => None,
+                };
+                if let Some(n) = callee {
+                    if DANGEROUS_CALLS.contains(&n) {
+                        self.issues.push(escape(format!("calls {n}()")));
+                    }
+                }
+                let _ = args;
+            }
+            Expr::Filter(obj, name, args, kwargs) => {
+                let o = ev.eval(obj, 0);
+                if ATTRIBUTE_FILTERS.contains(&name.as_str()) {
+                    let a: Vec<Val> = args.iter().map(|x| ev.eval(x, 0)).collect();
+                    let attr_kw = kwargs.iter().find(|(k, _)| k == "attribute").map(|(_, x)| ev.eval(x, 0));
+                    let mut names: Vec<Val> = Vec::new();
+                    match name.as_str() {
+                        "attr" => names.extend(a.first().cloned()),
+                        "map" => {
+                            // `map('attr', name)` applies the attr filter to each item.
+                            match a.first() {
+                                Some(Val::Strs(f)) if f.iter().any(|x| x == "attr") => names.extend(a.get(1).cloned()),
+                                Some(Val::Strs(_)) | None => {}
+                                Some(other) => names.push(other.clone()),
+                            }
+                        }
+                        "join" => names.extend(a.get(1).cloned()),
+                        "selectattr" | "rejectattr" | "groupby" | "sum" => names.extend(a.first().cloned()),
+                        "sort" => names.extend(a.get(2).cloned()),
+                        "unique" | "min" | "max" => names.extend(a.get(1).cloned()),
+                        _ => {}
+                    }
+                    names.extend(attr_kw);
+                    let items = if name == "attr" { o.clone() } else { items_of(&o) };
+                    for n in names {
+                        if name == "attr" {
+                            self.attr_name(&n, Some(&items), "|attr filter");
+                            continue;
+                        }
+                        // Dotted paths: each part is an attribute (or an index when numeric).
+                        match &n {
+                            Val::Strs(paths) => {
+                                for p in paths {
+                                    for part in p.split('.') {
+                                        self.attr_name(&Val::str1(part), Some(&items), &format!("|{name} filter"));
+                                    }
+                                }
+                            }
+                            Val::Num(_) => {}
+                            other => self.attr_name(other, Some(&items), &format!("|{name} filter")),
+                        }
+                    }
+                }
+                let _ = o;
+            }
+            _ => {}
+        }
+        for c in children(e) {
+            self.check(c, d);
+        }
+    }
+}
+
+fn jinja_lex_depth() -> u32 {
+    crate::formats::jinja_lex::MAX_DEPTH
 }
 
 /// Check a template; `origin` (e.g. `tokenizer.chat_template`) prefixes evidence.
@@ -953,113 +1547,198 @@ pub fn check_template(src: &str, origin: &str) -> Vec<Finding> {
     while !src.is_char_boundary(end) {
         end -= 1;
     }
+    let cut = end < src.len();
     let src = src.get(..end).unwrap_or("");
-    let mut out = Vec::new();
-    let tags = match lex(src) {
-        Ok(t) => t,
+    let mut out = Findings::default();
+    if cut {
+        out.push(Finding::new(
+            "chat-template-unparsed",
+            Severity::Error,
+            format!("{origin}: template longer than {MAX_TEMPLATE} bytes; only the first part was checked"),
+        ));
+    }
+    let nodes = match lex(src) {
+        Ok(n) => n,
         Err(at) => {
             out.push(unparsed(origin, src, at));
-            return token_scan(src, origin, out);
+            token_scan(src, origin, &mut out);
+            return out.finish();
         }
     };
-    let mut unparsed_at = None;
-    for tag in &tags {
-        if out.len() >= MAX_FINDINGS {
+    let model = match build_model(src, &nodes) {
+        Ok(m) => m,
+        Err(at) => {
+            out.push(unparsed(origin, src, at));
+            token_scan(src, origin, &mut out);
+            return out.finish();
+        }
+    };
+    let mut calls = Vec::new();
+    for (exprs, _, _) in &model.tags {
+        for e in exprs {
+            collect_calls(e, &mut calls, 0);
+        }
+    }
+    let mut ev = Eval { env: HashMap::new(), model: &model };
+    let mut settled = false;
+    for _ in 0..ROUNDS {
+        if !round(&mut ev, &calls) {
+            settled = true;
             break;
         }
-        let text = src.get(tag.start..tag.end).unwrap_or("");
-        let parsed = match parse_tag(tag) {
-            Ok(p) => p,
-            Err(()) => {
-                unparsed_at.get_or_insert(tag.start);
-                let mut issues = Vec::new();
-                token_issues(&tag.toks, &mut issues);
-                push_issues(&mut out, issues, origin, text);
-                continue;
+    }
+    if !settled {
+        // Values still growing: keep what is known of them, exactly no longer.
+        let keys: Vec<String> = ev.env.keys().cloned().collect();
+        for k in keys {
+            if let Some(v) = ev.env.get(&k) {
+                let widened = match v {
+                    Val::Strs(_) | Val::List(_) | Val::Dict(_) => v.derived(&[]),
+                    other => other.clone(),
+                };
+                ev.env.insert(k, widened);
             }
-        };
-        let mut issues = Vec::new();
-        if parsed.loads_templates {
-            issues.push(Issue {
+        }
+        round(&mut ev, &calls);
+    }
+    let mut ck =
+        Checker { ev: &ev, issues: Vec::new(), reaches_format: false, bad_formats: Vec::new(), too_deep: false };
+    let mut per_tag: Vec<(Vec<Issue>, usize, usize)> = Vec::new();
+    for (exprs, start, end) in &model.tags {
+        for e in exprs {
+            ck.check(e, 0);
+        }
+        per_tag.push((std::mem::take(&mut ck.issues), *start, *end));
+    }
+    for (start, end) in &model.loads_templates {
+        per_tag.push((
+            vec![Issue {
                 code: "chat-template-include",
                 severity: Severity::Suspicious,
                 what: "loads another template".into(),
-            });
-        }
-        for e in &parsed.exprs {
-            check_expr(e, &mut issues, 0);
-        }
-        push_issues(&mut out, issues, origin, text);
+            }],
+            *start,
+            *end,
+        ));
     }
-    if let Some(at) = unparsed_at {
-        out.push(unparsed(origin, src, at));
+    // Format strings in data (block `set` bodies, macro output) count too.
+    for v in ev.env.values() {
+        for f in v.frags() {
+            if let Some(field) = bad_format_field(&f) {
+                ck.bad_formats.push((f, field));
+            }
+        }
     }
-    out
+    for (issues, start, end) in per_tag {
+        push_issues(&mut out, issues, origin, src.get(start..end).unwrap_or(""));
+    }
+    if let Some((s, field)) = ck.bad_formats.first() {
+        let issue = if ck.reaches_format {
+            escape(format!(
+                "holds the format string {:?}, which walks to {field:?}, and reaches str.format",
+                excerpt(s, 80)
+            ))
+        } else {
+            computed(format!("holds the format string {:?}, which walks to {field:?}", excerpt(s, 80)))
+        };
+        push_issues(&mut out, vec![issue], origin, s);
+    }
+    if ck.too_deep {
+        out.push(Finding::new(
+            "chat-template-unparsed",
+            Severity::Error,
+            format!("{origin}: expressions nested too deep to check"),
+        ));
+    }
+    out.finish()
+}
+
+/// Findings kept per severity (at most [`MAX_FINDINGS`] each, worst first).
+#[derive(Default)]
+struct Findings {
+    kept: Vec<Finding>,
+    per: HashMap<Severity, usize>,
+    seen: std::collections::HashSet<(&'static str, String)>,
+}
+
+impl Findings {
+    fn push(&mut self, f: Finding) {
+        if !self.seen.insert((f.code, f.message.clone())) {
+            return;
+        }
+        let n = self.per.entry(f.severity).or_default();
+        if *n < MAX_FINDINGS {
+            *n += 1;
+            self.kept.push(f);
+        }
+    }
+
+    fn finish(mut self) -> Vec<Finding> {
+        self.kept.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        self.kept
+    }
 }
 
 fn unparsed(origin: &str, src: &str, at: usize) -> Finding {
     let near = src.get(at..).unwrap_or("");
     Finding::new(
         "chat-template-unparsed",
-        Severity::Info,
-        format!("{origin}: template not fully parsed near byte {at}"),
+        Severity::Error,
+        format!("{origin}: template cannot be parsed near byte {at}; it was checked word by word only"),
     )
     .evidence(excerpt(near, 120))
 }
 
-fn push_issues(out: &mut Vec<Finding>, issues: Vec<Issue>, origin: &str, text: &str) {
-    let mut seen = std::collections::HashSet::new();
+fn push_issues(out: &mut Findings, issues: Vec<Issue>, origin: &str, text: &str) {
     for i in issues {
-        if seen.insert((i.code, i.what.clone())) && out.len() < MAX_FINDINGS {
-            out.push(
-                Finding::new(i.code, i.severity, format!("chat template {}", i.what))
-                    .evidence(format!("{origin}: {}", excerpt(text, 240))),
-            );
-        }
+        out.push(
+            Finding::new(i.code, i.severity, format!("chat template {}", i.what))
+                .evidence(format!("{origin}: {}", excerpt(text, 240))),
+        );
     }
 }
 
-/// Fallback when a tag does not parse: look at tokens (names after `.`, string subscripts).
-fn token_issues(toks: &[Tok], out: &mut Vec<Issue>) {
-    let mut prev: Option<&Tok> = None;
-    for t in toks {
-        match (prev, t) {
-            (Some(Tok::Op(".")), Tok::Name(n)) => out.extend(attribute_issue(n, "attribute")),
-            (_, Tok::Str(s)) if s.starts_with("__") => out.extend(attribute_issue(s, "string")),
-            (_, Tok::Name(n)) if n.starts_with("__") => out.extend(attribute_issue(n, "name")),
-            _ => {}
-        }
-        prev = Some(t);
-    }
-}
-
-/// Fallback when the template does not even lex: dunder words anywhere inside tags.
-fn token_scan(src: &str, origin: &str, mut out: Vec<Finding>) -> Vec<Finding> {
-    let words = src.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+/// Fallback when the template does not parse: dunder words and dangerous names anywhere,
+/// with string escapes decoded.
+fn token_scan(src: &str, origin: &str, out: &mut Findings) {
+    let decoded = crate::formats::jinja_lex::unicode_escape(src).map_or_else(|| src.to_string(), |d| d.0);
     let mut issues = Vec::new();
-    for w in words {
-        if w.len() > 4 && w.starts_with("__") && w.ends_with("__") {
-            issues.extend(attribute_issue(w, "text"));
+    for text in [src, decoded.as_str()] {
+        for w in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if w.len() > 4 && w.starts_with("__") && w.ends_with("__") {
+                issues.push(escape(format!("names {w:?} (template not parsed)")));
+            }
         }
     }
-    push_issues(&mut out, issues, origin, src);
-    out
+    push_issues(out, issues, origin, src.get(..src.len().min(2000)).unwrap_or(src));
 }
 
-/// Check the chat template(s) of a Hugging Face `tokenizer_config.json`; false when it has none.
+/// Check the chat template(s) of a Hugging Face `tokenizer_config.json` or
+/// `chat_template.json`; false when it has none. transformers accepts a string, a list of
+/// `{"name", "template"}` objects, or a `{name: template}` map.
 pub fn scan_tokenizer_config(scan: &mut Scan<'_>, v: &serde_json::Value) -> bool {
+    use serde_json::Value;
     let Some(t) = v.get("chat_template") else { return false };
-    let templates: Vec<(String, &str)> = match t {
-        serde_json::Value::String(s) => vec![("chat_template".into(), s.as_str())],
-        serde_json::Value::Array(list) => list
-            .iter()
-            .filter_map(|e| {
-                let name = e.get("name").and_then(|n| n.as_str()).unwrap_or("?");
-                Some((format!("chat_template[{name}]"), e.get("template")?.as_str()?))
-            })
-            .collect(),
+    let mut templates: Vec<(String, &str)> = Vec::new();
+    match t {
+        Value::String(s) => templates.push(("chat_template".into(), s.as_str())),
+        Value::Array(list) => {
+            for (i, e) in list.iter().enumerate() {
+                let name = e.get("name").and_then(Value::as_str).map_or_else(|| format!("#{i}"), str::to_string);
+                if let Some(s) = e.get("template").and_then(Value::as_str) {
+                    templates.push((format!("chat_template[{name}]"), s));
+                }
+            }
+        }
+        Value::Object(map) => {
+            for (name, e) in map {
+                if let Some(s) = e.as_str() {
+                    templates.push((format!("chat_template[{name}]"), s));
+                }
+            }
+        }
         _ => return false,
-    };
+    }
     for (origin, src) in templates {
         for f in check_template(src, &origin) {
             scan.finding(f);
@@ -1068,6 +1747,86 @@ pub fn scan_tokenizer_config(scan: &mut Scan<'_>, v: &serde_json::Value) -> bool
     true
 }
 
+/// True when `head` looks like the start of a Jinja template: text (UTF-8, no NUL or other
+/// control bytes but tab and newlines) with a `{{`, `{%` or `{#` tag opening.
+pub fn sniff(head: &[u8]) -> Option<Format> {
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => t,
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(head.get(..e.valid_up_to())?).ok()?,
+        Err(_) => return None,
+    };
+    if text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+        return None;
+    }
+    // Text that starts with a pickle opcode is probed as a pickle first (see `scan_source`).
+    if head.first().is_some_and(|&b| crate::formats::pickle::is_opcode(b)) {
+        return None;
+    }
+    (text.contains("{{") || text.contains("{%")).then_some(Format::ChatTemplate)
+}
+
+/// Variables chat templates render with (transformers' `apply_chat_template`).
+const CHAT_WORDS: &[&str] = &["messages", "add_generation_prompt", "bos_token", "eos_token", "raise_exception"];
+
+/// Judge text that may be a standalone template (`chat_template.jinja`, a member sniffed by
+/// [`sniff`]). A template that escapes is dangerous whatever it is for; one that parses and
+/// renders chat `messages` is a chat template (a model file); other text with tags is not a
+/// model (`None` when nothing was found). A chat template that cannot be parsed is an error.
+pub fn scan_text(scan: &mut Scan<'_>, bytes: &[u8]) -> Option<Format> {
+    let text = std::str::from_utf8(bytes.get(..bytes.len().min(MAX_TEMPLATE + 4))?).ok().or_else(|| {
+        // A cut at MAX_TEMPLATE may split a character.
+        std::str::from_utf8(bytes.get(..MAX_TEMPLATE)?).ok()
+    })?;
+    sniff(text.as_bytes().get(..text.len().min(crate::detect::HEAD * 8)).unwrap_or_default())?;
+    let chat = CHAT_WORDS.iter().any(|w| text.contains(w));
+    let findings = check_template(text, "template");
+    let unparsed = findings.iter().any(|f| f.code == "chat-template-unparsed");
+    let worst = findings.iter().map(|f| f.severity).max();
+    if chat || worst == Some(Severity::Dangerous) || (!unparsed && worst == Some(Severity::Suspicious)) {
+        scan.mark_model();
+        for f in findings {
+            // Text that is no template at all (a parse error, no chat variables) is not judged.
+            if f.code == "chat-template-unparsed" && !chat {
+                continue;
+            }
+            scan.finding(f);
+        }
+        return Some(Format::ChatTemplate);
+    }
+    None
+}
+
+/// Judge random-access data that may be a template; `Unknown` when it is none.
+pub fn scan_source(scan: &mut Scan<'_>, src: &dyn crate::source::Source) -> Format {
+    match crate::source::read_up_to(src, 0, MAX_TEMPLATE + 1) {
+        Ok(text) => scan_text(scan, &text).unwrap_or(Format::Unknown),
+        Err(_) => Format::Unknown,
+    }
+}
+
+/// Judge data sniffed as a template (see [`sniff`]); when it is none, the data comes back
+/// whole for the other probes.
+pub fn scan_data(scan: &mut Scan<'_>, data: crate::source::Data) -> (Format, Option<crate::source::Data>) {
+    use crate::source::Data;
+    use std::io::Read;
+    match data {
+        Data::Random(src) => match scan_source(scan, src.as_ref()) {
+            Format::Unknown => (Format::Unknown, Some(Data::Random(src))),
+            f => (f, None),
+        },
+        Data::Stream(mut r, size) => {
+            let mut text = Vec::new();
+            if let Err(e) = r.by_ref().take(MAX_TEMPLATE as u64 + 1).read_to_end(&mut text) {
+                scan.finding(Finding::new("read-error", Severity::Error, format!("cannot read template: {e}")));
+                return (Format::ChatTemplate, None);
+            }
+            match scan_text(scan, &text) {
+                Some(f) => (f, None),
+                None => (Format::Unknown, Some(Data::Stream(Box::new(std::io::Cursor::new(text).chain(r)), size))),
+            }
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1112,8 +1871,9 @@ mod tests {
 
     #[test]
     fn computed_attributes_and_includes() {
-        assert_eq!(codes("{{ x|attr('_'*2 ~ 'class' ~ '_'*2) }}"), ["chat-template-computed-attribute"]);
-        assert_eq!(codes("{{ x[('%c%c'|format(95,95)) ~ 'class'] }}"), ["chat-template-computed-attribute"]);
+        assert_eq!(codes("{{ x|attr('_'*2 ~ 'class' ~ '_'*2) }}"), ["chat-template-sandbox-escape"]);
+        assert_eq!(codes("{{ x[('%c%c'|format(95,95)) ~ 'class'] }}"), ["chat-template-sandbox-escape"]);
+        assert_eq!(codes("{{ x|attr(messages[0].content ~ 'x') }}"), ["chat-template-computed-attribute"]);
         assert_eq!(codes("{% include 'other.j2' %}"), ["chat-template-include"]);
         assert_eq!(codes("{{ x['__cla' ~ 'ss__'] }}"), ["chat-template-sandbox-escape"]);
         assert_eq!(codes("{{ x|attr('__glo' + 'bals__') }}"), ["chat-template-sandbox-escape"]);

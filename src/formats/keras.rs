@@ -19,10 +19,12 @@ use crate::detect::Format;
 use crate::engine::Scan;
 use crate::finding::{CodeInfo, Finding, Severity};
 use crate::formats::jinja::excerpt;
+use crate::formats::pyjson;
 use crate::source::Data;
 use base64::Engine as _;
 use serde_json::Value;
 use std::io::Read;
+use std::rc::Rc;
 
 pub const CODES: &[CodeInfo] = &[
     CodeInfo {
@@ -73,18 +75,33 @@ pub const CODES: &[CodeInfo] = &[
         summary: "a keras model config is not valid json or is too large to check",
         fix: "re-save the model; a config that cannot be parsed cannot be judged",
     },
+    CodeInfo {
+        code: "json-malformed",
+        severity: Severity::Error,
+        summary: "a json document that starts like a config cannot be read as python's json reads it, or is too large or deep to check",
+        fix: "re-save the file with json.dump; a config that cannot be parsed cannot be judged",
+    },
+    CodeInfo {
+        code: "keras-findings-elided",
+        severity: Severity::Info,
+        summary: "a keras config has more findings of each kind than are listed",
+        fix: "nothing beyond the findings listed; the verdict already reflects the worst of them",
+    },
 ];
 
-/// Largest JSON document parsed.
+/// Largest JSON document read; a larger one that starts like a JSON object is an error.
 pub const MAX_JSON: u64 = 256 << 20;
-/// Most findings reported for one config.
+/// Most findings of each severity reported for one config (the rest are counted).
 const MAX_FINDINGS: usize = 200;
+/// Longest object path shown in evidence.
+const MAX_PATH: usize = 600;
 
-/// A JSON object at the head (after an optional BOM and whitespace).
+/// A JSON object at the head, in any encoding `json.loads(bytes)` detects (UTF-8 with or
+/// without BOM, UTF-16, UTF-32), after whitespace.
 pub fn sniff_json(head: &[u8]) -> Option<Format> {
-    let head = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
-    let first = head.iter().find(|b| !b.is_ascii_whitespace())?;
-    (*first == b'{').then_some(Format::JsonProbe)
+    let text = pyjson::head_text(head);
+    let first = text.chars().find(|c| !matches!(c, ' ' | '\t' | '\n' | '\r'))?;
+    (first == '{').then_some(Format::JsonProbe)
 }
 
 /// True for a serialized Keras object at the top of a document.
@@ -92,8 +109,10 @@ pub fn is_keras_config(v: &Value) -> bool {
     v.get("class_name").is_some_and(Value::is_string) && v.get("config").is_some()
 }
 
-/// Scan a JSON document: a Keras config is checked, a tokenizer config's chat template too;
-/// anything else is not a model.
+/// Scan a JSON document as Python's `json.loads` reads it (see [`pyjson`]): a Keras config
+/// is checked, a tokenizer config's or `chat_template.json`'s chat templates too; other
+/// valid JSON is not a model. A document that starts like a JSON object but cannot be read
+/// is an error (fail closed), unless it is a Jinja template (`{{`/`{%` at the start).
 pub fn scan_json(scan: &mut Scan<'_>, data: Data) -> Format {
     let mut text = Vec::new();
     let mut input = data.into_input();
@@ -101,55 +120,143 @@ pub fn scan_json(scan: &mut Scan<'_>, data: Data) -> Format {
         scan.finding(Finding::new("read-error", Severity::Error, format!("cannot read json: {e}")));
         return Format::JsonProbe;
     }
-    let body = text.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&text);
     if text.len() as u64 > MAX_JSON {
-        if find(body, b"\"class_name\"") {
-            scan.mark_model();
-            scan.finding(Finding::new(
+        scan.finding(Finding::new(
+            "json-malformed",
+            Severity::Error,
+            format!("json document larger than {MAX_JSON} bytes; a config this large is not checked"),
+        ));
+        return Format::JsonProbe;
+    }
+    let doc = match pyjson::decode_bytes(&text) {
+        Ok(d) => d,
+        Err(e) => return not_json(scan, &text, &e),
+    };
+    let skel = match doc.skeleton() {
+        Ok(s) => s,
+        Err(e) => return not_json(scan, &text, &e),
+    };
+    let keras = skel.get("class_name").is_some_and(|m| m.is_string) && skel.get("config").is_some();
+    if keras {
+        scan.mark_model();
+        match doc.parse_all() {
+            Ok(v) => {
+                for f in check_config(&v, "model") {
+                    scan.finding(f);
+                }
+            }
+            Err(e) => scan.finding(Finding::new(
                 "keras-config-malformed",
                 Severity::Error,
-                format!("json document larger than {MAX_JSON} bytes names keras objects; not checked"),
-            ));
-            return Format::KerasConfig;
-        }
-        return Format::Unknown;
-    }
-    let Ok(v) = serde_json::from_slice::<Value>(body) else { return Format::Unknown };
-    if is_keras_config(&v) {
-        scan.mark_model();
-        for f in check_config(&v, "model") {
-            scan.finding(f);
+                format!("keras config cannot be checked: {e}"),
+            )),
         }
         return Format::KerasConfig;
     }
-    if crate::formats::jinja::scan_tokenizer_config(scan, &v) {
+    if let Some(m) = skel.get("chat_template") {
+        let v = match doc.value(m) {
+            Ok(v) => v,
+            Err(e) => {
+                scan.finding(Finding::new(
+                    "json-malformed",
+                    Severity::Error,
+                    format!("chat_template cannot be checked: {e}"),
+                ));
+                return Format::JsonProbe;
+            }
+        };
+        if crate::formats::jinja::scan_tokenizer_config(scan, &serde_json::json!({ "chat_template": v })) {
+            return Format::JsonProbe;
+        }
+    }
+    Format::Unknown
+}
+
+/// Bytes sniffed as JSON that `json.loads` cannot read: a Jinja template is judged as one;
+/// a document that began as a JSON object (`{"key"`) is an error; anything else is unknown.
+fn not_json(scan: &mut Scan<'_>, text: &[u8], e: &pyjson::Error) -> Format {
+    if e.kind == pyjson::ErrorKind::Budget {
+        scan.finding(Finding::new("json-malformed", Severity::Error, format!("json document cannot be checked: {e}")));
+        return Format::JsonProbe;
+    }
+    if let Some(f) = crate::formats::jinja::scan_text(scan, text) {
+        return f;
+    }
+    let head = pyjson::head_text(text.get(..64).unwrap_or(text));
+    let mut rest = head.trim_start_matches([' ', '\t', '\n', '\r']).chars();
+    let object_member =
+        rest.next() == Some('{') && rest.as_str().trim_start_matches([' ', '\t', '\n', '\r']).starts_with('"');
+    if object_member {
+        scan.finding(Finding::new(
+            "json-malformed",
+            Severity::Error,
+            format!("document starts like a json object but python's json.loads refuses it: {e}"),
+        ));
         return Format::JsonProbe;
     }
     Format::Unknown
 }
 
-/// Check config JSON held as text (an HDF5 attribute, a protobuf string): malformed JSON is an
-/// error finding. `path` names where the text came from.
+/// Check config JSON held as text (an HDF5 attribute, a protobuf string), read as Keras'
+/// `json_utils.decode` does (`json.loads` of a str): malformed JSON is an error finding.
+/// `path` names where the text came from.
 pub fn check_json_text(scan: &mut Scan<'_>, text: &str, path: &str) {
-    match serde_json::from_str::<Value>(text) {
+    match pyjson::loads_str(text) {
         Ok(v) => {
             for f in check_config(&v, path) {
                 scan.finding(f);
             }
         }
         Err(e) => scan.finding(
-            Finding::new("keras-config-malformed", Severity::Error, format!("keras config is not valid json: {e}"))
-                .evidence(format!("{path}: {}", excerpt(text, 120))),
+            Finding::new(
+                "keras-config-malformed",
+                Severity::Error,
+                format!("keras config cannot be read as json: {e}"),
+            )
+            .evidence(format!("{path}: {}", excerpt(text, 120))),
         ),
     }
 }
 
 /// Every finding for one config document; `root` names the document in evidence paths.
+/// At most [`MAX_FINDINGS`] of each severity are kept (most severe first), so a dangerous
+/// finding is never crowded out; the number left out is reported.
 pub fn check_config(v: &Value, root: &str) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out = Findings::default();
     walk(v, root, &mut out);
-    out.truncate(MAX_FINDINGS);
-    out
+    out.finish()
+}
+
+/// Findings kept per severity, with a count of those left out.
+#[derive(Default)]
+struct Findings {
+    kept: Vec<Finding>,
+    per_severity: std::collections::HashMap<Severity, usize>,
+    dropped: usize,
+}
+
+impl Findings {
+    fn push(&mut self, f: Finding) {
+        let n = self.per_severity.entry(f.severity).or_default();
+        if *n < MAX_FINDINGS {
+            *n += 1;
+            self.kept.push(f);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<Finding> {
+        self.kept.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        if self.dropped > 0 {
+            self.kept.push(Finding::new(
+                "keras-findings-elided",
+                Severity::Info,
+                format!("{} more findings of the kinds above are not listed", self.dropped),
+            ));
+        }
+        self.kept
+    }
 }
 
 /// Module roots whose callables run commands or code, touch files or the network.
@@ -271,58 +378,68 @@ fn label(obj: &serde_json::Map<String, Value>, cls: &str) -> String {
     excerpt(name.unwrap_or(cls), 80)
 }
 
-fn walk(v: &Value, path: &str, out: &mut Vec<Finding>) {
-    if out.len() >= MAX_FINDINGS {
-        return;
-    }
-    match v {
-        Value::Object(obj) => {
-            let mut child = path.to_string();
-            if let Some(cls) = obj.get("class_name").and_then(Value::as_str) {
-                child = format!("{path}/{}", label(obj, cls));
-                check_object(obj, cls, &child, out);
-            }
-            let lambda = obj.get("class_name").and_then(Value::as_str).map(last_component) == Some("Lambda");
-            for (k, x) in obj {
-                match (k.as_str(), x) {
-                    ("class_name" | "module", _) => {}
-                    // A Lambda's function was reported with the layer; walking it again would
-                    // only re-report its `builtins.function` wrapper.
-                    ("config", Value::Object(c)) if lambda => {
-                        for (ck, cx) in c {
-                            if ck != "function" {
-                                walk(cx, &child, out);
+/// Walk every value (with an explicit stack: configs nest up to [`pyjson::MAX_DEPTH`]).
+fn walk(root: &Value, root_path: &str, out: &mut Findings) {
+    let mut stack: Vec<(&Value, Rc<str>)> = vec![(root, Rc::from(root_path))];
+    while let Some((v, path)) = stack.pop() {
+        match v {
+            Value::Object(obj) => {
+                let mut child = path.clone();
+                if let Some(cls) = obj.get("class_name").and_then(Value::as_str) {
+                    child = Rc::from(cap_path(format!("{path}/{}", label(obj, cls))));
+                    check_object(obj, cls, &child, out);
+                }
+                let lambda = obj.get("class_name").and_then(Value::as_str).map(last_component) == Some("Lambda");
+                for (k, x) in obj.iter().rev() {
+                    match (k.as_str(), x) {
+                        ("class_name" | "module", _) => {}
+                        // A Lambda's function was reported with the layer; walking it again would
+                        // only re-report its `builtins.function` wrapper.
+                        ("config", Value::Object(c)) if lambda => {
+                            for (ck, cx) in c.iter().rev() {
+                                if ck != "function" {
+                                    stack.push((cx, child.clone()));
+                                }
                             }
                         }
+                        _ => stack.push((x, child.clone())),
                     }
-                    _ => walk(x, &child, out),
                 }
             }
-        }
-        Value::Array(a) => {
-            for x in a {
-                walk(x, path, out);
+            Value::Array(a) => {
+                for x in a.iter().rev() {
+                    stack.push((x, path.clone()));
+                }
             }
+            Value::String(s) if s.contains("enable_unsafe_deserialization") => out.push(
+                Finding::new(
+                    "keras-unsafe-deserialization",
+                    Severity::Dangerous,
+                    "config refers to enable_unsafe_deserialization",
+                )
+                .evidence(format!("{path}: {}", quote(&excerpt(s, 160)))),
+            ),
+            _ => {}
         }
-        Value::String(s) if s.contains("enable_unsafe_deserialization") => out.push(
-            Finding::new(
-                "keras-unsafe-deserialization",
-                Severity::Dangerous,
-                "config refers to enable_unsafe_deserialization",
-            )
-            .evidence(format!("{path}: {}", quote(&excerpt(s, 160)))),
-        ),
-        _ => {}
     }
 }
 
-fn check_object(obj: &serde_json::Map<String, Value>, cls: &str, path: &str, out: &mut Vec<Finding>) {
+/// An object path no longer than [`MAX_PATH`] characters (its end kept).
+fn cap_path(p: String) -> String {
+    let n = p.chars().count();
+    if n <= MAX_PATH {
+        return p;
+    }
+    format!("…{}", p.chars().skip(n - MAX_PATH).collect::<String>())
+}
+
+fn check_object(obj: &serde_json::Map<String, Value>, cls: &str, path: &str, out: &mut Findings) {
     let module = obj.get("module").and_then(Value::as_str);
     let registered = obj.get("registered_name").and_then(Value::as_str);
     let short = last_component(cls);
     let full = module.map_or_else(|| cls.to_string(), |m| format!("{m}.{cls}"));
     let config = obj.get("config");
-    let push = |out: &mut Vec<Finding>, code: &'static str, sev: Severity, msg: String, ev: String| {
+    let push = |out: &mut Findings, code: &'static str, sev: Severity, msg: String, ev: String| {
         out.push(Finding::new(code, sev, msg).evidence(format!("{path}: {ev}")));
     };
     match short {
@@ -463,7 +580,7 @@ fn foreign_registration(r: &str) -> bool {
 /// A short excerpt of an object's config for evidence.
 fn args(config: Option<&Value>) -> String {
     match config {
-        Some(c) => format!("config = {}", excerpt(&c.to_string(), 200)),
+        Some(c) => format!("config = {}", excerpt(&compact(c), 200)),
         None => "no config".into(),
     }
 }
@@ -481,7 +598,7 @@ fn describe_function(f: &Value) -> String {
         },
         _ => None,
     };
-    let Some(code) = code else { return format!("function = {}", excerpt(&f.to_string(), 200)) };
+    let Some(code) = code else { return format!("function = {}", excerpt(&compact(f), 200)) };
     let compact: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     match base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()) {
         Ok(bytes) if compact.len() >= 16 => {
@@ -489,6 +606,54 @@ fn describe_function(f: &Value) -> String {
         }
         _ => format!("function = {}", quote(&excerpt(code, 200))),
     }
+}
+
+/// A short JSON rendering of `v` for evidence: at most about 240 characters, nesting shown
+/// to a fixed depth (values nest up to [`pyjson::MAX_DEPTH`]; no recursion on them).
+fn compact(v: &Value) -> String {
+    fn go(v: &Value, depth: u32, out: &mut String) {
+        if out.len() > 240 {
+            return;
+        }
+        match v {
+            Value::Array(a) if depth < 6 => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    if out.len() > 240 {
+                        out.push('…');
+                        break;
+                    }
+                    go(x, depth + 1, out);
+                }
+                out.push(']');
+            }
+            Value::Object(o) if depth < 6 => {
+                out.push('{');
+                for (i, (k, x)) in o.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    if out.len() > 240 {
+                        out.push('…');
+                        break;
+                    }
+                    out.push_str(&quote(k));
+                    out.push(':');
+                    go(x, depth + 1, out);
+                }
+                out.push('}');
+            }
+            Value::Array(_) => out.push_str("[…]"),
+            Value::Object(_) => out.push_str("{…}"),
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    go(v, 0, &mut out);
+    out
 }
 
 /// Runs of at least three printable ASCII characters, space-separated.
@@ -504,10 +669,6 @@ pub fn printable_strings(b: &[u8]) -> String {
 
 fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Class names of Keras' own serializable objects (layers, models, initializers,

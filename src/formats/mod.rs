@@ -6,11 +6,13 @@ pub mod eicar;
 pub mod gguf;
 pub mod hdf5;
 pub mod jinja;
+pub(crate) mod jinja_lex;
 pub mod keras;
 pub mod numpy;
 pub mod onnx;
 pub mod pickle;
 pub mod protobuf;
+pub mod pyjson;
 pub mod safetensors;
 pub mod sevenz;
 pub mod tar;
@@ -34,7 +36,10 @@ pub fn sniff_model_magic(head: &[u8]) -> Option<Format> {
 
 /// Formats without magic (protobuf, JSON) whose head looks plausible; the parser decides.
 pub fn sniff_model_probe(head: &[u8]) -> Option<Format> {
-    protobuf::sniff_probe(head).or_else(|| keras::sniff_json(head))
+    protobuf::sniff_probe(head)
+        .or_else(|| keras::sniff_json(head))
+        .or_else(|| tensorflow::looks_like_text(head).then_some(Format::ProtobufProbe))
+        .or_else(|| jinja::sniff(head))
 }
 
 /// Route detected data to its parser; returns the format as finally understood
@@ -244,7 +249,8 @@ fn random(scan: &mut Scan<'_>, data: Data, what: &str) -> Option<Arc<dyn Source>
 /// Protobuf models are told apart by their structure; anything else is unknown bytes.
 fn probe_protobuf(scan: &mut Scan<'_>, src: &dyn Source) -> Format {
     if !protobuf::plausible_fields(&crate::source::read_up_to(src, 0, crate::detect::HEAD).unwrap_or_default()) {
-        return Format::Unknown;
+        // Text-format graphs (`saved_model.pbtxt`) are read by the same loaders.
+        return tensorflow::scan_saved_model_text(scan, src).unwrap_or(Format::Unknown);
     }
     tensorflow::scan_saved_model(scan, src)
         .or_else(|| onnx::scan(scan, src))
@@ -286,7 +292,11 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             let mut input = data.into_input();
             let out = pickle::scan_stream(scan, &mut input, pickle::Mode::Probe);
             if !out.is_pickle {
-                retry.map_or(Format::Unknown, |src| probe_protobuf(scan, src.as_ref()))
+                retry.map_or(Format::Unknown, |src| match probe_protobuf(scan, src.as_ref()) {
+                    // Text that starts like a pickle opcode may be a chat template.
+                    Format::Unknown => jinja::scan_source(scan, src.as_ref()),
+                    found => found,
+                })
             } else if out.joblib {
                 scan.mark_model();
                 Format::Joblib
@@ -349,6 +359,10 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             }
         }
         Format::KerasConfig | Format::JsonProbe => keras::scan_json(scan, data),
+        Format::ChatTemplate => match jinja::scan_data(scan, data) {
+            (Format::Unknown, Some(data)) => route(scan, Format::Unknown, data, hint),
+            (found, _) => found,
+        },
         Format::Joblib | Format::Unknown => Format::Unknown,
     }
 }

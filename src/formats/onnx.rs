@@ -49,6 +49,9 @@ pub const CODES: &[CodeInfo] = &[
 /// Highest `ir_version` accepted as plausible (IR 11 is current; leave room for growth).
 const MAX_IR_VERSION: u64 = 64;
 const MAX_NAME: usize = 1024;
+/// Longest operator domain or external data location read; a longer one is malformed (it is
+/// never cut: a cut location or domain would be judged as something it is not).
+const MAX_PATH: u64 = 64 << 10;
 /// Most external-data findings reported for one model.
 const MAX_FINDINGS: usize = 200;
 
@@ -173,7 +176,7 @@ fn node(r: &mut Reader<'_, '_>, w: &mut Walk, scope: &str) -> Result<(), Error> 
             1..=7 if !f.is_len() => return Err(wrong(&f)),
             3 => name = r.string(&f, MAX_NAME)?,
             4 => op = r.string(&f, MAX_NAME)?,
-            7 => domain = r.string(&f, MAX_NAME)?,
+            7 => domain = full_string(r, &f, "operator domain")?,
             5 => attrs.push(f),
             _ => {}
         }
@@ -208,7 +211,7 @@ fn function(r: &mut Reader<'_, '_>, w: &mut Walk) -> Result<(), Error> {
         match f.number {
             1 | 7 | 10 if !f.is_len() => return Err(wrong(&f)),
             1 => name = r.string(&f, MAX_NAME)?,
-            10 => domain = r.string(&f, MAX_NAME)?,
+            10 => domain = full_string(r, &f, "function domain")?,
             7 => nodes.push(f),
             _ => {}
         }
@@ -250,7 +253,7 @@ fn tensor(r: &mut Reader<'_, '_>, w: &mut Walk, scope: &str) -> Result<(), Error
                 while let Some(g) = e.next()? {
                     match g.number {
                         1 if g.is_len() => k = e.string(&g, 64)?,
-                        2 if g.is_len() => v = e.string(&g, 4096)?,
+                        2 if g.is_len() => v = full_string(&e, &g, "external data value")?,
                         _ => {}
                     }
                 }
@@ -261,13 +264,15 @@ fn tensor(r: &mut Reader<'_, '_>, w: &mut Walk, scope: &str) -> Result<(), Error
             _ => {}
         }
     }
-    if w.findings.len() >= MAX_FINDINGS {
-        return Ok(());
-    }
     let what = format!("tensor {} ({scope})", quote(&excerpt(&name, 120)));
     match location {
         Some((loc, at)) => {
             if let Some((code, sev, why)) = judge_location(&loc) {
+                // At most MAX_FINDINGS of each severity: a dangerous location is never crowded
+                // out by suspicious ones.
+                if w.findings.iter().filter(|f| f.severity == sev).count() >= MAX_FINDINGS {
+                    return Ok(());
+                }
                 w.findings.push(
                     Finding::new(code, sev, format!("external data location {why}"))
                         .at(at)
@@ -275,11 +280,13 @@ fn tensor(r: &mut Reader<'_, '_>, w: &mut Walk, scope: &str) -> Result<(), Error
                 );
             }
         }
-        None if external => w.findings.push(
-            Finding::new("onnx-malformed", Severity::Error, "tensor stored externally has no location")
-                .at(start)
-                .evidence(what),
-        ),
+        None if external && w.findings.iter().filter(|f| f.code == "onnx-malformed").count() < MAX_FINDINGS => {
+            w.findings.push(
+                Finding::new("onnx-malformed", Severity::Error, "tensor stored externally has no location")
+                    .at(start)
+                    .evidence(what),
+            )
+        }
         None => {}
     }
     Ok(())
@@ -324,6 +331,16 @@ pub fn judge_location(loc: &str) -> Option<(&'static str, Severity, &'static str
         return Some((S.0, S.1, "holds control characters or ':'"));
     }
     None
+}
+
+/// A whole string field, or an error when it is longer than [`MAX_PATH`].
+fn full_string(r: &Reader<'_, '_>, f: &Field, what: &str) -> Result<String, Error> {
+    if let crate::formats::protobuf::Wire::Len { len, .. } = f.wire {
+        if len > MAX_PATH {
+            return Err(Error { offset: f.offset, what: format!("{what} of {len} bytes is too long to check") });
+        }
+    }
+    r.string(f, MAX_PATH as usize)
 }
 
 fn quote(s: &str) -> String {

@@ -161,8 +161,10 @@ pub fn check_header(header: &[u8], data_len: u64) -> Vec<Finding> {
     let mut seen = std::collections::HashSet::new();
     let mut spans: Vec<(u64, u64, &str)> = Vec::new();
     for (name, value) in &entries {
-        if out.len() >= MAX_FINDINGS {
-            break;
+        // Past the cap only `__metadata__` is still read: code in it is dangerous whatever
+        // else is wrong with the header.
+        if out.len() >= MAX_FINDINGS && name != "__metadata__" {
+            continue;
         }
         if !seen.insert(name.as_str()) {
             out.push(
@@ -249,13 +251,32 @@ fn check_metadata(v: &serde_json::Value, offset: u64, out: &mut Vec<Finding>) {
         out.push(malformed("__metadata__ is not an object").at(offset));
         return;
     };
+    let mut per: std::collections::HashMap<&'static str, usize> = std::collections::HashMap::new();
     for (k, val) in map {
+        // At most MAX_FINDINGS of each kind; the kinds are checked for every key.
+        let full = |c: &'static str, per: &std::collections::HashMap<&'static str, usize>| {
+            per.get(c).copied().unwrap_or(0) >= MAX_FINDINGS
+        };
+        if full("safetensors-metadata-code", &per)
+            && full("safetensors-metadata-suspicious", &per)
+            && full("safetensors-malformed", &per)
+        {
+            break;
+        }
         let Some(s) = val.as_str() else {
+            if full("safetensors-malformed", &per) {
+                continue;
+            }
+            *per.entry("safetensors-malformed").or_default() += 1;
             out.push(malformed(format!("__metadata__ value {} is not a string", quote(k))).at(offset));
             continue;
         };
         let evidence = || format!("__metadata__[{}] = {}", quote(k), quote(&excerpt(s, 200)));
         if let Some(p) = code_pattern(s).or_else(|| code_pattern(k)) {
+            if full("safetensors-metadata-code", &per) {
+                continue;
+            }
+            *per.entry("safetensors-metadata-code").or_default() += 1;
             out.push(
                 Finding::new(
                     "safetensors-metadata-code",
@@ -266,6 +287,10 @@ fn check_metadata(v: &serde_json::Value, offset: u64, out: &mut Vec<Finding>) {
                 .evidence(evidence()),
             );
         } else if let Some(p) = shell_or_markup_pattern(s) {
+            if full("safetensors-metadata-suspicious", &per) {
+                continue;
+            }
+            *per.entry("safetensors-metadata-suspicious").or_default() += 1;
             out.push(
                 Finding::new(
                     "safetensors-metadata-suspicious",

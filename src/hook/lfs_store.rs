@@ -10,7 +10,7 @@ use super::gate::PolicyDecider;
 use super::judge::{budget_judged, judge_lfs_object, run_pool, Jobs};
 use super::{audit, now_secs, under, Action, Cache, HookConfig, Judged, Out};
 use crate::finding::{Finding, Severity};
-use crate::lfs::{self, Layout, LfsStore, Pointer};
+use crate::lfs::{self, Layout, LfsStore, Pointer, StoreRepo};
 use crate::policy::Policy;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -32,6 +32,9 @@ pub struct LfsRun<'p> {
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectVerdict {
     pub oid: String,
+    /// The repository whose store holds it (a template store naming repositories).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
     pub verdict: String,
     pub format: String,
     pub size: u64,
@@ -48,9 +51,10 @@ pub struct ObjectVerdict {
 }
 
 impl ObjectVerdict {
-    fn new(oid: &str, j: Judged, action: Action, decided_by: Option<String>) -> ObjectVerdict {
+    fn new(key: &ObjKey, j: Judged, action: Action, decided_by: Option<String>) -> ObjectVerdict {
         ObjectVerdict {
-            oid: oid.to_string(),
+            oid: key.oid.clone(),
+            repo: key.repo.as_ref().map(|r| r.full().to_string()),
             verdict: j.verdict.as_str().to_string(),
             format: j.format.clone(),
             size: j.size,
@@ -71,7 +75,8 @@ impl ObjectVerdict {
                 codes.push(&f.code);
             }
         }
-        let mut l = format!("sha256:{} {} ({}) {}", self.oid, self.verdict, self.format, self.action);
+        let repo = self.repo.as_deref().map(|r| format!(" in {}", super::escape(r))).unwrap_or_default();
+        let mut l = format!("sha256:{}{repo} {} ({}) {}", self.oid, self.verdict, self.format, self.action);
         if !codes.is_empty() {
             l.push_str(&format!(" [{}]", codes.join(", ")));
         }
@@ -107,10 +112,12 @@ impl LfsRun<'_> {
             .map(|d| Cache::new(under(&self.base, d), &self.config.scan, &self.config.cache_salt))
     }
 
-    fn decide(&self, oid: &str, j: Judged) -> ObjectVerdict {
-        let decider = PolicyDecider { policy: self.policy, repos: Vec::new() };
+    fn decide(&self, key: &ObjKey, j: Judged) -> ObjectVerdict {
+        let repo = key.repo.as_ref().or(self.config.lfs.repo.as_ref());
+        let repos: Vec<String> = repo.iter().map(|r| r.full().to_string()).collect();
+        let decider = PolicyDecider::new(self.policy, repos);
         let (action, why) = decider.decide_at(&j, &[]);
-        ObjectVerdict::new(oid, j, action, why)
+        ObjectVerdict::new(key, j, action, why)
     }
 
     fn audit(&self, event: &str, v: &[ObjectVerdict], out: &mut Out<'_>) {
@@ -122,6 +129,7 @@ impl LfsRun<'_> {
                     "time": now_secs(),
                     "event": event,
                     "lfs_oid": o.oid,
+                    "repo": o.repo,
                     "verdict": o.verdict,
                     "format": o.format,
                     "action": o.action.as_str(),
@@ -138,8 +146,10 @@ impl LfsRun<'_> {
     /// Judge the objects named by `oids` (validated with [`parse_oid`]), in order.
     pub fn scan(&self, oids: &[String], err: &mut dyn std::io::Write) -> Result<Vec<ObjectVerdict>> {
         self.config.lfs.validate().map_err(|e| anyhow!("bad lfs configuration: {e}"))?;
+        let keys: Vec<ObjKey> =
+            oids.iter().map(|o| ObjKey { oid: o.clone(), repo: self.config.lfs.repo.clone() }).collect();
         let jobs = ObjectJobs {
-            oids: oids.to_vec(),
+            objects: keys.clone(),
             base: self.base.clone(),
             store: self.config.lfs.clone(),
             config: self.config.clone(),
@@ -147,15 +157,22 @@ impl LfsRun<'_> {
             watch: false,
         };
         let judged = run_pool(Arc::new(jobs), &self.config.limits);
-        let out: Vec<ObjectVerdict> = oids.iter().zip(judged).map(|(oid, j)| self.decide(oid, j)).collect();
+        let out: Vec<ObjectVerdict> = keys.iter().zip(judged).map(|(k, j)| self.decide(k, j)).collect();
         self.audit("lfs-scanned", &out, &mut Out::new(err, false));
         Ok(out)
     }
 }
 
+/// An object of the store: its oid, and for a template store naming repositories, whose.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ObjKey {
+    oid: String,
+    repo: Option<StoreRepo>,
+}
+
 /// Objects to judge by oid.
 struct ObjectJobs {
-    oids: Vec<String>,
+    objects: Vec<ObjKey>,
     base: PathBuf,
     store: LfsStore,
     config: HookConfig,
@@ -169,16 +186,17 @@ impl Jobs for ObjectJobs {
     type Local = ();
 
     fn len(&self) -> usize {
-        self.oids.len()
+        self.objects.len()
     }
 
     fn local(&self) {}
 
     fn judge(&self, _: &mut (), index: usize, meter: &Arc<FileMeter>) -> (Judged, Option<String>) {
-        let Some(oid) = self.oids.get(index) else {
+        let Some(ObjKey { oid, repo }) = self.objects.get(index) else {
             return (budget_judged("internal-error", "no such object".into()), None);
         };
-        let path = match self.store.object_path(&self.base, oid) {
+        let store = LfsStore { repo: repo.clone().or_else(|| self.store.repo.clone()), ..self.store.clone() };
+        let path = match store.object_path(&self.base, oid) {
             Ok(p) => p,
             Err(e) => return (Judged::from_findings(vec![unavailable(&e.0)], 0, Some(oid.clone())), None),
         };
@@ -202,8 +220,8 @@ impl Jobs for ObjectJobs {
                 return (Judged { cached: true, ..j }, None);
             }
         }
-        let store = LfsStore { verify_sha256: self.store.verify_sha256 || self.watch, ..self.store.clone() };
-        let pointer = Pointer { oid: oid.clone(), size };
+        let store = LfsStore { verify_sha256: self.store.verify_sha256 || self.watch, ..store };
+        let pointer = Pointer { oid: oid.clone(), size, extensions: Vec::new() };
         let display = format!("sha256:{oid}");
         judge_lfs_object(&self.base, &store, &pointer, &display, &self.config.scan, self.cache.as_ref(), meter)
     }
@@ -277,20 +295,29 @@ const MISMATCH_GRACE: Duration = Duration::from_secs(60);
 const WATCH_BATCH: usize = 256;
 
 impl LfsRun<'_> {
-    /// The directory the store's objects are under, for listing.
-    fn store_root(&self) -> Result<PathBuf> {
+    /// How the store's objects are listed: the directory they are under, and for a template
+    /// store the path pattern below it.
+    fn listing(&self) -> Result<Listing> {
         let store = &self.config.lfs;
-        if store.layout == Layout::Template {
-            bail!("lfs watch needs a git-lfs, gitea or gitlab layout (a template store cannot be listed)");
-        }
         store.validate().map_err(|e| anyhow!("bad lfs configuration: {e}"))?;
+        if store.layout == Layout::Template {
+            let template = store.template.as_deref().unwrap_or_default();
+            let base = match &store.root {
+                Some(r) => self.base.join(r),
+                None => self.base.clone(),
+            };
+            let full = base.join(template).to_string_lossy().into_owned();
+            let (fixed, pattern) = split_template(&full).map_err(|e| anyhow!("bad lfs template: {e}"))?;
+            return Ok(Listing { root: fixed, pattern: Some(pattern) });
+        }
         let probe = store.object_path(&self.base, &"0".repeat(64)).map_err(|e| anyhow!("{e}"))?;
-        probe
+        let root = probe
             .parent()
             .and_then(Path::parent)
             .and_then(Path::parent)
             .map(Path::to_path_buf)
-            .ok_or_else(|| anyhow!("cannot find the lfs store root"))
+            .ok_or_else(|| anyhow!("cannot find the lfs store root"))?;
+        Ok(Listing { root, pattern: None })
     }
 
     /// Poll the store, judge finished objects, quarantine rejected ones. `report` is called
@@ -301,7 +328,11 @@ impl LfsRun<'_> {
         report: &mut dyn FnMut(&ObjectVerdict),
         err: &mut dyn std::io::Write,
     ) -> Result<WatchSummary> {
-        let root = self.store_root()?;
+        let listing = self.listing()?;
+        if let Some(problem) = self.config.lfs.misconfiguration(&self.base) {
+            bail!("{problem}");
+        }
+        let root = listing.root.clone();
         if let Some(q) = &opts.quarantine {
             std::fs::create_dir_all(q).with_context(|| format!("cannot create quarantine {}", q.display()))?;
         }
@@ -309,6 +340,7 @@ impl LfsRun<'_> {
             run: self,
             opts,
             root,
+            pattern: listing.pattern,
             report,
             out: Out::new(err, false),
             pending: HashMap::new(),
@@ -334,17 +366,19 @@ struct Watcher<'w, 'p> {
     run: &'w LfsRun<'p>,
     opts: &'w WatchOptions,
     root: PathBuf,
+    /// A template store's path pattern below `root`.
+    pattern: Option<Vec<Segment>>,
     report: &'w mut dyn FnMut(&ObjectVerdict),
     out: Out<'w>,
     /// Objects seen and not judged yet, with the poll that last listed them.
-    pending: HashMap<String, (Stamp, u64)>,
+    pending: HashMap<ObjKey, (Stamp, u64)>,
     /// Objects judged that changed too recently to be passed over by [`Watcher::horizon`].
-    recent: HashMap<String, Stamp>,
+    recent: HashMap<ObjKey, Stamp>,
     /// Objects that changed before this were seen by an earlier poll.
     horizon: Option<SystemTime>,
     /// When the current poll began.
     started: SystemTime,
-    ready: Vec<(String, Stamp, Duration)>,
+    ready: Vec<(ObjKey, Stamp, Duration)>,
     unfinished: u64,
     summary: WatchSummary,
 }
@@ -355,7 +389,12 @@ impl Watcher<'_, '_> {
         self.started = fs_now();
         self.unfinished = 0;
         let root = self.root.clone();
-        each_object(&root, self.run.config.lfs.layout, &mut |oid, stamp| self.consider(oid, stamp));
+        match self.pattern.clone() {
+            Some(pattern) => each_template_object(&root, &pattern, &mut |key, stamp| self.consider(key, stamp)),
+            None => each_object(&root, self.run.config.lfs.layout, &mut |oid, stamp| {
+                self.consider(ObjKey { oid, repo: None }, stamp)
+            }),
+        }
         self.judge_ready();
         let poll = self.summary.polls;
         // Gone from the store: forget.
@@ -370,7 +409,7 @@ impl Watcher<'_, '_> {
         self.out.flush();
     }
 
-    fn consider(&mut self, oid: String, stamp: Stamp) {
+    fn consider(&mut self, oid: ObjKey, stamp: Stamp) {
         let pending = self.pending.get(&oid).map(|(s, _)| *s);
         if pending.is_none() && self.horizon.is_some_and(|h| stamp.changed < h) {
             return;
@@ -398,7 +437,7 @@ impl Watcher<'_, '_> {
         let ready = std::mem::take(&mut self.ready);
         let run = self.run;
         let jobs = ObjectJobs {
-            oids: ready.iter().map(|(o, _, _)| o.clone()).collect(),
+            objects: ready.iter().map(|(o, _, _)| o.clone()).collect(),
             base: run.base.clone(),
             store: run.config.lfs.clone(),
             config: run.config.clone(),
@@ -431,7 +470,9 @@ impl Watcher<'_, '_> {
                             self.summary.quarantined += 1;
                             v.quarantined = Some(dest);
                         }
-                        Err(e) => self.out.line(&format!("modelgate: warning: cannot quarantine sha256:{oid}: {e:#}")),
+                        Err(e) => {
+                            self.out.line(&format!("modelgate: warning: cannot quarantine sha256:{}: {e:#}", oid.oid))
+                        }
                     }
                 }
             }
@@ -492,6 +533,221 @@ fn each_object(root: &Path, layout: Layout, f: &mut dyn FnMut(String, Stamp)) {
     }
 }
 
+/// How `lfs watch` lists a store.
+struct Listing {
+    root: PathBuf,
+    pattern: Option<Vec<Segment>>,
+}
+
+/// One path component of a template store, below its fixed part.
+type Segment = Vec<Token>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Lit(String),
+    /// Characters `a..b` of the oid.
+    Oid(usize, usize),
+    Repo,
+    Owner,
+    Name,
+}
+
+/// Split an absolute template path into the directory before its first placeholder and the
+/// patterns of the components from there on.
+fn split_template(full: &str) -> Result<(PathBuf, Vec<Segment>), String> {
+    let comps: Vec<&str> = full.split('/').collect();
+    let first = comps.iter().position(|c| c.contains('{')).ok_or("the template has no placeholder")?;
+    let fixed = comps.get(..first).unwrap_or_default().join("/");
+    let fixed = if fixed.is_empty() { "/".to_string() } else { fixed };
+    let mut segs = Vec::new();
+    for c in comps.get(first..).unwrap_or_default() {
+        if c.is_empty() {
+            continue;
+        }
+        segs.push(parse_segment(c)?);
+    }
+    Ok((PathBuf::from(fixed), segs))
+}
+
+fn parse_segment(c: &str) -> Result<Segment, String> {
+    let mut out = Vec::new();
+    let mut rest = c;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            out.push(Token::Lit(rest.get(..open).unwrap_or_default().to_string()));
+        }
+        let after = rest.get(open + 1..).unwrap_or_default();
+        let close = after.find('}').ok_or("unclosed `{`")?;
+        let key = after.get(..close).unwrap_or_default();
+        out.push(match key {
+            "repo" => Token::Repo,
+            "owner" => Token::Owner,
+            "name" => Token::Name,
+            "oid" => Token::Oid(0, 64),
+            _ => {
+                let range = key.strip_prefix("oid").ok_or_else(|| format!("unknown placeholder {{{key}}}"))?;
+                let (a, b) = range.split_once(':').ok_or_else(|| format!("unknown placeholder {{{key}}}"))?;
+                let a: usize = a.parse().map_err(|_| format!("bad placeholder {{{key}}}"))?;
+                let b: usize =
+                    if b.is_empty() { 64 } else { b.parse().map_err(|_| format!("bad placeholder {{{key}}}"))? };
+                Token::Oid(a, b)
+            }
+        });
+        rest = after.get(close + 1..).unwrap_or_default();
+    }
+    if !rest.is_empty() {
+        out.push(Token::Lit(rest.to_string()));
+    }
+    Ok(out)
+}
+
+/// What the components matched so far say.
+#[derive(Debug, Clone, Default)]
+struct Bound {
+    oid: Vec<Option<u8>>,
+    repo: Option<String>,
+    owner: Option<String>,
+    name: Option<String>,
+}
+
+impl Bound {
+    fn new() -> Bound {
+        Bound { oid: vec![None; 64], ..Default::default() }
+    }
+
+    fn key(&self) -> Option<ObjKey> {
+        let oid: Option<String> = self.oid.iter().map(|c| c.map(char::from)).collect();
+        let oid = oid.filter(|o| lfs::is_oid(o))?;
+        let repo = match (&self.repo, &self.owner, &self.name) {
+            (Some(r), _, _) => Some(r.clone()),
+            (None, Some(o), Some(n)) => Some(format!("{o}/{n}")),
+            (None, None, Some(n)) => Some(n.clone()),
+            _ => None,
+        };
+        let repo = match repo {
+            Some(r) => Some(StoreRepo::new(&r)?),
+            None => None,
+        };
+        Some(ObjKey { oid, repo })
+    }
+}
+
+/// Match one directory entry name against a segment's tokens (backtracking over the
+/// variable-length repository placeholders); every way it matches.
+fn match_segment(tokens: &[Token], name: &str, b: &Bound, out: &mut Vec<Bound>) {
+    let Some((first, rest)) = tokens.split_first() else {
+        if name.is_empty() {
+            out.push(b.clone());
+        }
+        return;
+    };
+    match first {
+        Token::Lit(l) => {
+            if let Some(r) = name.strip_prefix(l.as_str()) {
+                match_segment(rest, r, b, out);
+            }
+        }
+        Token::Oid(a, z) => {
+            let n = z.saturating_sub(*a);
+            let Some(part) = name.get(..n) else { return };
+            if !part.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+                return;
+            }
+            let mut nb = b.clone();
+            for (i, c) in part.bytes().enumerate() {
+                match nb.oid.get_mut(a + i) {
+                    Some(slot @ None) => *slot = Some(c),
+                    Some(Some(prev)) if *prev == c => {}
+                    _ => return,
+                }
+            }
+            match_segment(rest, name.get(n..).unwrap_or_default(), &nb, out);
+        }
+        Token::Repo | Token::Owner | Token::Name => {
+            for end in (1..=name.len()).filter(|e| name.is_char_boundary(*e)) {
+                let value = name.get(..end).unwrap_or_default().to_string();
+                let mut nb = b.clone();
+                let slot = match first {
+                    Token::Repo => &mut nb.repo,
+                    Token::Owner => &mut nb.owner,
+                    _ => &mut nb.name,
+                };
+                match slot {
+                    Some(v) if *v != value => continue,
+                    _ => *slot = Some(value),
+                }
+                match_segment(rest, name.get(end..).unwrap_or_default(), &nb, out);
+            }
+        }
+    }
+}
+
+/// Deepest a `{repo}` or `{owner}` component may reach (GitLab groups nest).
+const MAX_REPO_DEPTH: usize = 8;
+
+/// Call `f` for every object file of a template store: entries of `root` are matched
+/// component by component against `pattern`; a component that is exactly `{repo}` or
+/// `{owner}` may span several directories (`group/sub`). Only regular files whose place
+/// gives a full valid oid are candidates; links are never followed.
+fn each_template_object(root: &Path, pattern: &[Segment], f: &mut dyn FnMut(ObjKey, Stamp)) {
+    let mut seen = std::collections::HashSet::new();
+    walk_template(root, pattern, 0, &Bound::new(), None, 0, &mut |k, s| {
+        if seen.insert(k.clone()) {
+            f(k, s);
+        }
+    });
+}
+
+fn walk_template(
+    dir: &Path,
+    pattern: &[Segment],
+    i: usize,
+    b: &Bound,
+    // The directories a multi-level `{repo}`/`{owner}` has taken so far (`group/`).
+    partial: Option<&str>,
+    depth: usize,
+    f: &mut dyn FnMut(ObjKey, Stamp),
+) {
+    let Some(seg) = pattern.get(i) else { return };
+    let last = i + 1 == pattern.len();
+    let multi = matches!(seg.as_slice(), [Token::Repo] | [Token::Owner]);
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<(String, PathBuf)> =
+        rd.filter_map(|e| e.ok()).filter_map(|e| Some((e.file_name().into_string().ok()?, e.path()))).collect();
+    entries.sort();
+    for (name, path) in entries {
+        let Ok(m) = std::fs::symlink_metadata(&path) else { continue };
+        let full_name = match partial {
+            Some(p) => format!("{p}{name}"),
+            None => name.clone(),
+        };
+        if last {
+            if !m.is_file() {
+                continue;
+            }
+            let mut found = Vec::new();
+            match_segment(seg, &full_name, b, &mut found);
+            for nb in found {
+                if let Some(k) = nb.key() {
+                    f(k, stamp(&m));
+                }
+            }
+            continue;
+        }
+        if !m.is_dir() {
+            continue;
+        }
+        let mut found = Vec::new();
+        match_segment(seg, &full_name, b, &mut found);
+        for nb in &found {
+            walk_template(&path, pattern, i + 1, nb, None, 0, f);
+        }
+        if multi && depth + 1 < MAX_REPO_DEPTH && name != "." && name != ".." {
+            walk_template(&path, pattern, i, b, Some(&format!("{full_name}/")), depth + 1, f);
+        }
+    }
+}
+
 fn stamp(m: &std::fs::Metadata) -> Stamp {
     use std::os::unix::fs::MetadataExt;
     let mtime = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
@@ -505,17 +761,24 @@ fn stamp(m: &std::fs::Metadata) -> Stamp {
 /// Move a rejected object out of the store, with its verdict beside it.
 fn quarantine(
     root: &Path,
-    layout: Layout,
+    _layout: Layout,
     base: &Path,
     store: &LfsStore,
-    oid: &str,
+    key: &ObjKey,
     dir: &Path,
     v: &ObjectVerdict,
 ) -> Result<PathBuf> {
-    let from = store.object_path(base, oid).map_err(|e| anyhow!("{e}"))?;
-    if !from.starts_with(root) || !matches!(layout, Layout::GitLfs | Layout::Gitea | Layout::Gitlab) {
+    let store = LfsStore { repo: key.repo.clone().or_else(|| store.repo.clone()), ..store.clone() };
+    let from = store.object_path(base, &key.oid).map_err(|e| anyhow!("{e}"))?;
+    if !from.starts_with(root) {
         bail!("object path {} is outside the store", from.display());
     }
+    // Objects of several repositories may share an oid: the repository is in the name.
+    let name = match &key.repo {
+        Some(r) => format!("{}--{}", r.full().replace('/', "--"), key.oid),
+        None => key.oid.clone(),
+    };
+    let oid = &name;
     let dest = dir.join(oid);
     if let Err(e) = std::fs::rename(&from, &dest) {
         // Another filesystem: copy, then remove the original.

@@ -1,9 +1,8 @@
 //! `pre-receive`: judge every blob a push introduces; exit 1 rejects the whole push.
 
-use super::gate::{hook_config, load_policy, PolicyDecider};
+use super::gate::{hook_setup, load_hook_policy, PolicyDecider};
 use super::{audit, now_secs, read_stdin, under, Action, Cache, Decide, HookConfig, HookEnv, Judged, Out};
-use crate::finding::{code_info, Verdict};
-use crate::git::{self, existing_tips, introduced, parse_updates, GateRepo, NewBlob, UpdateKind};
+use crate::git::{self, existing_tips, introduced_with, parse_updates, GateRepo, NewBlob, UpdateKind, WalkOptions};
 use anyhow::{anyhow, Result};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -39,36 +38,44 @@ pub fn run() -> i32 {
 
 /// [`run`] with a configuration and decision from the policy.
 pub fn run_with(config: &HookConfig, decide: &dyn Decide) -> i32 {
-    let env = HookEnv::from_env_with(config.bypass.pusher_env.as_deref());
+    let env = HookEnv::from_env_trusting(config.trust_env, config.bypass.pusher_env.as_deref());
     let mut stdin = std::io::stdin().lock();
     let mut stderr = std::io::stderr().lock();
     run_io(&env, config, decide, &mut stdin, &mut stderr)
 }
 
-/// The hook as `modelgate hook pre-receive [--policy FILE]` runs it: find and load the
-/// policy (a policy that fails to load rejects the push, naming the file and the problem),
-/// then judge the push with it.
-pub fn run_policy(policy_flag: Option<&Path>) -> i32 {
+/// The hook as `modelgate hook pre-receive [--policy FILE] [--trust-env ENV]` runs it: find
+/// and load the policy (a policy that fails to load rejects the push, naming the problems but
+/// no server path), then judge the push with it.
+pub fn run_policy(policy_flag: Option<&Path>, trust_flag: Option<crate::policy::TrustEnv>) -> i32 {
     let probe = HookEnv::from_env();
-    let (policy, _source) = match load_policy(policy_flag, &probe.git_dir) {
+    let env_policy = std::env::var_os("MODELGATE_POLICY");
+    let system = Path::new(super::gate::SYSTEM_POLICY);
+    let hp = match load_hook_policy(policy_flag, trust_flag, &probe.git_dir, env_policy, system) {
         Ok(p) => p,
         Err(e) => {
             let mut stderr = std::io::stderr().lock();
-            let mut out = Out::new(&mut stderr, probe.gitlab);
+            let mut out = Out::for_hook(&mut stderr, &probe);
+            out.reject();
             out.line("modelgate: push rejected: the push gate's policy cannot be loaded");
-            for l in format!("{e:#}").lines() {
+            for l in &e.pusher {
                 out.line(&format!("modelgate: {l}"));
             }
             out.line("modelgate: nothing is accepted until an admin fixes the policy (`modelgate policy check FILE`)");
+            let record = serde_json::json!({ "time": now_secs(), "event": "policy-error", "error": e.admin });
+            audit(&probe.git_dir, &HookConfig::default(), &[record], &mut out);
             out.flush();
             return 1;
         }
     };
-    let config = hook_config(&policy);
-    let env = HookEnv::from_env_with(policy.bypass.pusher_env.as_deref());
-    let decider = PolicyDecider { policy: &policy, repos: env.repo_names() };
+    let (config, env) = hook_setup(&hp);
+    let decider = PolicyDecider::new(&hp.policy, env.repo_names()).with_objects(&env.git_dir, &env.git);
     let mut stdin = std::io::stdin().lock();
     let mut stderr = std::io::stderr().lock();
+    if !hp.notes.is_empty() {
+        let mut out = Out::for_hook(&mut stderr, &env);
+        hp.notes.iter().for_each(|n| out.line(n));
+    }
     run_io(&env, &config, &decider, &mut stdin, &mut stderr)
 }
 
@@ -80,11 +87,14 @@ pub fn run_io(
     stdin: &mut dyn Read,
     err: &mut dyn Write,
 ) -> i32 {
-    let mut out = Out::new(err, env.gitlab);
+    let mut out = Out::for_hook(err, env);
     let res =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pre_receive(env, config, decide, stdin, &mut out)));
     let failure = match res {
         Ok(Ok(summary)) => {
+            if summary.exit_code() != 0 {
+                out.reject();
+            }
             out.flush();
             return summary.exit_code();
         }
@@ -92,6 +102,7 @@ pub fn run_io(
         Err(_) => "internal error (panic) in the push gate".to_string(),
     };
     let code = if config.on_error == Action::Reject {
+        out.reject();
         out.line(&format!("modelgate: push rejected: {failure}"));
         out.line("modelgate: the push gate failed, so nothing was accepted; ask an admin to check the server");
         1
@@ -127,25 +138,47 @@ pub fn pre_receive(
     config.lfs.validate().map_err(|e| anyhow!("bad lfs configuration: {e}"))?;
     let repo = GateRepo::open(&env.git_dir, &env.git)?;
     let updates = parse_updates(&input, repo.object_hash()).map_err(|e| anyhow!("{e}"))?;
+    let bypass = bypass(env, config, &updates, repo.git_dir(), out);
+    // The gate's record: pushes may not write, delete or block its notes ref (a pure
+    // deletion included, which has no quarantine and nothing else to judge).
+    if let Some(s) = super::gate::guard_notes_ref(env, config, &updates, bypass.is_some(), repo.git_dir(), out) {
+        return Ok(s);
+    }
     if updates.iter().all(|u| u.kind() == UpdateKind::Delete) {
         return Ok(Summary::default());
     }
-    let bypass = bypass(env, config, &updates, repo.git_dir(), out);
     let hidden = existing_tips(&repo.repo, |_| false)?;
-    let intro = introduced(&repo, &updates, &hidden)?;
+    let opts =
+        WalkOptions { per_ref: config.ref_rules, quarantine: true, info_attributes: info_attributes(repo.git_dir()) };
+    let intro = introduced_with(&repo, &updates, &hidden, &opts)?;
     let cache =
         config.cache_dir.as_ref().map(|d| Cache::new(under(repo.git_dir(), d), &config.scan, &config.cache_salt));
-    let judged = super::judge_all(repo.view(), &intro.blobs, config, cache.as_ref());
+    let judgements = super::judge_push(repo.view(), &intro.blobs, config, cache.as_ref());
+    let judged: Vec<Judged> = judgements.iter().map(|j| j.judged.clone()).collect();
+    super::gate::admin_notices(repo.git_dir(), config, &judged, out);
 
     let mut s = Summary { files: judged.len(), new_commits: intro.commits.len(), ..Default::default() };
     let mut rejected: Vec<(&NewBlob, &Judged, Option<String>)> = Vec::new();
     let mut tagged: Vec<(&NewBlob, &Judged, Option<String>)> = Vec::new();
-    for (blob, j) in intro.blobs.iter().zip(&judged) {
-        s.cached += usize::from(j.cached);
-        match decide.decide_why(blob, j) {
-            (Action::Reject, why) => rejected.push((blob, j, why)),
-            (Action::Tag, why) => tagged.push((blob, j, why)),
-            (Action::Allow, _) => {}
+    for (blob, j) in intro.blobs.iter().zip(&judgements) {
+        s.cached += usize::from(j.judged.cached);
+        // Every way the file can be checked out is decided; the strictest wins.
+        let mut best: Option<(Action, Option<String>, &Judged)> = None;
+        for (checkout, v) in j.all() {
+            let (a, why) = decide.decide_why(blob, v);
+            if best.as_ref().is_none_or(|(b, ..)| a > *b) {
+                let why = match (checkout, why) {
+                    (Some(c), Some(w)) => Some(format!("{w}; as checked out with {c}")),
+                    (Some(c), None) => Some(format!("as checked out with {c}")),
+                    (None, w) => w,
+                };
+                best = Some((a, why, v));
+            }
+        }
+        match best {
+            Some((Action::Reject, why, v)) => rejected.push((blob, v, why)),
+            Some((Action::Tag, why, v)) => tagged.push((blob, v, why)),
+            _ => {}
         }
     }
     s.tagged = tagged.len();
@@ -168,7 +201,7 @@ pub fn pre_receive(
             b.reason
         ));
         for (blob, j, why) in rejected.iter().take(config.max_reported) {
-            describe(out, blob, j, why.as_deref());
+            describe(out, blob, j, why.as_deref(), &super::gate::Tips::new(&updates, decide, blob, j));
         }
         let records = records("bypassed", env, &rejected);
         audit(repo.git_dir(), config, &records, out);
@@ -188,7 +221,7 @@ pub fn pre_receive(
     }
     out.line(&format!("modelgate: push rejected: {} file(s) failed the model scan", rejected.len()));
     for (blob, j, why) in rejected.iter().take(config.max_reported) {
-        describe(out, blob, j, why.as_deref());
+        describe(out, blob, j, why.as_deref(), &super::gate::Tips::new(&updates, decide, blob, j));
     }
     if rejected.len() > config.max_reported {
         out.line(&format!("modelgate: ... and {} more file(s)", rejected.len() - config.max_reported));
@@ -196,6 +229,16 @@ pub fn pre_receive(
     let records = records("rejected", env, &rejected);
     audit(repo.git_dir(), config, &records, out);
     Ok(s)
+}
+
+/// `$GIT_DIR/info/attributes` (server-side checkouts and archives apply it), if readable.
+fn info_attributes(git_dir: &Path) -> Option<Vec<u8>> {
+    let path = git_dir.join("info").join("attributes");
+    let meta = std::fs::metadata(&path).ok()?;
+    if !meta.is_file() || meta.len() >= git::attr::MAX_FILE {
+        return None;
+    }
+    std::fs::read(path).ok()
 }
 
 /// Leave the model files of an accepted push for post-receive.
@@ -318,7 +361,16 @@ fn bypass(
 
 /// `path (commit abc1234 on refs/heads/x)` for a blob's first place.
 fn where_(blob: &NewBlob) -> String {
-    let Some(p) = blob.places.first() else { return blob.id.to_string() };
+    let Some(p) = blob.places.first() else {
+        return format!("blob {} (stored by the push, reached by no ref)", blob.id);
+    };
+    if p.refname.is_empty() {
+        let path = if p.path.is_empty() { format!("blob {}", blob.id) } else { super::escape_bytes(&p.path) };
+        return match p.commit {
+            Some(c) => format!("{path} (blob {}, commit {} reached by no ref)", git::short(&blob.id), git::short(&c)),
+            None => format!("{path} (blob {}, reached by no ref)", git::short(&blob.id)),
+        };
+    }
     let path = if p.path.is_empty() {
         format!("blob {} at {}", git::short(&blob.id), super::escape_bytes(&p.refname))
     } else {
@@ -330,7 +382,7 @@ fn where_(blob: &NewBlob) -> String {
     }
 }
 
-fn describe(out: &mut Out<'_>, blob: &NewBlob, j: &Judged, why: Option<&str>) {
+fn describe(out: &mut Out<'_>, blob: &NewBlob, j: &Judged, why: Option<&str>, tips: &super::gate::Tips) {
     out.line("");
     let lfs =
         j.lfs_oid.as_deref().map(|o| format!(", lfs object sha256:{}", &o[..o.len().min(12)])).unwrap_or_default();
@@ -364,19 +416,7 @@ fn describe(out: &mut Out<'_>, blob: &NewBlob, j: &Judged, why: Option<&str>) {
         let shown: Vec<&str> = j.imports.iter().take(10).map(String::as_str).collect();
         out.line(&format!("    imports: {}", shown.join(", ")));
     }
-    let mut fixes: Vec<&str> = Vec::new();
-    for f in &facts {
-        if let Some(info) = code_info(&f.code) {
-            if !fixes.contains(&info.fix) {
-                fixes.push(info.fix);
-            }
-        }
-    }
-    for fix in fixes.iter().take(3) {
-        out.line(&format!("    fix: {fix}"));
-    }
-    let lfs_issue = j.findings.iter().any(|f| f.code.starts_with("lfs-"));
-    if !lfs_issue && (matches!(j.verdict, Verdict::Dangerous | Verdict::Suspicious) || j.format != "unknown") {
-        out.line("    fix: convert the model to safetensors (loading it runs no code), or ask an admin for an allowlist entry");
+    for fix in tips.fixes(&facts.iter().map(|f| f.code.as_str()).collect::<Vec<_>>()) {
+        out.line(&format!("    {fix}"));
     }
 }

@@ -45,6 +45,11 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawImport {
     name: Option<Spanned<String>>,
+    sha256: Option<Spanned<String>>,
+    blob: Option<Spanned<String>>,
+    // A TOML date (or a `YYYY-MM-DD` string), read from the table itself.
+    #[allow(dead_code)]
+    expires: Option<IgnoredAny>,
     reason: Option<Spanned<String>>,
 }
 
@@ -78,6 +83,7 @@ struct RawGate {
     notes_ref: Option<Spanned<String>>,
     audit_log: Option<Spanned<String>>,
     cache_dir: Option<Spanned<String>>,
+    trust_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -200,14 +206,15 @@ impl Loader<'_> {
 
         let mut lists = Lists::builtin();
         let mut digest = sha2::Sha256::new();
+        let mut entries = Entries { lists: &mut lists, pinned: Vec::new(), expired: Vec::new(), today: Date::today() };
         for (section, deny) in [("allow", false), ("deny", true)] {
-            for e in self.array::<RawImport>(&root, section) {
-                if let Some(name) = &e.raw.name {
-                    digest.update(format!("{section}\0{}\n", name.get_ref().trim()).as_bytes());
+            for (i, e) in self.array::<RawImport>(&root, section).into_iter().enumerate() {
+                if let Some(name) = self.import_entry(e, i, deny, &mut entries) {
+                    digest.update(format!("{section}\0{name}\n").as_bytes());
                 }
-                self.import_entry(e, deny, &mut lists);
             }
         }
+        let (pinned, expired) = (entries.pinned, entries.expired);
         options.lists = Arc::new(lists);
         let lists_digest = digest.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
 
@@ -230,6 +237,8 @@ impl Loader<'_> {
             actions,
             rules,
             exceptions,
+            pinned,
+            expired,
             gate,
             lfs,
             bypass,
@@ -342,18 +351,68 @@ impl Loader<'_> {
         }
     }
 
-    fn import_entry(&mut self, Entry { key, raw, value }: Entry<'_, '_, RawImport>, deny: bool, lists: &mut Lists) {
+    /// One `[[allow]]` / `[[deny]]` entry: an import name (added to the lists; returned for the
+    /// lists digest when applied) or, for `[[allow]]`, a pin to content.
+    fn import_entry(
+        &mut self,
+        Entry { key, raw, value }: Entry<'_, '_, RawImport>,
+        index: usize,
+        deny: bool,
+        out: &mut Entries<'_>,
+    ) -> Option<String> {
         let (key, span) = (key.as_str(), value.span());
-        let what = if deny { "this import is denied" } else { "this import is safe to load" };
-        let reason = self.reason(raw.reason, span.clone(), key, what);
-        let name = match raw.name {
-            None => {
-                self.problem(span, format!("{key}.name"), "`name` is required (`module.name`, `module` or `module.*`)");
-                return;
+        let given: Vec<(&str, &Spanned<String>)> = [("name", &raw.name), ("sha256", &raw.sha256), ("blob", &raw.blob)]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+            .collect();
+        if deny {
+            if let Some((k, v)) = given.iter().find(|(k, _)| *k != "name") {
+                let msg = format!(
+                    "`{k}` pins an entry to content, which only `[[allow]]` does; `[[deny]]` names imports (`name`)"
+                );
+                self.problem(v.span(), format!("{key}.{k}"), msg);
+                return None;
             }
-            Some(n) => n,
+        }
+        let what = match (deny, given.first().map(|(k, _)| *k)) {
+            (true, _) => "this import is denied",
+            (false, Some("sha256" | "blob")) => "this exact file may pass whatever it holds",
+            _ => "this import is safe to load",
         };
-        let text = name.get_ref().trim();
+        let reason = self.reason(raw.reason, span.clone(), key, what);
+        let expires_value = value.get_ref().as_table().and_then(|t| t.get("expires"));
+        let expires = match expires_value {
+            Some(v) => Some(self.date(v, &format!("{key}.expires"))?),
+            None => None,
+        };
+        let (field, text) = match given.as_slice() {
+            [] => {
+                let msg = if deny {
+                    "`name` is required (`module.name`, `module` or `module.*`)"
+                } else {
+                    "`name` is required (an import: `module.name`, `module` or `module.*`), or `sha256` / `blob` (one file's content)"
+                };
+                self.problem(span, format!("{key}.name"), msg);
+                return None;
+            }
+            [one] => *one,
+            [_, (k, v), ..] => {
+                let msg = format!(
+                    "set one of `name`, `sha256` or `blob` per entry (found {}); write one entry per file or import",
+                    given.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(" and ")
+                );
+                self.problem(v.span(), format!("{key}.{k}"), msg);
+                return None;
+            }
+        };
+        if field != "name" {
+            let pin = self.pin(field, text, key)?;
+            let reason = reason?;
+            let line = line_col(self.text, span.start).0;
+            out.pinned.push(PinnedAllow { pin, reason, entry: index, line, expires });
+            return None;
+        }
+        let text = text.get_ref().trim();
         let components_ok = !text.is_empty()
             && text.split('.').enumerate().all(|(i, c)| {
                 let last = i + 1 == text.split('.').count();
@@ -365,14 +424,64 @@ impl Loader<'_> {
             } else {
                 format!("`{text}` is not an import name; expected `module.name`, `module` or `module.*`")
             };
-            self.problem(name.span(), format!("{key}.name"), msg);
-            return;
+            self.problem(raw.name.as_ref().map_or(span, Spanned::span), format!("{key}.name"), msg);
+            return None;
         }
-        let Some(reason) = reason else { return };
-        let added = if deny { lists.deny(text, &reason) } else { lists.allow(text, &reason) };
-        if let Err(e) = added {
-            self.problem(name.span(), format!("{key}.name"), e);
+        let reason = reason?;
+        if let Some(e) = expires.filter(|e| out.today > *e) {
+            let line = line_col(self.text, span.start).0;
+            out.expired.push(ExpiredEntry { entry: index, line, name: text.to_string(), expires: e });
+            return None;
         }
+        let added = if deny { out.lists.deny(text, &reason) } else { out.lists.allow(text, &reason) };
+        match added {
+            Ok(_) => Some(text.to_string()),
+            Err(e) => {
+                self.problem(raw.name.as_ref().map_or(span, Spanned::span), format!("{key}.name"), e);
+                None
+            }
+        }
+    }
+
+    /// A content pin: lowercase hex of the right length (`sha256:` accepted before a sha256).
+    fn pin(&mut self, field: &str, value: &Spanned<String>, key: &str) -> Option<Pin> {
+        let raw = value.get_ref().trim();
+        let hex = if field == "sha256" { raw.strip_prefix("sha256:").unwrap_or(raw) } else { raw };
+        let is_hex = !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        let lens: &[usize] = if field == "sha256" { &[64] } else { &[40, 64] };
+        if is_hex && lens.contains(&hex.len()) {
+            let hex = hex.to_ascii_lowercase();
+            return Some(if field == "sha256" { Pin::Sha256(hex) } else { Pin::Blob(hex) });
+        }
+        let msg = if field == "sha256" {
+            format!("`{raw}` is not a sha256 (64 hex digits, as `sha256sum FILE` or a git lfs pointer's `oid sha256:` gives)")
+        } else {
+            format!(
+                "`{raw}` is not a git blob id (40 hex digits, or 64 in a sha256 repository; `git hash-object FILE`, `git rev-parse HEAD:path`)"
+            )
+        };
+        self.problem(value.span(), format!("{key}.{field}"), msg);
+        None
+    }
+
+    /// A date: a TOML local date (`2027-01-31`) or the same as a string.
+    fn date(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<Date> {
+        let bad = "expected a date such as `2027-01-31` (the last day the entry applies, UTC)";
+        let parsed = match v.get_ref() {
+            DeValue::Datetime(dt) if dt.time.is_none() && dt.offset.is_none() => {
+                dt.date.and_then(|d| Date::new(i32::from(d.year), d.month, d.day))
+            }
+            DeValue::String(s) => Date::parse(s.trim()),
+            _ => None,
+        };
+        if parsed.is_none() {
+            let found = match v.get_ref() {
+                DeValue::Datetime(_) => "a date with a time".to_string(),
+                other => other.type_str().to_string(),
+            };
+            self.problem(v.span(), key, format!("{bad}; found {found}"));
+        }
+        parsed
     }
 
     /// Build a glob set from `paths`; `None` after reporting problems.
@@ -600,6 +709,18 @@ impl Loader<'_> {
         };
         path(self, &raw.audit_log, "gate.audit_log", &mut g.audit_log);
         path(self, &raw.cache_dir, "gate.cache_dir", &mut g.cache_dir);
+        if let Some(v) = &raw.trust_env {
+            match TrustEnv::parse(v.get_ref()) {
+                Some(t) => g.trust_env = t,
+                None => {
+                    let msg = format!(
+                        "unknown environment `{}`; expected `none`, `gitea` (also Forgejo), `gitlab` or `http`",
+                        v.get_ref()
+                    );
+                    self.problem(v.span(), "gate.trust_env", msg);
+                }
+            }
+        }
     }
 
     fn bypass(&mut self, raw: RawBypass, span: Span) -> Bypass {
@@ -674,6 +795,14 @@ impl Loader<'_> {
 }
 
 type Span = Range<usize>;
+
+/// Where `[[allow]]` / `[[deny]]` entries go while loading.
+struct Entries<'l> {
+    lists: &'l mut Lists,
+    pinned: Vec<PinnedAllow>,
+    expired: Vec<ExpiredEntry>,
+    today: Date,
+}
 
 /// One table of an array of tables, with its key (`rule[2]`) and its place in the file.
 struct Entry<'r, 'i, T> {
@@ -824,7 +953,7 @@ mod tests {
 
     #[test]
     fn fields_come_from_serde() {
-        assert_eq!(fields_of::<RawImport>(), &["name", "reason"]);
+        assert_eq!(fields_of::<RawImport>(), &["name", "sha256", "blob", "expires", "reason"]);
         assert_eq!(
             fields_of::<RawRule>(),
             &["paths", "repos", "refs", "formats", "not_formats", "actions", "action", "reason"]

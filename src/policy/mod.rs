@@ -9,6 +9,13 @@
 //! Besides the verdict actions, a policy scopes rules to repositories, refs, paths and
 //! detected formats, and configures the push gate (`[gate]`), the Git LFS store (`[lfs]`)
 //! and who may bypass the gate (`[bypass]`).
+//!
+//! Decisions: the strictest action wins (reject > tag > allow) among `[actions]` and every
+//! matching `[[rule]]`, so a rule can make a file's fate stricter, never milder. What may
+//! pass in spite of that is said by content: an `[[allow]]` entry pinned to one file's
+//! `sha256` or git `blob` id (with a reason and an optional expiry date) allows exactly that
+//! content, wherever it appears. [`check::remarks`] finds rules that can never match or
+//! never change a decision.
 
 use crate::engine::{FileReport, ScanOptions};
 use crate::finding::{Finding, Severity, Verdict};
@@ -107,6 +114,9 @@ impl Actions {
     }
 }
 
+/// Compression wrappers among [`FORMAT_NAMES`]: a wrapped stream's label is `wrapper:content`.
+pub const WRAPPER_NAMES: &[&str] = &["gzip", "zlib", "bzip2", "xz", "lzma", "lz4", "zstd", "joblib-zlib"];
+
 /// Format labels a rule's `formats` / `not_formats` may name (the `format` of a file report,
 /// split at `:` for wrapped streams such as `gzip:pickle`).
 pub const FORMAT_NAMES: &[&str] = &[
@@ -194,6 +204,20 @@ pub struct Subject<'a> {
     pub format: &'a str,
     /// The scan found pickle imports.
     pub imports: bool,
+    /// What identifies the file's exact content, for `[[allow]]` entries pinned to it.
+    pub content: ContentIds<'a>,
+}
+
+/// The identities of a file's content known when deciding (lowercase hex).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContentIds<'a> {
+    /// sha256 of the content: of the file (`sha256sum`), or the oid of a Git LFS object.
+    pub sha256: Option<&'a str>,
+    /// The git blob id (sha1 or sha256 repository) of the file, or of the LFS pointer in git.
+    pub blob: Option<&'a str>,
+    /// Outside a repository, the blob id a sha256 repository would give the file (`blob`
+    /// then holds the sha1 one).
+    pub blob256: Option<&'a str>,
 }
 
 impl<'a> Subject<'a> {
@@ -248,6 +272,11 @@ impl Rule {
     pub fn action(&self, v: Verdict) -> Option<Action> {
         self.actions.iter().find(|(k, _)| *k == v).map(|(_, a)| *a)
     }
+
+    /// The actions the rule sets, per verdict.
+    pub fn actions(&self) -> &[(Verdict, Action)] {
+        &self.actions
+    }
 }
 
 /// An `[[ignore]]` exception: findings with this code (under these paths) are dropped.
@@ -277,7 +306,8 @@ impl Exception {
     }
 }
 
-/// The rule that decided a file's action.
+/// The rule that decided a file's action: the first matching rule that sets the strictest
+/// action (which may also be what `[actions]` says).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchedRule {
     /// Index into [`Policy::rules`].
@@ -303,10 +333,147 @@ pub struct Decision {
     pub action: Action,
     /// The verdict after exceptions (the report's own verdict when none applied).
     pub verdict: Verdict,
-    /// The last `[[rule]]` that set the action; `None` when it came from `[actions]`.
+    /// The first matching `[[rule]]` that sets the final action; `None` when only `[actions]`
+    /// (or a pinned `[[allow]]` entry) decided.
     pub rule: Option<MatchedRule>,
     /// Findings dropped by `[[ignore]]` exceptions, in finding order.
     pub suppressed: Vec<Suppressed>,
+    /// The `[[allow]]` entry pinned to this content that allowed the file, whatever its verdict.
+    pub allowed: Option<MatchedAllow>,
+}
+
+/// A pinned `[[allow]]` entry that matched a file's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedAllow {
+    /// Index into [`Policy::pinned`].
+    pub index: usize,
+    /// `allow[i]`: the entry's place among the file's `[[allow]]` tables.
+    pub entry: usize,
+    pub line: usize,
+    pub reason: String,
+    pub pin: Pin,
+}
+
+/// What an `[[allow]]` entry is pinned to (lowercase hex).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Pin {
+    /// sha256 of the content: `sha256sum FILE`, and the oid of its Git LFS object.
+    Sha256(String),
+    /// A git blob id (40 hex digits in a sha1 repository, 64 in a sha256 one).
+    Blob(String),
+}
+
+impl fmt::Display for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pin::Sha256(h) => write!(f, "sha256 {h}"),
+            Pin::Blob(h) => write!(f, "blob {h}"),
+        }
+    }
+}
+
+/// An `[[allow]]` entry pinned to one file's exact content: that content is allowed wherever
+/// it appears, whatever its verdict and whatever rules say, until `expires` has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedAllow {
+    pub pin: Pin,
+    pub reason: String,
+    /// `allow[i]`.
+    pub entry: usize,
+    pub line: usize,
+    /// The last day the entry applies (inclusive, UTC).
+    pub expires: Option<Date>,
+}
+
+impl PinnedAllow {
+    /// Whether the entry still applies on `today`.
+    pub fn active_on(&self, today: Date) -> bool {
+        self.expires.is_none_or(|e| today <= e)
+    }
+
+    fn matches(&self, c: &ContentIds<'_>) -> bool {
+        match &self.pin {
+            Pin::Sha256(h) => c.sha256 == Some(h.as_str()),
+            Pin::Blob(h) => c.blob == Some(h.as_str()) || c.blob256 == Some(h.as_str()),
+        }
+    }
+}
+
+/// An `[[allow]]` entry naming imports whose `expires` date has passed: it was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredEntry {
+    /// `allow[i]`.
+    pub entry: usize,
+    pub line: usize,
+    pub name: String,
+    pub expires: Date,
+}
+
+/// A calendar date, as TOML writes one (`2027-01-31`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Date {
+    pub year: i32,
+    pub month: u8,
+    pub day: u8,
+}
+
+impl Date {
+    /// A valid date, or `None`.
+    pub fn new(year: i32, month: u8, day: u8) -> Option<Date> {
+        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let days = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return None,
+        };
+        (1..=days).contains(&day).then_some(Date { year, month, day })
+    }
+
+    /// `YYYY-MM-DD`.
+    pub fn parse(text: &str) -> Option<Date> {
+        let b = text.as_bytes();
+        let digits = |r: std::ops::Range<usize>| b.get(r).filter(|d| d.iter().all(u8::is_ascii_digit)).is_some();
+        if b.len() != 10 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !digits(0..4) {
+            return None;
+        }
+        if !digits(5..7) || !digits(8..10) {
+            return None;
+        }
+        let n = |r: std::ops::Range<usize>| text.get(r).and_then(|t| t.parse::<u16>().ok());
+        Date::new(i32::from(n(0..4)?), u8::try_from(n(5..7)?).ok()?, u8::try_from(n(8..10)?).ok()?)
+    }
+
+    /// The date `days` days after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+    pub fn from_unix_days(days: i64) -> Date {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Date {
+            year: i32::try_from(year).unwrap_or(i32::MAX),
+            month: u8::try_from(month).unwrap_or(1),
+            day: u8::try_from(day).unwrap_or(1),
+        }
+    }
+
+    /// Today in UTC.
+    pub fn today() -> Date {
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Date::from_unix_days(i64::try_from(secs / 86_400).unwrap_or(0))
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
 }
 
 impl Decision {
@@ -340,6 +507,83 @@ pub struct GateSettings {
     pub audit_log: Option<PathBuf>,
     /// Verdict cache directory; relative to the repository's git directory. `None`: disabled.
     pub cache_dir: Option<PathBuf>,
+    /// Which forge's environment variables the hooks may believe (pusher, repository name,
+    /// `MODELGATE_POLICY`). Over ssh or `file://` a pusher can set variables, so by default
+    /// none is believed.
+    pub trust_env: TrustEnv,
+}
+
+/// Whose environment variables the gate believes. A pusher can set environment variables
+/// over ssh (`SendEnv`, when sshd accepts them) and over `file://`; the forge's own variables
+/// are set by the forge after it authenticated the pusher, so only then are they evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum TrustEnv {
+    /// Believe no variable: the pusher is unknown, repositories are named by their path on
+    /// disk, and `MODELGATE_POLICY` is ignored by the hooks.
+    #[default]
+    None,
+    /// Gitea and Forgejo: `GITEA_PUSHER_NAME`, `GITEA_REPO_USER_NAME`/`GITEA_REPO_NAME`.
+    Gitea,
+    /// GitLab (Gitaly): `GL_USERNAME`, `GL_PROJECT_PATH`.
+    Gitlab,
+    /// A web server in front of `git http-backend`: `REMOTE_USER` (set once it authenticated).
+    Http,
+}
+
+impl TrustEnv {
+    pub const ALL: [TrustEnv; 4] = [TrustEnv::None, TrustEnv::Gitea, TrustEnv::Gitlab, TrustEnv::Http];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrustEnv::None => "none",
+            TrustEnv::Gitea => "gitea",
+            TrustEnv::Gitlab => "gitlab",
+            TrustEnv::Http => "http",
+        }
+    }
+
+    /// `none`, `gitea` (or `forgejo`), `gitlab`, `http`.
+    pub fn parse(s: &str) -> Option<TrustEnv> {
+        if s == "forgejo" {
+            return Some(TrustEnv::Gitea);
+        }
+        TrustEnv::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The variable that names the pusher.
+    pub fn pusher_var(self) -> Option<&'static str> {
+        match self {
+            TrustEnv::None => None,
+            TrustEnv::Gitea => Some("GITEA_PUSHER_NAME"),
+            TrustEnv::Gitlab => Some("GL_USERNAME"),
+            TrustEnv::Http => Some("REMOTE_USER"),
+        }
+    }
+
+    /// The variables that name the repository (joined with `/`).
+    pub fn repo_vars(self) -> &'static [&'static str] {
+        match self {
+            TrustEnv::Gitea => &["GITEA_REPO_USER_NAME", "GITEA_REPO_NAME"],
+            TrustEnv::Gitlab => &["GL_PROJECT_PATH"],
+            TrustEnv::None | TrustEnv::Http => &[],
+        }
+    }
+
+    /// Every variable believed in this environment (`MODELGATE_POLICY` included).
+    pub fn trusted_vars(self) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = self.pusher_var().into_iter().collect();
+        v.extend_from_slice(self.repo_vars());
+        if self != TrustEnv::None {
+            v.push("MODELGATE_POLICY");
+        }
+        v
+    }
+}
+
+impl fmt::Display for TrustEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Default for GateSettings {
@@ -355,6 +599,7 @@ impl Default for GateSettings {
             notes_ref: "refs/notes/modelgate".into(),
             audit_log: Some(PathBuf::from("modelgate/audit.log")),
             cache_dir: Some(PathBuf::from("modelgate/cache")),
+            trust_env: TrustEnv::None,
         }
     }
 }
@@ -364,8 +609,9 @@ impl Default for GateSettings {
 pub struct Bypass {
     /// Pusher names allowed to bypass; empty: nobody.
     pub pushers: Vec<String>,
-    /// Environment variable naming the pusher; when set, the only one trusted. Otherwise
-    /// `GL_USERNAME` (GitLab) or `GITEA_PUSHER_NAME` (Gitea, Forgejo).
+    /// Environment variable naming the pusher; when set, the only one believed for the
+    /// pusher (an explicit statement of trust). Otherwise the trusted environment's
+    /// ([`TrustEnv::pusher_var`]); with none, the pusher is unknown.
     pub pusher_env: Option<String>,
     pub reason: String,
 }
@@ -384,6 +630,11 @@ pub struct Policy {
     pub actions: Actions,
     pub rules: Vec<Rule>,
     pub exceptions: Vec<Exception>,
+    /// `[[allow]]` entries pinned to content (`sha256`, `blob`), in file order.
+    pub pinned: Vec<PinnedAllow>,
+    /// `[[allow]]` entries naming imports whose expiry date had passed when the policy was
+    /// loaded: not applied.
+    pub expired: Vec<ExpiredEntry>,
     pub gate: GateSettings,
     /// The Git LFS store pointers are resolved in.
     pub lfs: LfsStore,
@@ -428,8 +679,52 @@ impl Policy {
 
     /// Decide what to do with a scanned file. `path` is relative to the scan root, `/`-separated.
     pub fn decide(&self, report: &FileReport, path: &str) -> Decision {
+        self.decide_content(report, path, ContentIds::default())
+    }
+
+    /// [`Policy::decide`] knowing the file's content ids (for pinned `[[allow]]` entries).
+    pub fn decide_content(&self, report: &FileReport, path: &str, content: ContentIds<'_>) -> Decision {
         let facts: Vec<(&str, Severity)> = report.findings.iter().map(|f| (f.code, f.severity)).collect();
-        self.decide_facts(&Subject::file(path, report), report.verdict, &facts)
+        let subject = Subject { content, ..Subject::file(path, report) };
+        self.decide_facts(&subject, report.verdict, &facts)
+    }
+
+    /// Which content ids a decision may need: `(sha256, sha1 blob ids, sha256 blob ids)`,
+    /// so that callers compute only those (hashing a big file is not free).
+    pub fn pins_needed(&self) -> (bool, bool, bool) {
+        let today = Date::today();
+        let active = || self.pinned.iter().filter(|p| p.active_on(today));
+        (
+            active().any(|p| matches!(p.pin, Pin::Sha256(_))),
+            active().any(|p| matches!(&p.pin, Pin::Blob(h) if h.len() == 40)),
+            active().any(|p| matches!(&p.pin, Pin::Blob(h) if h.len() == 64)),
+        )
+    }
+
+    /// The active pinned `[[allow]]` entry matching this content, if any.
+    pub fn pinned_allow(&self, content: &ContentIds<'_>) -> Option<MatchedAllow> {
+        if self.pinned.is_empty() || (content.sha256.is_none() && content.blob.is_none() && content.blob256.is_none()) {
+            return None;
+        }
+        let today = Date::today();
+        self.pinned.iter().enumerate().find(|(_, p)| p.active_on(today) && p.matches(content)).map(|(index, p)| {
+            MatchedAllow { index, entry: p.entry, line: p.line, reason: p.reason.clone(), pin: p.pin.clone() }
+        })
+    }
+
+    /// The strictest action among `base` and the rules matching `subject` for `verdict`, and
+    /// the first matching rule that sets that action (its reason is the one to show), if any.
+    pub fn strictest(&self, subject: &Subject<'_>, verdict: Verdict, base: Action) -> (Action, Option<MatchedRule>) {
+        let mut action = base;
+        let mut rule = None;
+        for (index, r) in self.rules.iter().enumerate() {
+            let Some(a) = r.action(verdict).filter(|a| *a >= action) else { continue };
+            if (a > action || rule.is_none()) && r.applies(subject) {
+                action = a;
+                rule = Some(MatchedRule { index, line: r.line, reason: r.reason.clone() });
+            }
+        }
+        (action, rule)
     }
 
     /// Decide from the facts of a judgement: the file, its verdict as scanned, and the code
@@ -456,15 +751,11 @@ impl Policy {
             let model = verdict == Verdict::Safe || subject.imports || is_model_format(subject.format);
             Verdict::from_worst(worst, model)
         };
-        let mut action = self.actions.get(verdict);
-        let mut rule = None;
-        for (index, r) in self.rules.iter().enumerate() {
-            if let Some(a) = r.action(verdict).filter(|_| r.applies(subject)) {
-                action = a;
-                rule = Some(MatchedRule { index, line: r.line, reason: r.reason.clone() });
-            }
+        if let Some(allowed) = self.pinned_allow(&subject.content) {
+            return Decision { action: Action::Allow, verdict, rule: None, suppressed, allowed: Some(allowed) };
         }
-        Decision { action, verdict, rule, suppressed }
+        let (action, rule) = self.strictest(subject, verdict, self.actions.get(verdict));
+        Decision { action, verdict, rule, suppressed, allowed: None }
     }
 
     /// Exceptions no decision used (`used` holds the exception indices that did match).
@@ -529,7 +820,10 @@ impl fmt::Display for PolicyError {
 
 impl std::error::Error for PolicyError {}
 
+pub mod check;
+mod content;
 mod load;
+pub use content::FileIds;
 pub use load::{close_codes, parse_duration};
 
 #[cfg(test)]

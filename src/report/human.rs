@@ -91,6 +91,9 @@ impl<W: Write, E: Write> Printer for Human<W, E> {
         if let Some(rule) = &d.rule {
             writeln!(self.out, "    rule at line {}: {}", rule.line, rule.reason)?;
         }
+        if let Some(a) = &d.allowed {
+            writeln!(self.out, "    allowed by the [[allow]] entry at line {} ({}): {}", a.line, a.pin, a.reason)?;
+        }
         Ok(())
     }
 
@@ -151,7 +154,13 @@ mod tests {
 
     #[test]
     fn one_line_with_the_worst_finding() {
-        let d = Decision { action: Action::Reject, verdict: Verdict::Dangerous, rule: None, suppressed: vec![] };
+        let d = Decision {
+            action: Action::Reject,
+            verdict: Verdict::Dangerous,
+            rule: None,
+            suppressed: vec![],
+            allowed: None,
+        };
         let (out, err) = render(&report(), &d, false);
         assert_eq!(
             out,
@@ -170,6 +179,7 @@ mod tests {
             verdict: Verdict::Suspicious,
             rule: None,
             suppressed: vec![Suppressed { finding: 1, exception: 0, reason: "known".into() }],
+            allowed: None,
         };
         let (out, _) = render(&report(), &d, true);
         let lines: Vec<&str> = out.lines().collect();
@@ -181,7 +191,8 @@ mod tests {
 
     #[test]
     fn colour_only_on_the_verdict() {
-        let d = Decision { action: Action::Allow, verdict: Verdict::Safe, rule: None, suppressed: vec![] };
+        let d =
+            Decision { action: Action::Allow, verdict: Verdict::Safe, rule: None, suppressed: vec![], allowed: None };
         let mut r = report();
         r.findings.clear();
         let mut out = Vec::new();

@@ -34,8 +34,10 @@ pub struct File {
     pub imports: Vec<String>,
     /// Findings after policy exceptions.
     pub findings: Vec<FindingOut>,
-    /// The policy rule that set the decision, `null` when it came from `[actions]`.
+    /// The first matching policy rule that sets the decision, `null` when only `[actions]` did.
     pub rule: Option<RuleOut>,
+    /// The `[[allow]]` entry pinned to this file's content that allowed it, `null` otherwise.
+    pub allowed_by: Option<RuleOut>,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,6 +92,7 @@ impl File {
                 })
                 .collect(),
             rule: d.rule.as_ref().map(|m| RuleOut { line: m.line, reason: m.reason.clone() }),
+            allowed_by: d.allowed.as_ref().map(|m| RuleOut { line: m.line, reason: m.reason.clone() }),
         }
     }
 }
@@ -156,7 +159,8 @@ mod tests {
             imports: Vec::new(),
             findings: vec![Finding::new("read-error", Severity::Error, "m")],
         };
-        let d = Decision { action: Action::Reject, verdict: Verdict::Error, rule: None, suppressed: vec![] };
+        let d =
+            Decision { action: Action::Reject, verdict: Verdict::Error, rule: None, suppressed: vec![], allowed: None };
         let mut out = Vec::new();
         let mut p = Json::new(&mut out);
         p.file(&r, &d).unwrap();

@@ -123,7 +123,7 @@ mod tests {
     use crate::policy::Suppressed;
 
     fn decision(verdict: Verdict, action: Action) -> Decision {
-        Decision { action, verdict, rule: None, suppressed: Vec::new() }
+        Decision { action, verdict, rule: None, suppressed: Vec::new(), allowed: None }
     }
 
     fn summary(items: &[(Verdict, Action)]) -> Summary {

@@ -1350,6 +1350,18 @@ impl<'o> Machine<'o> {
                 if super::joblib::is_wrapper(self, inst) {
                     self.joblib_array(inp, inst, state)?;
                 }
+                if let Some(Err(why)) = super::joblib::compat_wrapper_file(self, inst, state) {
+                    let f = Finding::new(
+                        "pickle-joblib-sibling",
+                        Severity::Dangerous,
+                        format!(
+                            "an old joblib array wrapper makes joblib.load read another file: {why} (np.load with allow_pickle=True)"
+                        ),
+                    )
+                    .at(self.op_at)
+                    .evidence(setstate(self));
+                    self.finding(f);
+                }
             }
             _ => {
                 if !self.default_setstate_ok(state) {
@@ -1384,6 +1396,10 @@ impl<'o> Machine<'o> {
     fn joblib_array(&mut self, inp: &mut Input, wrapper: Id, state: Id) -> R<()> {
         self.joblib = true;
         let layout = super::joblib::layout(self, state).map_err(|msg| Halt::Layout { at: self.op_at, msg })?;
+        if let Some(msg) = &layout.uncertain {
+            // fail closed, and read the data as the pickle it may be
+            self.findings.push(Finding::new("pickle-joblib-layout", Severity::Error, msg.clone()).at(self.op_at));
+        }
         if inp.pos() < self.buf_end {
             return Err(Halt::Layout {
                 at: self.op_at,
