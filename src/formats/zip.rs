@@ -829,23 +829,32 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
 
     // Members that share their local header and are read the same way are scanned once: names
     // that differ change nothing a loader reads (central-directory entries sharing one header,
-    // nested, would otherwise multiply the work level by level).
+    // nested, would otherwise multiply the work level by level). TorchScript code files are
+    // kept under each name (a module's name is its path), within the archive's code budget.
+    // A TorchScript archive's code/ is judged by the torchscript module once every member is
+    // scanned (it sees the pickles' imports and keeps the code files it is handed here).
+    let mut script = super::torchscript::Archive::detect(entries.iter().map(|e| e.name.as_str()));
+    let mark = scan.import_mark();
     let mut scanned: HashSet<(u64, u64, u64, u16, u16, u8)> = HashSet::new();
     for (i, local) in located {
         let Some(e) = entries.get(i) else { continue };
         let hint = hint_for(&format, &e.name);
         let claims = crate::formats::claimed_model(&e.name).is_some();
         let key = (e.local, e.csize, e.usize, e.method, e.flags | local.flags, hint_code(hint, claims));
-        let first = scanned.insert(key);
+        let code = script.as_ref().is_some_and(|s| s.wants(&e.name));
+        let first = scanned.insert(key) || code;
         if spent {
             continue;
         }
-        if !scan_member(scan, &mut notes, &src, e, &local, &format, first) {
+        if !scan_member(scan, &mut notes, &src, e, &local, &format, first, script.as_mut()) {
             spent = true;
         }
     }
     if spent {
         scan.overlap_exceeded();
+    }
+    if let Some(script) = script {
+        script.finish(scan, mark);
     }
     notes.flush(scan);
     format
@@ -872,6 +881,7 @@ fn scan_member(
     local: &Local,
     format: &Format,
     scan_bytes: bool,
+    mut script: Option<&mut super::torchscript::Archive>,
 ) -> bool {
     let name = e.name.as_str();
     let at = |f: Finding| f.member(name.to_string()).at(e.local);
@@ -972,7 +982,13 @@ fn scan_member(
                     }
                 }
             }
-            let f = scan.member(name, Data::Random(raw), hint);
+            let mut data = Data::Random(raw);
+            if k == 0 {
+                if let Some(s) = script.as_mut().filter(|s| s.wants(name)) {
+                    data = s.keep(scan, name, data);
+                }
+            }
+            let f = scan.member(name, data, hint);
             if k == 0 {
                 found = f;
             }
@@ -1026,6 +1042,10 @@ fn scan_member(
             }
         } else {
             Data::Stream(reader, Some(e.usize))
+        };
+        let data = match script {
+            Some(s) if s.wants(name) => s.keep(scan, name, data),
+            _ => data,
         };
         found = scan.member(name, data, hint);
         if over.load(std::sync::atomic::Ordering::Relaxed) {
