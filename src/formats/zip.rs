@@ -31,6 +31,12 @@ pub const CODES: &[CodeInfo] = &[
         fix: "the archive is truncated or damaged; re-create it",
     },
     CodeInfo {
+        code: "zip-entry-cut",
+        severity: Severity::Suspicious,
+        summary: "a central-directory entry's fields run past the directory's end; Python's zipfile reads it cut there, PyTorch refuses the archive",
+        fix: "re-create the archive with a standard zip tool or torch.save",
+    },
+    CodeInfo {
         code: "zip-bad-central-directory",
         severity: Severity::Error,
         summary: "the zip central directory is malformed, so some members may be missing from the scan",
@@ -255,11 +261,12 @@ struct End {
 }
 
 /// A central directory the archive may be read through: where it starts and how far the
-/// recorded offsets are shifted by prepended bytes.
+/// recorded offsets are shifted by prepended bytes (or by bytes removed: Python's `concat` in
+/// `_RealGetContents` may be negative).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Directory {
     start: u64,
-    shift: u64,
+    shift: i64,
 }
 
 fn sig_at(src: &dyn Source, pos: u64, sig: &[u8; 4]) -> io::Result<bool> {
@@ -338,7 +345,8 @@ fn directories(src: &dyn Source, end: &End) -> io::Result<Vec<Directory>> {
     let empty = end.entries == 0 && end.cd_size == 0;
     let mut out = Vec::new();
     if let Some(start) = end.cd_end.checked_sub(end.cd_size) {
-        if let Some(shift) = start.checked_sub(end.cd_offset) {
+        let shift = i128::from(start) - i128::from(end.cd_offset);
+        if let Ok(shift) = i64::try_from(shift) {
             if empty || sig_at(src, start, SIG_CENTRAL)? {
                 out.push(Directory { start, shift });
             }
@@ -395,12 +403,14 @@ struct DirRead {
     malformed: Option<String>,
     /// Entries beyond the member budget were dropped.
     capped: bool,
+    /// The entry at this offset has fields that run past the directory's end (cut there).
+    cut: Option<u64>,
 }
 
 fn read_directory(src: &Arc<dyn Source>, dir: Directory, cd_size: u64, max: u64) -> DirRead {
     let region_end = dir.start.saturating_add(cd_size).min(src.len());
     let mut input = Input::random_at(src.clone(), dir.start);
-    let mut out = DirRead { entries: Vec::new(), malformed: None, capped: false };
+    let mut out = DirRead { entries: Vec::new(), malformed: None, capped: false, cut: None };
     while input.pos().saturating_add(CENTRAL_LEN as u64) <= region_end {
         let cd_pos = input.pos();
         let mut h = [0u8; CENTRAL_LEN];
@@ -421,17 +431,24 @@ fn read_directory(src: &Arc<dyn Source>, dir: Directory, cd_size: u64, max: u64)
             out.capped = true;
             break;
         }
+        // Python's zipfile reads the name, extra field and comment from the directory's bytes
+        // (`_RealGetContents` reads `size_cd` bytes into a BytesIO), so a length past the
+        // directory's end yields what is left: the fields are cut there, and the entry stands.
         let (name_len, extra_len, comment_len) = (r.u16(28), r.u16(30), r.u16(32));
-        let name = input.read_vec(usize::from(name_len));
-        let extra = input.read_vec(usize::from(extra_len));
-        let (Ok(name), Ok(extra)) = (name, extra) else {
+        let mut field = |input: &mut Input, len: u16| {
+            let left = region_end.saturating_sub(input.pos());
+            if u64::from(len) > left && out.cut.is_none() {
+                out.cut = Some(cd_pos);
+            }
+            input.read_vec(usize::try_from(u64::from(len).min(left)).unwrap_or(0))
+        };
+        let name = field(&mut input, name_len);
+        let extra = field(&mut input, extra_len);
+        let comment = field(&mut input, comment_len);
+        let (Ok(name), Ok(extra), Ok(_)) = (name, extra, comment) else {
             out.malformed = Some(format!("the entry at offset {cd_pos} runs past the end of the file"));
             break;
         };
-        if let Err(e) = input.skip(u64::from(comment_len)) {
-            out.malformed = Some(format!("cannot read the entry at offset {cd_pos}: {e}"));
-            break;
-        }
         let mut e = Entry {
             name: String::from_utf8_lossy(&name).into_owned(),
             flags: r.u16(8),
@@ -443,7 +460,8 @@ fn read_directory(src: &Arc<dyn Source>, dir: Directory, cd_size: u64, max: u64)
             cd_pos,
         };
         apply_zip64_extra(&mut e, &extra);
-        e.local = e.local.saturating_add(dir.shift);
+        // An offset shifted below 0 is one Python cannot seek to (the member fails to read).
+        e.local = e.local.checked_add_signed(dir.shift).unwrap_or(u64::MAX);
         out.entries.push(e);
     }
     out
@@ -690,6 +708,17 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
         let granted = scan.take_members(listed);
         if let Some(why) = read.malformed {
             notes.add(scan, Finding::new("zip-bad-central-directory", Severity::Error, why));
+        }
+        if let Some(at) = read.cut {
+            notes.add(
+                scan,
+                Finding::new(
+                    "zip-entry-cut",
+                    Severity::Suspicious,
+                    "a central-directory entry's name, extra field or comment runs past the directory's end; read as Python's zipfile does (cut there)",
+                )
+                .at(at),
+            );
         }
         if read.capped || granted < listed {
             notes.add(
@@ -1072,7 +1101,9 @@ fn scan_member(
             )),
         );
     }
-    let encrypted = flags & FLAG_ENCRYPTED != 0;
+    // Both loaders take the encryption flag from the central directory (`zipfile.ZipFile.open`
+    // reads `zinfo.flag_bits`, miniz `mz_zip_reader_file_stat`); a local header's flag is not read.
+    let encrypted = e.flags & FLAG_ENCRYPTED != 0;
     // The CRC of an encrypted member is that of its plaintext: only a plaintext member can be checked.
     if let Some(crc) = actual_crc.filter(|_| !encrypted || found != Format::Unknown) {
         check_crc(scan, notes, e, crc);
