@@ -902,6 +902,7 @@ fn hint_code(hint: Hint, claims: bool) -> u8 {
 /// Check one member and hand its bytes back to the dispatcher (`scan_bytes` false: another
 /// entry already had the same bytes scanned the same way). False when the file's window
 /// budget is spent.
+#[allow(clippy::too_many_arguments)] // the archive's context, passed down once per member
 fn scan_member(
     scan: &mut Scan<'_>,
     notes: &mut Notes,
