@@ -56,6 +56,13 @@ fn other_names_stay_unsupported() {
     }
     // An empty file runs nothing whatever its name.
     assert_eq!(scan_named("model.pt", b"").verdict, Verdict::Unsupported);
+    // A git-lfs pointer (what a client without git-lfs checks out) is git-lfs's text, no model.
+    let pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n";
+    assert_eq!(scan_named("model.safetensors", pointer).verdict, Verdict::Unsupported);
+    // Anything else in the same place is not.
+    let mut tampered = pointer.to_vec();
+    tampered[0] = b'V';
+    assert_eq!(scan_named("model.safetensors", &tampered).verdict, Verdict::Error);
 }
 
 #[test]

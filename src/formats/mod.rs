@@ -81,6 +81,7 @@ pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Form
         }
         _ => None,
     };
+    let polyglot_ref = polyglot_src.clone();
     let mut found = route(scan, format.clone(), data, hint);
     if let Some(src) = polyglot_src {
         found = polyglots(scan, src, &format, found, hint);
@@ -98,10 +99,17 @@ pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Form
             .at(at),
         );
     }
-    if hint != Hint::RawData && unrecognised(&found) {
+    if hint != Hint::RawData && unrecognised(&found) && !lfs_pointer(polyglot_ref.as_deref()) {
         claimed_but_unknown(scan, first);
     }
     found
+}
+
+/// A git-lfs pointer (what a client without git-lfs checks out under the model's name) is text
+/// that git-lfs reads, no model loader: its name claims nothing about it.
+fn lfs_pointer(src: Option<&dyn Source>) -> bool {
+    src.and_then(|s| crate::source::read_up_to(s, 0, crate::lfs::MAX_POINTER_SIZE as usize).ok())
+        .is_some_and(|head| crate::lfs::decode_pointer(&head).is_some())
 }
 
 /// True for results that recognised no format of any loader (generic JSON or protobuf included).
