@@ -34,9 +34,9 @@ pub struct ScanOptions {
     pub max_buffered_bytes: u64,
     /// Archive members per file, all nested archives together.
     pub max_members: u64,
-    /// Opcodes per pickle stream.
+    /// Pickle opcodes per file (every stream in it, nested pickles included).
     pub max_pickle_opcodes: u64,
-    /// Values tracked per pickle stream (stack + memo + containers).
+    /// Values one pickle stream holds at once (stack, memo and what they reach).
     pub max_pickle_values: usize,
     /// Bytes of one string/bytes constant read to look for a nested pickle.
     pub max_nested_pickle_bytes: u64,
@@ -52,8 +52,8 @@ impl Default for ScanOptions {
             max_expanded_bytes: 16 << 30,
             max_buffered_bytes: 512 << 20,
             max_members: 200_000,
-            max_pickle_opcodes: 50_000_000,
-            max_pickle_values: 4_000_000,
+            max_pickle_opcodes: 100_000_000,
+            max_pickle_values: 8_000_000,
             max_nested_pickle_bytes: 64 << 20,
             clamav: None,
         }
@@ -150,6 +150,8 @@ pub struct Scan<'a> {
     out_findings: Vec<Finding>,
     /// A member of a model format was seen (so an empty finding list means "safe").
     model: bool,
+    /// Pickle work this file may still cost, shared by every pickle stream in it.
+    pub pickle: crate::formats::pickle::Budget,
 }
 
 /// Work one file may cause beyond what its own bytes cost: every budget here is shared by all
@@ -278,6 +280,7 @@ impl<'a> Scan<'a> {
             in_context: std::collections::HashSet::new(),
             out_findings: Vec::new(),
             model: false,
+            pickle: crate::formats::pickle::Budget::new(opts),
         }
     }
 

@@ -10,6 +10,7 @@ use crate::source::{FileSource, Source};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// git-lfs reads at most this many bytes of a blob to decide whether it is a pointer
 /// (`lfs.BlobSizeCutoff`). The smudge filter reads them from any blob, however large, and
@@ -259,6 +260,9 @@ pub enum Layout {
     /// A path template (`{oid}`, `{oid0:2}`, `{oid2:4}`, `{oid4:}`, ...; `{repo}`, `{owner}`,
     /// `{name}` for the repository).
     Template,
+    /// An S3-compatible bucket: keys `<prefix><oid[0:2]>/<oid[2:4]>/<oid[4:]>` (the object
+    /// storage of Gitea and GitLab), or `<prefix><template>` (see [`crate::store::s3`]).
+    S3,
 }
 
 /// The repository a template store is looked up for: `owner/name` (a GitLab path may have
@@ -307,6 +311,16 @@ pub struct LfsStore {
     /// hook from the trusted environment or the repository's path; not a policy key).
     #[serde(skip)]
     pub repo: Option<StoreRepo>,
+    /// `layout = "s3"`: the bucket, the key prefix objects are under (Gitea: its
+    /// `MINIO_BASE_PATH`, `lfs/`; GitLab: `""`), the endpoint of an S3-compatible server
+    /// (default AWS), the region, path-style requests, and the credentials-file profile.
+    /// Credentials never come from the policy (see [`crate::store::s3`]).
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: Option<bool>,
+    pub profile: Option<String>,
 }
 
 /// A configuration or resolution failure that is not about one object.
@@ -324,6 +338,10 @@ impl std::error::Error for StoreError {}
 impl LfsStore {
     /// Check the configuration once (template syntax, required root).
     pub fn validate(&self) -> Result<(), StoreError> {
+        if self.layout == Layout::S3 {
+            return crate::store::s3::validate(self);
+        }
+        crate::store::s3::no_s3_keys(self)?;
         match self.layout {
             Layout::Gitea | Layout::Gitlab if self.root.is_none() => {
                 Err(StoreError("lfs layout gitea/gitlab needs a root".into()))
@@ -356,12 +374,14 @@ impl LfsStore {
                 Layout::Gitea | Layout::Gitlab => {
                     return Err(StoreError("lfs layout gitea/gitlab needs a root".into()))
                 }
+                Layout::S3 => return Err(StoreError("an s3 lfs store has keys, not paths".into())),
             },
         };
         let (a, b, tail) = (slice(oid, 0, 2)?, slice(oid, 2, 4)?, slice(oid, 4, 64)?);
         Ok(match self.layout {
             Layout::GitLfs => base.join(a).join(b).join(oid),
             Layout::Gitea | Layout::Gitlab => base.join(a).join(b).join(tail),
+            Layout::S3 => return Err(StoreError("an s3 lfs store has keys, not paths".into())),
             Layout::Template => {
                 let t = self
                     .template
@@ -375,7 +395,7 @@ impl LfsStore {
     /// Whether object paths depend on the repository (a template with `{repo}`, `{owner}` or
     /// `{name}`).
     pub fn names_repo(&self) -> bool {
-        self.layout == Layout::Template
+        matches!(self.layout, Layout::Template | Layout::S3)
             && self.template.as_deref().is_some_and(|t| ["{repo}", "{owner}", "{name}"].iter().any(|p| t.contains(p)))
     }
 
@@ -399,6 +419,9 @@ impl LfsStore {
     /// Why the store cannot be used at all, for the admin (paths included): its configured
     /// root is missing or is not a readable directory.
     pub fn misconfiguration(&self, git_dir: &Path) -> Option<String> {
+        if self.layout == Layout::S3 {
+            return crate::store::s3::problem(self);
+        }
         let root = self.configured_root(git_dir)?;
         match std::fs::metadata(&root) {
             Ok(m) if m.is_dir() => match std::fs::read_dir(&root) {
@@ -418,7 +441,7 @@ fn slice(oid: &str, a: usize, b: usize) -> Result<&str, StoreError> {
 /// Expand `{oid}` and `{oidA:B}` / `{oidA:}` (character ranges of the oid), and `{repo}`,
 /// `{owner}`, `{name}` (the repository). The oid placeholders together must cover every
 /// character of the oid, so that two objects never share a path.
-fn expand_template(template: &str, oid: &str, repo: Option<&StoreRepo>) -> Result<String, StoreError> {
+pub(crate) fn expand_template(template: &str, oid: &str, repo: Option<&StoreRepo>) -> Result<String, StoreError> {
     let mut out = String::new();
     let mut covered = [false; 64];
     let mut rest = template;
@@ -475,8 +498,9 @@ fn placeholder(key: &str) -> Option<(usize, usize)> {
 
 /// The outcome of looking a valid pointer up in the store.
 pub enum Resolved {
-    /// The object, opened, with the size the pointer promised.
-    Found { path: PathBuf, source: FileSource },
+    /// The object, opened, with the size the pointer promised: where it is (a path, or
+    /// `s3://bucket/key`) and its bytes.
+    Found { path: PathBuf, source: Arc<dyn Source> },
     /// A finding that decides the file instead (`lfs-object-missing`, `lfs-object-mismatch`,
     /// `lfs-store-unavailable`).
     Problem(Finding),
@@ -484,13 +508,21 @@ pub enum Resolved {
 
 /// Find the object behind `pointer` and check it against the pointer.
 pub fn resolve(store: &LfsStore, git_dir: &Path, pointer: &Pointer) -> Resolved {
+    if store.layout == Layout::S3 {
+        return match crate::store::s3::open_object(store, &pointer.oid) {
+            Ok(Some((place, source))) => check_object(store, pointer, PathBuf::from(place), source),
+            Ok(None) => Resolved::Problem(missing(pointer)),
+            // Not "never uploaded": the bucket cannot be read (unreachable, credentials).
+            Err(_) => Resolved::Problem(store_misconfigured(&pointer.oid)),
+        };
+    }
     let path = match store.object_path(git_dir, &pointer.oid) {
         Ok(p) => p,
         Err(e) => return Resolved::Problem(Finding::new("lfs-store-unavailable", Severity::Error, e.0)),
     };
     let source = match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => match FileSource::open(&path) {
-            Ok(s) => s,
+            Ok(s) => Arc::new(s) as Arc<dyn Source>,
             Err(e) => return Resolved::Problem(unavailable(&pointer.oid, &e)),
         },
         Ok(_) => return Resolved::Problem(missing(pointer)),
@@ -503,6 +535,11 @@ pub fn resolve(store: &LfsStore, git_dir: &Path, pointer: &Pointer) -> Resolved 
         }
         Err(e) => return Resolved::Problem(unavailable(&pointer.oid, &e)),
     };
+    check_object(store, pointer, path, source)
+}
+
+/// The object's size against the pointer's, and with `verify_sha256` its content against the oid.
+fn check_object(store: &LfsStore, pointer: &Pointer, path: PathBuf, source: Arc<dyn Source>) -> Resolved {
     if source.len() != pointer.size {
         return Resolved::Problem(
             Finding::new(
@@ -514,7 +551,7 @@ pub fn resolve(store: &LfsStore, git_dir: &Path, pointer: &Pointer) -> Resolved 
         );
     }
     if store.verify_sha256 {
-        match sha256_of(&source) {
+        match sha256_of(source.as_ref()) {
             Ok(h) if h == pointer.oid => {}
             Ok(h) => {
                 return Resolved::Problem(
@@ -714,7 +751,9 @@ mod tests {
         assert_eq!(ok.layout, Layout::Gitlab);
         assert!(ok.verify_sha256);
         assert!(toml::from_str::<LfsStore>("layout = \"gitea\"\nroots = \"/lfs\"").is_err());
-        assert!(toml::from_str::<LfsStore>("layout = \"s3\"").is_err());
+        assert!(toml::from_str::<LfsStore>("layout = \"s4\"").is_err());
+        let s3: LfsStore = toml::from_str("layout = \"s3\"\nbucket = \"b\"\nprefix = \"lfs/\"").unwrap();
+        assert_eq!((s3.layout, s3.bucket.as_deref()), (Layout::S3, Some("b")));
     }
 
     #[test]

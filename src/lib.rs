@@ -17,6 +17,7 @@ pub mod lists;
 pub mod policy;
 pub mod report;
 pub mod source;
+pub mod store;
 
 /// Every module's finding-code table (see [`finding::all_codes`]).
 pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[

@@ -148,7 +148,7 @@ max_push_read_bytes = 0
 colour = 1
 
 [lfs]
-layout = "s3"
+layout = "s4"
 
 [bypass]
 pushers = ["alice", ""]
@@ -177,7 +177,7 @@ reason = "r"
     has(&ps, 5, "gate.notes_ref", "refs/notes/");
     has(&ps, 6, "gate.max_push_read_bytes", "out of range");
     has(&ps, 7, "gate.colour", "unknown key `colour`");
-    has(&ps, 10, "lfs.layout", "unknown variant `s3`");
+    has(&ps, 10, "lfs.layout", "unknown variant `s4`");
     has(&ps, 13, "bypass.pushers[1]", "cannot be empty");
     has(&ps, 14, "bypass.pusher_env", "not an environment variable name");
     has(&ps, 12, "bypass.reason", "`reason` is required");

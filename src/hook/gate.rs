@@ -426,7 +426,12 @@ pub(crate) fn admin_notices(git_dir: &Path, config: &HookConfig, judged: &[Judge
         "time": super::now_secs(),
         "event": "lfs-store-misconfigured",
         "error": problem,
-        "hint": "check [lfs] root/template in the policy (Gitea: [lfs] PATH of app.ini; GitLab: shared/lfs-objects)",
+        "hint": if config.lfs.layout == crate::lfs::Layout::S3 {
+            "check [lfs] bucket/prefix/endpoint/region in the policy and the AWS credentials in the hook's environment \
+             (AWS_ACCESS_KEY_ID, AWS_SHARED_CREDENTIALS_FILE/AWS_PROFILE)"
+        } else {
+            "check [lfs] root/template in the policy (Gitea: [lfs] PATH of app.ini; GitLab: shared/lfs-objects)"
+        },
     });
     super::audit(git_dir, config, &[record], out);
 }

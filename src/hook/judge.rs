@@ -716,7 +716,7 @@ pub(crate) fn judge_lfs_object(
 ) -> (Judged, Option<String>) {
     let unverified = lfs::LfsStore { verify_sha256: false, ..store.clone() };
     let source = match lfs::resolve(&unverified, git_dir, p) {
-        Resolved::Found { source, .. } => Arc::new(Guarded::new(Arc::new(source), meter.clone())),
+        Resolved::Found { source, .. } => Arc::new(Guarded::new(source, meter.clone())),
         Resolved::Problem(f) => return (Judged::from_findings(vec![f], p.size, Some(p.oid.clone())), None),
     };
     if store.verify_sha256 {

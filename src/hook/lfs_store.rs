@@ -38,6 +38,8 @@ pub struct ObjectVerdict {
     pub verdict: String,
     pub format: String,
     pub size: u64,
+    /// `decision` in JSON, as in every other command's output.
+    #[serde(rename = "decision")]
     pub action: Action,
     /// What decided the action besides the verdict (a rule, `on_error`, `lfs_missing`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,7 +134,7 @@ impl LfsRun<'_> {
                     "repo": o.repo,
                     "verdict": o.verdict,
                     "format": o.format,
-                    "action": o.action.as_str(),
+                    "decision": o.action.as_str(),
                     "codes": codes,
                     "imports": o.imports,
                     "policy": o.decided_by,
@@ -196,15 +198,12 @@ impl Jobs for ObjectJobs {
             return (budget_judged("internal-error", "no such object".into()), None);
         };
         let store = LfsStore { repo: repo.clone().or_else(|| self.store.repo.clone()), ..self.store.clone() };
-        let path = match store.object_path(&self.base, oid) {
-            Ok(p) => p,
+        // The store answers: here it is, not there (never uploaded), or cannot be asked.
+        let found = crate::store::open(&store, &self.base).and_then(|s| Ok((s.head(oid)?, s.locate(oid))));
+        let size = match found {
+            Ok((Some(m), _)) => m.size,
+            Ok((None, place)) => return (missing(oid, &place), None),
             Err(e) => return (Judged::from_findings(vec![unavailable(&e.0)], 0, Some(oid.clone())), None),
-        };
-        let size = match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => m.len(),
-            Ok(_) => return (missing(oid, &path), None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (missing(oid, &path), None),
-            Err(e) => return (Judged::from_findings(vec![unavailable(&e.to_string())], 0, Some(oid.clone())), None),
         };
         if let Some(m) = self.config.limits.max_file_size.filter(|m| size > *m) {
             let f = Finding::new(
@@ -220,7 +219,10 @@ impl Jobs for ObjectJobs {
                 return (Judged { cached: true, ..j }, None);
             }
         }
-        let store = LfsStore { verify_sha256: self.store.verify_sha256 || self.watch, ..store };
+        // Watching a directory, a half-written file does not hash to its oid; an S3 object
+        // appears whole (PUT and multipart completion are atomic): no need to read it all.
+        let hash = self.watch && store.layout != Layout::S3;
+        let store = LfsStore { verify_sha256: self.store.verify_sha256 || hash, ..store };
         let pointer = Pointer { oid: oid.clone(), size, extensions: Vec::new() };
         let display = format!("sha256:{oid}");
         judge_lfs_object(&self.base, &store, &pointer, &display, &self.config.scan, self.cache.as_ref(), meter)
@@ -231,8 +233,8 @@ impl Jobs for ObjectJobs {
     }
 }
 
-fn missing(oid: &str, path: &Path) -> Judged {
-    let f = Finding::new("lfs-object-missing", Severity::Error, format!("no lfs object at {}", path.display()))
+fn missing(oid: &str, place: &str) -> Judged {
+    let f = Finding::new("lfs-object-missing", Severity::Error, format!("no lfs object at {place}"))
         .evidence(format!("sha256:{oid}"));
     Judged::from_findings(vec![f], 0, Some(oid.to_string()))
 }
@@ -300,6 +302,10 @@ impl LfsRun<'_> {
     fn listing(&self) -> Result<Listing> {
         let store = &self.config.lfs;
         store.validate().map_err(|e| anyhow!("bad lfs configuration: {e}"))?;
+        if store.layout == Layout::S3 {
+            let s3 = crate::store::s3::S3Store::new(store).map_err(|e| anyhow!("{e}"))?;
+            return Ok(Listing { root: PathBuf::new(), pattern: None, s3: Some(Arc::new(s3)) });
+        }
         if store.layout == Layout::Template {
             let template = store.template.as_deref().unwrap_or_default();
             let base = match &store.root {
@@ -308,7 +314,7 @@ impl LfsRun<'_> {
             };
             let full = base.join(template).to_string_lossy().into_owned();
             let (fixed, pattern) = split_template(&full).map_err(|e| anyhow!("bad lfs template: {e}"))?;
-            return Ok(Listing { root: fixed, pattern: Some(pattern) });
+            return Ok(Listing { root: fixed, pattern: Some(pattern), s3: None });
         }
         let probe = store.object_path(&self.base, &"0".repeat(64)).map_err(|e| anyhow!("{e}"))?;
         let root = probe
@@ -317,7 +323,7 @@ impl LfsRun<'_> {
             .and_then(Path::parent)
             .map(Path::to_path_buf)
             .ok_or_else(|| anyhow!("cannot find the lfs store root"))?;
-        Ok(Listing { root, pattern: None })
+        Ok(Listing { root, pattern: None, s3: None })
     }
 
     /// Poll the store, judge finished objects, quarantine rejected ones. `report` is called
@@ -333,7 +339,7 @@ impl LfsRun<'_> {
             bail!("{problem}");
         }
         let root = listing.root.clone();
-        if let Some(q) = &opts.quarantine {
+        if let Some(q) = opts.quarantine.as_ref().filter(|_| listing.s3.is_none()) {
             std::fs::create_dir_all(q).with_context(|| format!("cannot create quarantine {}", q.display()))?;
         }
         let mut w = Watcher {
@@ -341,6 +347,9 @@ impl LfsRun<'_> {
             opts,
             root,
             pattern: listing.pattern,
+            s3: listing.s3,
+            s3_judged: Default::default(),
+            s3_hasher: Default::default(),
             report,
             out: Out::new(err, false),
             pending: HashMap::new(),
@@ -368,6 +377,12 @@ struct Watcher<'w, 'p> {
     root: PathBuf,
     /// A template store's path pattern below `root`.
     pattern: Option<Vec<Segment>>,
+    s3: Option<Arc<crate::store::s3::S3Store>>,
+    /// An S3 store's judged objects, by a keyed hash of (key, size, Last-Modified): 8 bytes
+    /// each. The horizon is not used there: the Last-Modified of a multipart upload is when
+    /// it began (it may be long before the object appears) and comes from the server's clock.
+    s3_judged: std::collections::HashSet<u64>,
+    s3_hasher: std::collections::hash_map::RandomState,
     report: &'w mut dyn FnMut(&ObjectVerdict),
     out: Out<'w>,
     /// Objects seen and not judged yet, with the poll that last listed them.
@@ -389,11 +404,24 @@ impl Watcher<'_, '_> {
         self.started = fs_now();
         self.unfinished = 0;
         let root = self.root.clone();
-        match self.pattern.clone() {
-            Some(pattern) => each_template_object(&root, &pattern, &mut |key, stamp| self.consider(key, stamp)),
-            None => each_object(&root, self.run.config.lfs.layout, &mut |oid, stamp| {
-                self.consider(ObjKey { oid, repo: None }, stamp)
-            }),
+        if let Some(s3) = self.s3.clone() {
+            let listed = s3.list(&mut |l| {
+                let stamp = Stamp { size: l.size, mtime: l.modified, changed: l.modified };
+                let key = ObjKey { oid: l.oid, repo: l.repo };
+                if !self.s3_judged.contains(&self.s3_hash(&key, &stamp)) {
+                    self.consider(key, stamp)
+                }
+            });
+            if let Err(e) = listed {
+                self.out.line(&format!("modelgate: warning: cannot list the lfs store: {e}"));
+            }
+        } else {
+            match self.pattern.clone() {
+                Some(pattern) => each_template_object(&root, &pattern, &mut |key, stamp| self.consider(key, stamp)),
+                None => each_object(&root, self.run.config.lfs.layout, &mut |oid, stamp| {
+                    self.consider(ObjKey { oid, repo: None }, stamp)
+                }),
+            }
         }
         self.judge_ready();
         let poll = self.summary.polls;
@@ -403,10 +431,15 @@ impl Watcher<'_, '_> {
         if let Some(h) = horizon {
             self.recent.retain(|_, s| s.changed >= h);
         }
-        self.horizon = horizon;
+        self.horizon = horizon.filter(|_| self.s3.is_none());
         self.summary.pending = self.unfinished;
         self.summary.remembered = (self.pending.len() + self.recent.len()) as u64;
         self.out.flush();
+    }
+
+    fn s3_hash(&self, key: &ObjKey, stamp: &Stamp) -> u64 {
+        use std::hash::BuildHasher;
+        self.s3_hasher.hash_one((key, stamp.size, stamp.mtime))
     }
 
     fn consider(&mut self, oid: ObjKey, stamp: Stamp) {
@@ -478,6 +511,11 @@ impl Watcher<'_, '_> {
             }
             self.summary.judged += 1;
             self.pending.remove(&oid);
+            // An S3 object is remembered once judged, unless the store could not be read.
+            if self.s3.is_some() && !v.findings.iter().any(|f| f.code == "lfs-store-unavailable") {
+                let h = self.s3_hash(&oid, &stamp);
+                self.s3_judged.insert(h);
+            }
             // Older changes are passed over by the next poll's horizon anyway.
             if self.started.checked_sub(self.opts.remember).is_none_or(|h| stamp.changed >= h) {
                 self.recent.insert(oid, stamp);
@@ -537,6 +575,8 @@ fn each_object(root: &Path, layout: Layout, f: &mut dyn FnMut(String, Stamp)) {
 struct Listing {
     root: PathBuf,
     pattern: Option<Vec<Segment>>,
+    /// An S3 store is listed by ListObjectsV2.
+    s3: Option<Arc<crate::store::s3::S3Store>>,
 }
 
 /// One path component of a template store, below its fixed part.
@@ -769,6 +809,19 @@ fn quarantine(
     v: &ObjectVerdict,
 ) -> Result<PathBuf> {
     let store = LfsStore { repo: key.repo.clone().or_else(|| store.repo.clone()), ..store.clone() };
+    if store.layout == Layout::S3 {
+        // Within the bucket (`--quarantine s3://<bucket>/<prefix>`): a server-side copy.
+        let name = match &key.repo {
+            Some(r) => format!("{}--{}", r.full().replace('/', "--"), key.oid),
+            None => key.oid.clone(),
+        };
+        let record = serde_json::json!({ "time": now_secs(), "verdict": v });
+        let s3 = crate::store::open(&store, base).map_err(|e| anyhow!("{e}"))?;
+        return match s3.quarantine(&key.oid, &name, dir, &record).map_err(|e| anyhow!("{e}"))? {
+            Some(dest) => Ok(PathBuf::from(dest)),
+            None => bail!("the object is no longer in the store"),
+        };
+    }
     let from = store.object_path(base, &key.oid).map_err(|e| anyhow!("{e}"))?;
     if !from.starts_with(root) {
         bail!("object path {} is outside the store", from.display());

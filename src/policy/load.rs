@@ -958,7 +958,21 @@ mod tests {
             fields_of::<RawRule>(),
             &["paths", "repos", "refs", "formats", "not_formats", "actions", "action", "reason"]
         );
-        assert_eq!(fields_of::<LfsStore>(), &["layout", "root", "template", "verify_sha256"]);
+        assert_eq!(
+            fields_of::<LfsStore>(),
+            &[
+                "layout",
+                "root",
+                "template",
+                "verify_sha256",
+                "bucket",
+                "prefix",
+                "endpoint",
+                "region",
+                "path_style",
+                "profile"
+            ]
+        );
     }
 
     #[test]
