@@ -196,3 +196,58 @@ fn tar_header_that_is_a_pickle_is_scanned_as_both() {
         r.findings
     );
 }
+
+/// Mutated tars listed by CPython's `tarfile` (tests/fixtures/containers/tar_differential.py):
+/// every archive tarfile lists, this reader lists the same way (names, types, sizes and the
+/// bytes `extractfile` yields), up to where it reads on past a bad checksum or stops earlier
+/// with an error (both fail closed or read more, never less).
+#[test]
+fn members_match_cpython_tarfile() {
+    use base64::Engine;
+    use sha2::Digest;
+    let Some(py) = python() else { return };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/containers/tar_differential.py");
+    let out = std::process::Command::new(py).args([script, "7", "3000"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut compared = 0;
+    let mut early = 0;
+    for (i, line) in String::from_utf8(out.stdout).unwrap().lines().enumerate() {
+        let case: serde_json::Value = serde_json::from_str(line).unwrap();
+        let tar = base64::engine::general_purpose::STANDARD.decode(case["tar"].as_str().unwrap()).unwrap();
+        let Some(expected) = case["members"].as_array() else { continue };
+        let (listed, end) = modelgate::formats::tar::list(&tar);
+        let ours: Vec<_> = listed.iter().take_while(|m| !m.bad_checksum).collect();
+        let stopped_early = ours.len() < listed.len() || end.is_err();
+        let got: Vec<serde_json::Value> = ours
+            .iter()
+            .map(|m| {
+                let sha = m.data.as_ref().map(|d| match d {
+                    Ok(v) => serde_json::Value::from(hex(&sha2::Sha256::digest(v))),
+                    Err(_) => serde_json::Value::from("unreadable"),
+                });
+                serde_json::json!([m.name, (m.kind as char).to_string(), m.size, sha])
+            })
+            .collect();
+        if stopped_early {
+            // Fail closed (an error) or read on: what both read must agree.
+            if got.len() < expected.len() {
+                early += 1;
+                if i < 30 {
+                    eprintln!("case {i} stopped early: {end:?}");
+                }
+            }
+            let n = got.len().min(expected.len());
+            assert_eq!(got[..n], expected[..n], "case {i}: {end:?}");
+        } else {
+            assert_eq!(&got, expected, "case {i}");
+        }
+        compared += 1;
+    }
+    assert!(compared > 1000, "{compared}");
+    // Stopping early is failing closed, but it must stay the exception.
+    assert!(early * 20 < compared, "{early} of {compared} stopped before tarfile did");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

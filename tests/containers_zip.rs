@@ -86,12 +86,13 @@ fn flag_bits_are_reported_and_ignored() {
     let f = one(&r, "zip-flag-encrypted");
     assert!(f.message.contains("numpy"), "{}", f.message);
     assert_eq!(r.verdict, Verdict::Suspicious);
-    // Really encrypted bytes: nothing can load them; noted, not flagged.
+    // Really encrypted bytes: what they hold cannot be judged, so the file fails closed.
     let mut enc = Z::stored("secret.txt", &[0x9d, 0x11, 0xe3, 0x42, 0x07, 0xc8, 0x5a, 0x31, 0x99, 0x00, 0xfe]);
     enc.crc = 0x1234_5678;
     let r = scan(zip(&[enc.flags(1)]));
     assert_eq!(codes(&r), ["zip-encrypted-member"]);
-    assert_eq!(one(&r, "zip-encrypted-member").severity, Severity::Info);
+    assert_eq!(one(&r, "zip-encrypted-member").severity, Severity::Error);
+    assert_eq!(r.verdict, Verdict::Error);
 }
 
 #[test]
@@ -392,4 +393,133 @@ impl Source for Counting {
         self.read.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
+}
+
+/// Mutated zips read by CPython's `zipfile` and torch's zip reader
+/// (tests/fixtures/containers/zip_differential.py): every member either loader yields whose
+/// bytes start with a payload pickle (`mkNNN.system('echo mkNNN')`) is seen by the scan (its
+/// marker is in the evidence), whatever the names, duplicates, flags, data descriptors, zip64
+/// records, prepended bytes, comments or methods. Where the scan misses one, the archive must
+/// be rejected as `error`, and that stays the exception. Benign archives both loaders read
+/// cleanly are not rejected.
+#[test]
+fn members_either_loader_reads_are_scanned() {
+    use base64::Engine;
+    use std::collections::BTreeSet;
+    // torch's reader when /usr/bin/python3 has torch; CPython's zipfile alone otherwise.
+    let Some(py) = torch_python().or_else(python) else { return };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/containers/zip_differential.py");
+    let out = std::process::Command::new(py).args([script, "11", "2500"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (mut compared, mut with_torch, mut closed, mut payloads) = (0, 0, 0, 0);
+    let mut failures = Vec::new();
+    for (i, line) in String::from_utf8(out.stdout).unwrap().lines().enumerate() {
+        let case: serde_json::Value = serde_json::from_str(line).unwrap();
+        let zip = base64::engine::general_purpose::STANDARD.decode(case["zip"].as_str().unwrap()).unwrap();
+        let mut expected = BTreeSet::new();
+        let mut clean = true;
+        for loader in ["zipfile", "torch"] {
+            match &case[loader] {
+                serde_json::Value::Array(members) => {
+                    for m in members {
+                        if let Some(mark) = m[1].as_str() {
+                            expected.insert(mark.to_string());
+                        }
+                        if loader == "zipfile" && m[2] != serde_json::Value::Bool(true) {
+                            clean = false;
+                        }
+                    }
+                    if loader == "torch" {
+                        with_torch += 1;
+                    }
+                }
+                serde_json::Value::Null => {}
+                _ => clean = false,
+            }
+        }
+        let r = scan(zip);
+        compared += 1;
+        payloads += expected.len();
+        // The payload's import is named after its marker (`mkNNN.system`).
+        let seen: BTreeSet<String> = r
+            .findings
+            .iter()
+            .flat_map(|f| f.message.match_indices("imports mk").map(|(at, _)| f.message.get(at + 8..at + 13)))
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        let missed: Vec<_> = expected.difference(&seen).collect();
+        if !missed.is_empty() {
+            if r.verdict == Verdict::Error {
+                closed += 1;
+                if closed < 10 {
+                    eprintln!("case {i}: {missed:?} not seen, but failed closed: {:?}", codes(&r));
+                }
+            } else {
+                failures.push(format!(
+                    "case {i}: {missed:?} read by a loader, not seen ({:?}); zipfile {}, torch {}",
+                    r.verdict, case["zipfile"], case["torch"]
+                ));
+            }
+        }
+        let benign_clean = case["benign"] == true && clean && case["torch"].is_array();
+        if benign_clean && case["base"] == true && matches!(r.verdict, Verdict::Error | Verdict::Dangerous) {
+            failures.push(format!("case {i}: a benign archive both loaders read is {:?}: {:?}", r.verdict, codes(&r)));
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(compared > 2000, "{compared}");
+    assert!(payloads > 1000, "{payloads}");
+    // Failing closed where a loader read a payload is safe, but it must stay the exception.
+    assert!(closed * 20 < compared, "{closed} of {compared} failed closed instead of seeing the member");
+    eprintln!(
+        "{compared} archives ({with_torch} with torch), {payloads} payloads read by a loader, {closed} failed closed"
+    );
+}
+
+fn positions(b: &[u8], sig: &[u8]) -> Vec<usize> {
+    b.windows(sig.len()).enumerate().filter(|(_, w)| *w == sig).map(|(i, _)| i).collect()
+}
+
+/// Both loaders take the encryption flag from the central directory (`zipfile.ZipFile.open`
+/// reads `zinfo.flag_bits`, miniz `mz_zip_reader_file_stat`): a flag set only in a local
+/// header changes nothing they read, so it cannot make a plaintext member unjudgeable.
+#[test]
+fn a_local_encryption_flag_is_not_read() {
+    let mut z = zip(&[Z::stored("m/version", b"3\n"), Z::stored("m/a.npy", &npy_f4(4))]);
+    for at in positions(&z, b"PK\x03\x04") {
+        z[at + 6] |= 1;
+    }
+    let r = scan(z);
+    assert!(find(&r, "zip-encrypted-member").is_empty(), "{:#?}", r.findings);
+    assert!(find(&r, "zip-flag-encrypted").is_empty(), "{:#?}", r.findings);
+    assert_eq!(r.verdict, Verdict::Safe, "{:#?}", r.findings);
+}
+
+/// Bytes removed before the central directory: Python's zipfile shifts every recorded offset
+/// by where the directory really is (`concat` in `_RealGetContents`, negative here), so the
+/// members behind the cut are read, and so are they here.
+#[test]
+fn bytes_removed_before_the_directory_shift_offsets_down() {
+    let mut z = zip(&[Z::stored("a.txt", b"hello world!"), Z::stored("b.npy", &npy_probe())]);
+    let second = positions(&z, b"PK\x03\x04")[1];
+    z.drain(second - 4..second);
+    let r = scan(z);
+    assert_eq!(one(&r, "npy-bad-header").member.as_deref(), Some("b.npy"), "{:#?}", r.findings);
+    // a.txt's recorded offset 0 now lies before the file: unreadable to zipfile, an error here.
+    assert_eq!(one(&r, "zip-bad-local-header").member.as_deref(), Some("a.txt"));
+}
+
+/// A central-directory entry whose comment (name, extra field) runs past the directory's end:
+/// zipfile reads the directory's bytes into a BytesIO and takes what is left, so the entry
+/// stands and its member is read.
+#[test]
+fn central_entry_fields_are_cut_at_the_directory_end() {
+    let mut z = zip(&[Z::stored("a.txt", b"hello"), Z::stored("b.npy", &npy_probe())]);
+    let last = *positions(&z, b"PK\x01\x02").last().unwrap();
+    z[last + 32..last + 34].copy_from_slice(&600u16.to_le_bytes());
+    let r = scan(z);
+    assert_eq!(one(&r, "npy-bad-header").member.as_deref(), Some("b.npy"), "{:#?}", r.findings);
+    assert_eq!(one(&r, "zip-entry-cut").severity, Severity::Suspicious);
+    assert!(find(&r, "zip-bad-central-directory").is_empty(), "{:#?}", r.findings);
 }

@@ -105,13 +105,15 @@ fn working_tree_encoding_gives_back_the_pickle() {
         e.write("models/enc.pkl", &worktree);
         e.commit("encoded");
         if enc.starts_with("UTF") {
-            // UTF-16/32 checkouts are no pickle; the gate judges them, and accepts what is harmless.
+            // UTF-16/32 checkouts are no pickle, and neither are the stored bytes: nothing runs,
+            // but a file named `.pkl` that no loader reads cannot be judged, so it fails closed
+            // as an error (never as dangerous).
             let plain = plain_server(&e);
             assert_accepted(push_to(&e, &plain, &["main"]));
             let victim = victim_clone(&e, &plain, "victim");
             assert_eq!(std::fs::read(victim.join("models/enc.pkl")).unwrap(), worktree, "{enc}");
-            let out = e.push(&["main"]);
-            assert!(out.0, "{enc}: {}", out.1);
+            let out = assert_rejected(e.push(&["main"]));
+            assert!(out.contains("model-content-unrecognised") && !out.contains("DANGEROUS"), "{enc}: {out}");
             continue;
         }
         let out = attack(&e, "models/enc.pkl", &format!("working-tree-encoding={enc}"));

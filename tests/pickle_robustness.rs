@@ -43,7 +43,7 @@ fn streams_behave_like_memory() {
     for (name, bytes, _) in fixtures::all() {
         let mem = scan(&bytes);
         let stream =
-            scan_data("fixture.pkl", Data::Stream(Box::new(std::io::Cursor::new(bytes.clone())), None), None, &opts());
+            scan_data("fixture", Data::Stream(Box::new(std::io::Cursor::new(bytes.clone())), None), None, &opts());
         assert_eq!(mem.verdict, stream.verdict, "{name}");
         let names = |r: &modelgate::engine::FileReport| r.imports.iter().map(|i| i.full_name()).collect::<Vec<_>>();
         // a stream cannot tell whether a huge FRAME's bytes exist; it reads on (a superset)

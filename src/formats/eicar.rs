@@ -5,11 +5,13 @@
 //! Bounded search: a file up to [`WHOLE`] bytes is searched entirely, a larger one in its first
 //! and last [`EDGE`] bytes (the signature is defined at the start of a file; appended copies
 //! sit at the end). A stream is searched in its first [`WHOLE`] bytes.
-//! Containers are not searched as raw bytes: their members are, one by one.
+//! Containers are not searched as raw bytes (their members are, one by one), nor are raw tensor
+//! bytes (multi-GB storages no loader interprets): of both only the start is checked, where the
+//! signature is defined to sit (a tar's first header begins with a free-text name).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 use crate::detect::Format;
-use crate::engine::Scan;
+use crate::engine::{Hint, Scan};
 use crate::finding::{CodeInfo, Finding, Severity};
 use crate::source::{read_up_to, Data, Source};
 use std::io::{self, Read};
@@ -74,10 +76,11 @@ fn finding(at: u64) -> Finding {
 }
 
 /// Search `data` before its parser runs. A stream's first [`WHOLE`] bytes are read, searched
-/// and put back in front of the rest, so the parser sees every byte.
-pub fn check(scan: &mut Scan<'_>, format: &Format, data: Data) -> Data {
-    if container(format) {
-        return data;
+/// and put back in front of the rest, so the parser sees every byte. Containers and raw tensor
+/// bytes are checked at their start only.
+pub fn check(scan: &mut Scan<'_>, format: &Format, data: Data, hint: Hint) -> Data {
+    if container(format) || hint == Hint::RawData {
+        return check_start(scan, data);
     }
     match data {
         Data::Random(src) => {
@@ -96,6 +99,31 @@ pub fn check(scan: &mut Scan<'_>, format: &Format, data: Data) -> Data {
             let rest: Box<dyn Read + Send> = match res {
                 Ok(_) => r,
                 // Hand the error to the parser, after the bytes that did arrive.
+                Err(e) => Box::new(Failing(Some(e))),
+            };
+            Data::Stream(Box::new(io::Cursor::new(head).chain(rest)), size)
+        }
+    }
+}
+
+/// Check whether `data` starts with the signature (a stream gets its first bytes put back).
+fn check_start(scan: &mut Scan<'_>, data: Data) -> Data {
+    let len = EICAR.len();
+    match data {
+        Data::Random(src) => {
+            if read_up_to(src.as_ref(), 0, len).is_ok_and(|head| head == EICAR) {
+                scan.finding(finding(0));
+            }
+            Data::Random(src)
+        }
+        Data::Stream(mut r, size) => {
+            let mut head = Vec::new();
+            let res = r.by_ref().take(len as u64).read_to_end(&mut head);
+            if head == EICAR {
+                scan.finding(finding(0));
+            }
+            let rest: Box<dyn Read + Send> = match res {
+                Ok(_) => r,
                 Err(e) => Box::new(Failing(Some(e))),
             };
             Data::Stream(Box::new(io::Cursor::new(head).chain(rest)), size)

@@ -20,6 +20,18 @@ pub const CODES: &[CodeInfo] = &[
         fix: "re-save the file; a model whose config cannot be read cannot be judged",
     },
     CodeInfo {
+        code: "hdf5-budget-exceeded",
+        severity: Severity::Error,
+        summary: "an hdf5 file's structures point at each other so often that reading them exceeds the per-file budget",
+        fix: "re-save the file with h5py; real files never need this much structure read",
+    },
+    CodeInfo {
+        code: "hdf5-superblock-unread",
+        severity: Severity::Error,
+        summary: "decompressed data holds an hdf5 superblock further in than modelgate holds data to read it",
+        fix: "store the hdf5 file uncompressed (or with a user block under 512 KiB) so that it can be judged",
+    },
+    CodeInfo {
         code: "hdf5-unsupported",
         severity: Severity::Error,
         summary: "an hdf5 file stores its root attributes in a layout modelgate cannot read yet",
@@ -27,7 +39,7 @@ pub const CODES: &[CodeInfo] = &[
     },
 ];
 
-const SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
+pub const SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
 /// Root attributes that hold Keras JSON.
 const CONFIG_ATTRS: &[&str] = &["model_config", "training_config"];
 /// Largest attribute value read.
@@ -56,6 +68,8 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
 enum Fail {
     Malformed(String),
     Unsupported(String),
+    /// The file's structure budget ran out.
+    Budget(String),
 }
 
 impl Fail {
@@ -64,6 +78,7 @@ impl Fail {
         match self {
             Fail::Malformed(m) => Fail::Malformed(format!("{what}: {m}")),
             Fail::Unsupported(m) => Fail::Unsupported(format!("{what}: {m}")),
+            Fail::Budget(m) => Fail::Budget(format!("{what}: {m}")),
         }
     }
 
@@ -71,6 +86,7 @@ impl Fail {
         match self {
             Fail::Malformed(_) => "hdf5-malformed",
             Fail::Unsupported(_) => "hdf5-unsupported",
+            Fail::Budget(_) => "hdf5-budget-exceeded",
         }
     }
 }
@@ -78,7 +94,7 @@ impl Fail {
 impl std::fmt::Display for Fail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Fail::Malformed(m) | Fail::Unsupported(m) => f.write_str(m),
+            Fail::Malformed(m) | Fail::Unsupported(m) | Fail::Budget(m) => f.write_str(m),
         }
     }
 }
@@ -146,8 +162,10 @@ impl<'b> Cur<'b> {
     }
 }
 
-/// Bytes read from one file at most: crafted headers can point many times at the same data.
-const MAX_READ: u64 = 512 << 20;
+/// Every read is charged at least this much against the file's structure budget
+/// ([`crate::engine::MAX_STRUCTURE_BYTES`], shared by every HDF5 parse of one file), so that
+/// crafted headers pointing many times at tiny structures cannot turn into millions of reads.
+const MIN_READ_CHARGE: u64 = 4096;
 
 /// The file: sizes of offsets and lengths from the superblock, and the base address.
 struct H5<'a> {
@@ -155,17 +173,18 @@ struct H5<'a> {
     o: usize,
     l: usize,
     base: u64,
-    spent: std::cell::Cell<u64>,
+    budget: std::sync::Arc<crate::engine::FileBudget>,
 }
 
 impl H5<'_> {
     /// `n` bytes at file address `addr` (relative to the base address).
     fn read(&self, addr: u64, n: usize) -> Res<Vec<u8>> {
-        let spent = self.spent.get().saturating_add(n as u64);
-        if spent > MAX_READ {
-            return Err(format!("more than {MAX_READ} bytes of structure read").into());
+        if !self.budget.take_structure((n as u64).max(MIN_READ_CHARGE)) {
+            return Err(Fail::Budget(format!(
+                "more than {} bytes of structure read for this file",
+                crate::engine::MAX_STRUCTURE_BYTES
+            )));
         }
-        self.spent.set(spent);
         let at = addr.checked_add(self.base).ok_or("address overflows")?;
         if at.checked_add(n as u64).is_none_or(|end| end > self.src.len()) {
             return Err(format!("{n} bytes at address {addr} run past the end of the file").into());
@@ -196,16 +215,16 @@ struct RootAttrs {
     problems: Vec<Fail>,
 }
 
-/// Where the superblock of a file with a user block is: HDF5 looks at offsets 512, 1024,
-/// 2048, ... (offset 0 is found by [`sniff`]).
+/// Where h5py finds the superblock: the first signature at offset 0, 512, 1024, 2048, ...
+/// within the file (`H5FD_locate_signature`; the bytes before it are the user block).
 pub fn find_superblock(src: &dyn Source) -> Option<u64> {
-    let mut at = 512u64;
+    let mut at = 0u64;
     while at.checked_add(8)? <= src.len() {
         let mut sig = [0u8; 8];
         if read_exact_at(src, at, &mut sig).is_ok() && sig == SIGNATURE {
             return Some(at);
         }
-        at = at.checked_mul(2)?;
+        at = if at == 0 { 512 } else { at.checked_mul(2)? };
     }
     None
 }
@@ -218,7 +237,7 @@ pub fn scan(scan: &mut Scan<'_>, src: &dyn Source) -> Format {
 /// Scan an HDF5 file whose superblock is at `at` (after a user block).
 pub fn scan_at(scan: &mut Scan<'_>, src: &dyn Source, at: u64) -> Format {
     scan.mark_model();
-    let attrs = match superblock(src, at).and_then(|(h5, root)| root_attributes(&h5, root)) {
+    let attrs = match superblock(src, at, scan.file_budget()).and_then(|(h5, root)| root_attributes(&h5, root)) {
         Ok(a) => a,
         Err(e) => {
             let e = e.context("cannot read the root group");
@@ -239,7 +258,10 @@ pub fn scan_at(scan: &mut Scan<'_>, src: &dyn Source, at: u64) -> Format {
 }
 
 /// Parse the superblock; returns the file view and the root group's object header address.
-fn superblock(src: &dyn Source, at: u64) -> Res<(H5<'_>, u64)> {
+/// Addresses are relative to where the superblock was found, whatever base address it stores:
+/// HDF5 replaces a stored base that differs from the superblock's position
+/// (`H5F__super_read`: "superblock address is different from base address").
+fn superblock(src: &dyn Source, at: u64, budget: std::sync::Arc<crate::engine::FileBudget>) -> Res<(H5<'_>, u64)> {
     let head = crate::source::read_up_to(src, at, 256).map_err(|e| format!("read error: {e}"))?;
     let mut c = Cur::new(&head);
     if c.bytes(8)? != SIGNATURE {
@@ -256,23 +278,23 @@ fn superblock(src: &dyn Source, at: u64) -> Res<(H5<'_>, u64)> {
                 c.skip(4)?;
             }
             check_sizes(o, l)?;
-            let base = c.uint(o)?;
+            c.skip(o)?; // base address (replaced by the superblock's position)
             c.skip(3 * o)?; // free-space, end-of-file and driver addresses
             c.skip(o)?; // root symbol table entry: link name offset
-            (o, l, base, c.uint(o)?)
+            (o, l, at, c.uint(o)?)
         }
         2 | 3 => {
             let o = usize::from(c.u8()?);
             let l = usize::from(c.u8()?);
             c.skip(1)?;
             check_sizes(o, l)?;
-            let base = c.uint(o)?;
+            c.skip(o)?; // base address (replaced by the superblock's position)
             c.skip(2 * o)?; // superblock extension and end-of-file addresses
-            (o, l, base, c.uint(o)?)
+            (o, l, at, c.uint(o)?)
         }
         v => return Err(format!("unknown superblock version {v}").into()),
     };
-    Ok((H5 { src, o, l, base, spent: std::cell::Cell::new(0) }, root))
+    Ok((H5 { src, o, l, base, budget }, root))
 }
 
 fn check_sizes(o: usize, l: usize) -> Res<()> {
@@ -305,7 +327,7 @@ fn object_messages(h5: &H5<'_>, addr: u64, keep: &[u16]) -> Res<Vec<Msg>> {
     let mut pending: Vec<(u64, u64)> = Vec::new();
     let v2 = first.starts_with(b"OHDR");
     let mut creation_order = false;
-    let keep = Keep { kinds: keep, ol: (h5.o, h5.l) };
+    let keep = Keep { kinds: keep, ol: (h5.o, h5.l), kept: std::cell::Cell::new(0) };
     if v2 {
         let mut c = Cur::new(&first);
         c.skip(4)?;
@@ -346,10 +368,15 @@ fn object_messages(h5: &H5<'_>, addr: u64, keep: &[u16]) -> Res<Vec<Msg>> {
         v1_messages(&chunk, &keep, &mut out, &mut pending)?;
     }
     let mut followed = 0;
+    // A continuation pointing back at a block already read (itself, or the header) loops.
+    let mut seen = std::collections::HashSet::from([addr]);
     while let Some((at, len)) = pending.pop() {
         followed += 1;
         if followed > MAX_CONTINUATIONS || out.len() > MAX_MESSAGES {
             return Err("too many object header messages".into());
+        }
+        if !seen.insert(at) {
+            return Err(format!("object header continuation at address {at} is read twice (a loop)").into());
         }
         let len = usize::try_from(len).ok().filter(|&s| s <= MAX_CHUNK).ok_or("continuation block too large")?;
         let block = h5.read(at, len)?;
@@ -370,7 +397,13 @@ fn object_messages(h5: &H5<'_>, addr: u64, keep: &[u16]) -> Res<Vec<Msg>> {
 struct Keep<'k> {
     kinds: &'k [u16],
     ol: (usize, usize),
+    /// Bytes of the messages kept so far (bounded by [`MAX_KEPT`]).
+    kept: std::cell::Cell<usize>,
 }
+
+/// Bytes of wanted messages one object header may hold: header blocks can be read at many
+/// overlapping addresses, each a copy of the same attributes.
+const MAX_KEPT: usize = 64 << 20;
 
 fn v1_messages(chunk: &[u8], keep: &Keep<'_>, out: &mut Vec<Msg>, pending: &mut Vec<(u64, u64)>) -> Res<()> {
     let mut c = Cur::new(chunk);
@@ -398,6 +431,11 @@ fn keep_message(
         let mut c = Cur::new(data);
         pending.push((c.uint(keep.ol.0)?, c.uint(keep.ol.1)?));
     } else if keep.kinds.contains(&kind) {
+        let kept = keep.kept.get().saturating_add(data.len());
+        if kept > MAX_KEPT {
+            return Err(format!("more than {MAX_KEPT} bytes of messages in one object header").into());
+        }
+        keep.kept.set(kept);
         out.push(Msg { kind, flags, data: data.to_vec() });
     }
     if out.len() > MAX_MESSAGES || pending.len() > MAX_CONTINUATIONS {

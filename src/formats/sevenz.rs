@@ -7,7 +7,7 @@ use crate::detect::Format;
 use crate::engine::{Hint, Scan};
 use crate::finding::{CodeInfo, Finding, Severity};
 use crate::formats::zip::{unsafe_path, Notes};
-use crate::source::{Data, Source};
+use crate::source::{BytesSource, Data, Source};
 use sevenz_rust2::{ArchiveReader, EntryDecision, Password};
 use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -78,13 +78,24 @@ impl Seek for SourceReader {
     }
 }
 
-/// Bytes handed to the expansion budget through [`Scan::limit`] and then back, so that a 7z
-/// member costs the budget what it expands to.
-struct Shared(Arc<Vec<u8>>);
+/// A member's decoder, charging the file's expansion budget as it decodes; past it, reads fail
+/// with `OutOfMemory` (what decoded before is still scanned).
+struct Charged<'s, 'o, R> {
+    inner: R,
+    scan: &'s Scan<'o>,
+    spent: bool,
+}
 
-impl AsRef<[u8]> for Shared {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_slice()
+impl<R: Read> Read for Charged<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.spent {
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "decompression budget exceeded"));
+        }
+        let n = self.inner.read(buf)?;
+        if !self.scan.expand(n as u64) {
+            self.spent = true;
+        }
+        Ok(n)
     }
 }
 
@@ -108,12 +119,18 @@ pub fn scan(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
 
     let mut notes = Notes::default();
     let files = &archive.archive().files;
-    let max = usize::try_from(scan.opts.max_members).unwrap_or(usize::MAX);
+    // The member budget is the file's: every archive of every nesting level draws on it.
+    let listed = files.len() as u64;
+    let max = usize::try_from(scan.take_members(listed)).unwrap_or(usize::MAX);
     if files.len() > max {
         scan.finding(Finding::new(
             "sevenz-too-many-members",
             Severity::Error,
-            format!("{} members, more than {max}; the rest were not scanned", files.len()),
+            format!(
+                "{} members, more than the {} members left of this file's budget; the rest were not scanned",
+                files.len(),
+                max
+            ),
         ));
     }
     for f in files.iter().take(max) {
@@ -145,31 +162,44 @@ pub fn scan(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
         }
         handed += 1;
         seen.insert(entry.name.clone());
-        let mut buf = Vec::new();
-        r.take(cap.saturating_add(1)).read_to_end(&mut buf)?;
-        let whole = buf.len() as u64 <= cap;
-        if !whole {
-            buf.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+        // Each member is held in memory while it is scanned, counted against the file's
+        // budget of bytes held at once (nested archives each hold theirs).
+        // Decoded bytes count against the file's expansion budget as they are decoded.
+        let charged = Charged { inner: Read::take(&mut *r, cap), scan: &*scan, spent: false };
+        let (buf, whole, spent) = match scan.buffer(charged, Some(entry.size)) {
+            crate::engine::Buffered::Whole(buf) => {
+                let mut probe = [0u8; 1];
+                let whole = buf.len() < cap || r.read(&mut probe)? == 0;
+                (buf, whole, false)
+            }
+            crate::engine::Buffered::Over(head, _) => (Arc::new(BytesSource(head)) as Arc<dyn Source>, false, false),
+            crate::engine::Buffered::Failed(buf, e) => {
+                if e.kind() != io::ErrorKind::OutOfMemory {
+                    return Err(e.into());
+                }
+                (buf, false, true)
+            }
+        };
+        if spent {
+            budget_spent = true;
+        } else if !whole {
             notes.add(
                 scan,
                 Finding::new(
                     "sevenz-member-too-large",
                     Severity::Error,
-                    format!("member is larger than {cap} bytes; only its beginning was scanned"),
+                    format!(
+                        "member is larger than the bytes that may be held in memory for this file; only its first {} bytes were scanned",
+                        buf.len()
+                    ),
                 )
                 .member(entry.name.clone()),
             );
         }
-        // Charge the budget with what the member expanded to.
-        let shared = Arc::new(buf);
-        let mut charged = scan.limit(Box::new(io::Cursor::new(Shared(shared.clone()))));
-        if io::copy(&mut charged, &mut io::sink()).is_err() {
-            budget_spent = true;
+        scan.member(&entry.name, Data::Random(buf), Hint::Sniff);
+        if budget_spent {
             return Ok(EntryDecision::Stop);
         }
-        drop(charged);
-        let bytes = Arc::try_unwrap(shared).unwrap_or_else(|a| a.as_ref().clone());
-        scan.member(&entry.name, Data::bytes(bytes), Hint::Sniff);
         // The rest of an oversized member would only be decoded to be thrown away.
         Ok(if whole { EntryDecision::Continue } else { EntryDecision::SkipBlock })
     });

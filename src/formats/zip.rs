@@ -5,6 +5,14 @@
 //! Only the end record, the central directory and the local headers are read; member bytes are
 //! handed back to the dispatcher as zero-copy windows (stored) or bounded decoders (compressed),
 //! so a multi-GB checkpoint costs only the bytes a parser asks for.
+//!
+//! Which member and which bytes, as the loaders decide: torch finds its records with miniz's
+//! `mz_zip_reader_locate_file`, which compares names without case (`archive/DATA.PKL` is its
+//! `data.pkl`), and with duplicate names finds any one of them (all are scanned); neither
+//! `zipfile` (`ZipExtFile`) nor miniz yields more than a member's recorded uncompressed size,
+//! and for a stored member whose sizes differ `zipfile` yields the smaller, miniz the
+//! uncompressed one (both readings are scanned). Entries that share a local header and are read
+//! the same way are scanned once; the file's member, window and buffer budgets bound the rest.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 use crate::detect::Format;
@@ -21,6 +29,12 @@ pub const CODES: &[CodeInfo] = &[
         severity: Severity::Error,
         summary: "a zip archive without a usable end-of-central-directory record",
         fix: "the archive is truncated or damaged; re-create it",
+    },
+    CodeInfo {
+        code: "zip-entry-cut",
+        severity: Severity::Suspicious,
+        summary: "a central-directory entry's fields run past the directory's end; Python's zipfile reads it cut there, PyTorch refuses the archive",
+        fix: "re-create the archive with a standard zip tool or torch.save",
     },
     CodeInfo {
         code: "zip-bad-central-directory",
@@ -84,9 +98,9 @@ pub const CODES: &[CodeInfo] = &[
     },
     CodeInfo {
         code: "zip-encrypted-member",
-        severity: Severity::Info,
-        summary: "a zip member is encrypted; model loaders cannot read it, so its content was not judged",
-        fix: "push the model unencrypted if it is meant to be loaded",
+        severity: Severity::Error,
+        summary: "a zip member is encrypted, so its content could not be judged",
+        fix: "push the model unencrypted; an archive whose content cannot be read cannot be judged",
     },
     CodeInfo {
         code: "zip-flag-patched",
@@ -124,6 +138,12 @@ pub const CODES: &[CodeInfo] = &[
         severity: Severity::Suspicious,
         summary: "zip members share bytes (a zip-bomb technique, or a member hidden inside another)",
         fix: "re-create the archive with a standard zip tool",
+    },
+    CodeInfo {
+        code: "zip-size-mismatch",
+        severity: Severity::Suspicious,
+        summary: "a zip member's data is longer or shorter than its recorded size, so loaders read different bytes",
+        fix: "re-create the archive; every reading of the member was scanned",
     },
     CodeInfo {
         code: "zip-path-traversal",
@@ -241,11 +261,12 @@ struct End {
 }
 
 /// A central directory the archive may be read through: where it starts and how far the
-/// recorded offsets are shifted by prepended bytes.
+/// recorded offsets are shifted by prepended bytes (or by bytes removed: Python's `concat` in
+/// `_RealGetContents` may be negative).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Directory {
     start: u64,
-    shift: u64,
+    shift: i64,
 }
 
 fn sig_at(src: &dyn Source, pos: u64, sig: &[u8; 4]) -> io::Result<bool> {
@@ -324,7 +345,8 @@ fn directories(src: &dyn Source, end: &End) -> io::Result<Vec<Directory>> {
     let empty = end.entries == 0 && end.cd_size == 0;
     let mut out = Vec::new();
     if let Some(start) = end.cd_end.checked_sub(end.cd_size) {
-        if let Some(shift) = start.checked_sub(end.cd_offset) {
+        let shift = i128::from(start) - i128::from(end.cd_offset);
+        if let Ok(shift) = i64::try_from(shift) {
             if empty || sig_at(src, start, SIG_CENTRAL)? {
                 out.push(Directory { start, shift });
             }
@@ -381,12 +403,14 @@ struct DirRead {
     malformed: Option<String>,
     /// Entries beyond the member budget were dropped.
     capped: bool,
+    /// The entry at this offset has fields that run past the directory's end (cut there).
+    cut: Option<u64>,
 }
 
 fn read_directory(src: &Arc<dyn Source>, dir: Directory, cd_size: u64, max: u64) -> DirRead {
     let region_end = dir.start.saturating_add(cd_size).min(src.len());
     let mut input = Input::random_at(src.clone(), dir.start);
-    let mut out = DirRead { entries: Vec::new(), malformed: None, capped: false };
+    let mut out = DirRead { entries: Vec::new(), malformed: None, capped: false, cut: None };
     while input.pos().saturating_add(CENTRAL_LEN as u64) <= region_end {
         let cd_pos = input.pos();
         let mut h = [0u8; CENTRAL_LEN];
@@ -407,17 +431,24 @@ fn read_directory(src: &Arc<dyn Source>, dir: Directory, cd_size: u64, max: u64)
             out.capped = true;
             break;
         }
+        // Python's zipfile reads the name, extra field and comment from the directory's bytes
+        // (`_RealGetContents` reads `size_cd` bytes into a BytesIO), so a length past the
+        // directory's end yields what is left: the fields are cut there, and the entry stands.
         let (name_len, extra_len, comment_len) = (r.u16(28), r.u16(30), r.u16(32));
-        let name = input.read_vec(usize::from(name_len));
-        let extra = input.read_vec(usize::from(extra_len));
-        let (Ok(name), Ok(extra)) = (name, extra) else {
+        let mut field = |input: &mut Input, len: u16| {
+            let left = region_end.saturating_sub(input.pos());
+            if u64::from(len) > left && out.cut.is_none() {
+                out.cut = Some(cd_pos);
+            }
+            input.read_vec(usize::try_from(u64::from(len).min(left)).unwrap_or(0))
+        };
+        let name = field(&mut input, name_len);
+        let extra = field(&mut input, extra_len);
+        let comment = field(&mut input, comment_len);
+        let (Ok(name), Ok(extra), Ok(_)) = (name, extra, comment) else {
             out.malformed = Some(format!("the entry at offset {cd_pos} runs past the end of the file"));
             break;
         };
-        if let Err(e) = input.skip(u64::from(comment_len)) {
-            out.malformed = Some(format!("cannot read the entry at offset {cd_pos}: {e}"));
-            break;
-        }
         let mut e = Entry {
             name: String::from_utf8_lossy(&name).into_owned(),
             flags: r.u16(8),
@@ -429,7 +460,8 @@ fn read_directory(src: &Arc<dyn Source>, dir: Directory, cd_size: u64, max: u64)
             cd_pos,
         };
         apply_zip64_extra(&mut e, &extra);
-        e.local = e.local.saturating_add(dir.shift);
+        // An offset shifted below 0 is one Python cannot seek to (the member fails to read).
+        e.local = e.local.checked_add_signed(dir.shift).unwrap_or(u64::MAX);
         out.entries.push(e);
     }
     out
@@ -482,17 +514,24 @@ fn read_local(src: &dyn Source, at: u64) -> Result<Local, String> {
     Ok(Local { data: at + LOCAL_LEN as u64 + name_len + extra_len, name, flags: r.u16(6) })
 }
 
-/// Is this member the pickle of a PyTorch zip checkpoint?
+/// Is this member the pickle of a PyTorch zip checkpoint? torch's reader finds records with
+/// miniz's `mz_zip_reader_locate_file` without `MZ_ZIP_FLAG_CASE_SENSITIVE`, which compares
+/// names case-insensitively (`mz_zip_filename_compare`): `archive/DATA.PKL` is `data.pkl`.
 fn is_torch_pickle(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
     name == "data.pkl" || name.ends_with("/data.pkl")
 }
 
-/// How the loader of an archive of this kind treats the member.
+/// How the loader of an archive of this kind treats the member. Every `.pkl` of a torch
+/// archive, in any case, is a pickle to torch (`data.pkl`, TorchScript's `constants.pkl`,
+/// `*.debug_pkl`, `torch.package` resources); only members under the exact `data/` folder are
+/// raw storages (a mismatched case is sniffed, which reads more, never less).
 fn hint_for(format: &Format, name: &str) -> Hint {
     if *format != Format::TorchZip {
         return Hint::Sniff;
     }
-    if name.ends_with(".pkl") {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".pkl") || lower.ends_with(".debug_pkl") {
         return Hint::Pickle;
     }
     let mut parts = name.rsplit('/');
@@ -659,25 +698,42 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
     }
 
     // Gather the entries of every directory a loader may read, each (name, local header) once.
+    // The member budget is the file's: every archive of every nesting level draws on it.
     let mut entries: Vec<Entry> = Vec::new();
     let mut seen_entries = HashSet::new();
     let mut budget = scan.opts.max_members;
     for dir in &dirs {
-        let read = read_directory(&src, *dir, end.cd_size, budget);
+        let read = read_directory(&src, *dir, end.cd_size, budget.min(scan.members_left()));
+        let listed = read.entries.len() as u64;
+        let granted = scan.take_members(listed);
         if let Some(why) = read.malformed {
             notes.add(scan, Finding::new("zip-bad-central-directory", Severity::Error, why));
         }
-        if read.capped {
+        if let Some(at) = read.cut {
+            notes.add(
+                scan,
+                Finding::new(
+                    "zip-entry-cut",
+                    Severity::Suspicious,
+                    "a central-directory entry's name, extra field or comment runs past the directory's end; read as Python's zipfile does (cut there)",
+                )
+                .at(at),
+            );
+        }
+        if read.capped || granted < listed {
             notes.add(
                 scan,
                 Finding::new(
                     "zip-too-many-members",
                     Severity::Error,
-                    format!("more than {} members; the rest were not scanned", scan.opts.max_members),
+                    format!(
+                        "more than {} members in this file (all archives together); the rest were not scanned",
+                        scan.opts.max_members
+                    ),
                 ),
             );
         }
-        if read.entries.len() as u64 != end.entries && !read.capped {
+        if listed != end.entries && !read.capped {
             notes.add(
                 scan,
                 Finding::new(
@@ -685,15 +741,13 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
                     Severity::Suspicious,
                     format!(
                         "the end record declares {} members, the central directory at offset {} holds {}",
-                        end.entries,
-                        dir.start,
-                        read.entries.len()
+                        end.entries, dir.start, listed
                     ),
                 )
                 .at(end.pos),
             );
         }
-        for e in read.entries {
+        for e in read.entries.into_iter().take(usize::try_from(granted).unwrap_or(usize::MAX)) {
             if seen_entries.insert((e.name.clone(), e.local)) {
                 budget = budget.saturating_sub(1);
                 entries.push(e);
@@ -778,6 +832,7 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
         }
     }
     let first_byte = spans.first().map_or(dirs.first().map_or(0, |d| d.start), |s| s.0);
+    let mut spent = false;
     if first_byte > 0 {
         scan.finding(
             Finding::new(
@@ -792,18 +847,40 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
             .at(0),
         );
         if with_head {
-            let head: Arc<dyn Source> = Arc::new(SliceSource::new(src.clone(), 0, first_byte));
-            scan.member(PREPENDED, Data::Random(head), Hint::Sniff);
+            if scan.take_window(first_byte) {
+                let head: Arc<dyn Source> = Arc::new(SliceSource::new(src.clone(), 0, first_byte));
+                scan.member(PREPENDED, Data::Random(head), Hint::Sniff);
+            } else {
+                spent = true;
+            }
         }
     }
 
+    // Members that share their local header and are read the same way are scanned once: names
+    // that differ change nothing a loader reads (central-directory entries sharing one header,
+    // nested, would otherwise multiply the work level by level). TorchScript code files are
+    // kept under each name (a module's name is its path), within the archive's code budget.
     // A TorchScript archive's code/ is judged by the torchscript module once every member is
     // scanned (it sees the pickles' imports and keeps the code files it is handed here).
     let mut script = super::torchscript::Archive::detect(entries.iter().map(|e| e.name.as_str()));
     let mark = scan.import_mark();
+    let mut scanned: HashSet<(u64, u64, u64, u16, u16, u8)> = HashSet::new();
     for (i, local) in located {
         let Some(e) = entries.get(i) else { continue };
-        scan_member(scan, &mut notes, &src, e, &local, &format, script.as_mut());
+        let hint = hint_for(&format, &e.name);
+        let claims = crate::formats::claimed_model(&e.name).is_some();
+        let key = (e.local, e.csize, e.usize, e.method, e.flags | local.flags, hint_code(hint, claims));
+        let code = script.as_ref().is_some_and(|s| s.wants(&e.name));
+        let first = scanned.insert(key) || code;
+        if spent {
+            continue;
+        }
+        if !scan_member(scan, &mut notes, &src, e, &local, &format, first, script.as_mut()) {
+            spent = true;
+        }
+    }
+    if spent {
+        scan.overlap_exceeded();
     }
     if let Some(script) = script {
         script.finish(scan, mark);
@@ -812,6 +889,20 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
     format
 }
 
+/// A small code for how a member is read, for telling scans of the same bytes apart.
+fn hint_code(hint: Hint, claims: bool) -> u8 {
+    let h = match hint {
+        Hint::Sniff => 0,
+        Hint::Pickle => 1,
+        Hint::RawData => 2,
+    };
+    h | if claims { 4 } else { 0 }
+}
+
+/// Check one member and hand its bytes back to the dispatcher (`scan_bytes` false: another
+/// entry already had the same bytes scanned the same way). False when the file's window
+/// budget is spent.
+#[allow(clippy::too_many_arguments)] // the archive's context, passed down once per member
 fn scan_member(
     scan: &mut Scan<'_>,
     notes: &mut Notes,
@@ -819,8 +910,9 @@ fn scan_member(
     e: &Entry,
     local: &Local,
     format: &Format,
-    script: Option<&mut super::torchscript::Archive>,
-) {
+    scan_bytes: bool,
+    mut script: Option<&mut super::torchscript::Archive>,
+) -> bool {
     let name = e.name.as_str();
     let at = |f: Finding| f.member(name.to_string()).at(e.local);
     if local.name != e.name.as_bytes() {
@@ -855,8 +947,8 @@ fn scan_member(
             )),
         );
     }
-    if e.is_dir() {
-        return;
+    if e.is_dir() || !scan_bytes {
+        return true;
     }
     if local.data.saturating_add(e.csize) > src.len() {
         notes.add(
@@ -880,24 +972,59 @@ fn scan_member(
     }
     let hint = hint_for(format, name);
     let want_crc = e.usize <= CRC_SMALL || (hint == Hint::Pickle && e.usize <= scan.opts.max_buffered_bytes);
-    let raw = Arc::new(SliceSource::new(src.clone(), local.data, e.csize));
     let tap = ErrTap::default();
     let mut actual_crc = None;
-    let data = if e.method == 0 {
-        if want_crc {
-            match crc_of(raw.as_ref(), 0, raw.len()) {
-                Ok(crc) => actual_crc = Some(crc),
-                Err(err) => {
-                    notes.add(
-                        scan,
-                        at(Finding::new("read-error", Severity::Error, format!("cannot read member: {err}"))),
-                    );
-                    return;
+    let mut found = Format::Unknown;
+    if e.method == 0 {
+        // Python's zipfile yields min(compressed, uncompressed size) bytes of a stored member
+        // (`ZipExtFile`); miniz yields the uncompressed size (`mz_zip_reader_extract_to_mem`,
+        // which refuses differing sizes unless they come from a zip64 extra field). When the
+        // sizes differ, each reading is scanned.
+        let mut windows = vec![e.csize];
+        if e.usize != e.csize {
+            notes.add(
+                scan,
+                at(Finding::new(
+                    "zip-size-mismatch",
+                    Severity::Suspicious,
+                    format!(
+                        "stored member records {} bytes compressed and {} uncompressed; both readings were scanned",
+                        e.csize, e.usize
+                    ),
+                )),
+            );
+            windows.push(e.usize);
+        }
+        for (k, len) in windows.into_iter().enumerate() {
+            if !scan.take_window(len.min(src.len())) {
+                return false;
+            }
+            let raw = Arc::new(SliceSource::new(src.clone(), local.data, len));
+            if k == 0 && want_crc {
+                match crc_of(raw.as_ref(), 0, raw.len()) {
+                    Ok(crc) => actual_crc = Some(crc),
+                    Err(err) => {
+                        notes.add(
+                            scan,
+                            at(Finding::new("read-error", Severity::Error, format!("cannot read member: {err}"))),
+                        );
+                        return true;
+                    }
                 }
             }
+            let mut data = Data::Random(raw);
+            if k == 0 {
+                if let Some(s) = script.as_mut().filter(|s| s.wants(name)) {
+                    data = s.keep(scan, name, data);
+                }
+            }
+            let f = scan.member(name, data, hint);
+            if k == 0 {
+                found = f;
+            }
         }
-        Data::Random(raw)
     } else {
+        let raw = Arc::new(SliceSource::new(src.clone(), local.data, e.csize));
         let Some(dec) = decoder(e.method, flags, e.usize, Input::random(raw)) else {
             notes.add(
                 scan,
@@ -910,31 +1037,61 @@ fn scan_member(
                     ),
                 )),
             );
-            return;
+            return true;
         };
-        let mut reader = scan.limit(tap.wrap(dec));
-        if want_crc {
+        // Neither loader yields more than the recorded uncompressed size: Python's
+        // `ZipExtFile` stops there, miniz fails past it. Bytes beyond are not the member.
+        let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let capped = Capped { inner: dec, left: e.usize, over: over.clone() };
+        let reader = scan.limit(tap.wrap(Box::new(capped)));
+        let data = if want_crc {
             // Buffer small members and pickles once, to check their CRC as the loader reads them.
-            let cap = if hint == Hint::Pickle { scan.opts.max_buffered_bytes } else { CRC_SMALL };
-            let mut buf = Vec::new();
-            let res = reader.by_ref().take(cap.saturating_add(1)).read_to_end(&mut buf);
-            if res.is_ok() && buf.len() as u64 <= cap {
-                let mut crc = flate2::Crc::new();
-                crc.update(&buf);
-                actual_crc = Some(crc.sum());
-                Data::bytes(buf)
-            } else {
-                Data::Stream(Box::new(io::Cursor::new(buf).chain(reader)), Some(e.usize))
+            match scan.buffer(reader, Some(e.usize)) {
+                crate::engine::Buffered::Whole(buf) => {
+                    let mut crc = flate2::Crc::new();
+                    let mut chunk = vec![0u8; 64 << 10];
+                    let mut pos = 0u64;
+                    while pos < buf.len() {
+                        let n = buf.read_at(pos, &mut chunk).unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        crc.update(chunk.get(..n).unwrap_or(&[]));
+                        pos += n as u64;
+                    }
+                    actual_crc = Some(crc.sum());
+                    Data::Random(buf)
+                }
+                // Too much to hold with everything else held for this file: read on as a stream.
+                crate::engine::Buffered::Over(head, reader) => {
+                    Data::Stream(Box::new(io::Cursor::new(head).chain(reader)), Some(e.usize))
+                }
+                // The damage (or a spent budget) is reported below; what decoded before it is
+                // scanned, since a loader reading the member as it decodes runs it.
+                crate::engine::Buffered::Failed(partial, _) => Data::Random(partial),
             }
         } else {
             Data::Stream(reader, Some(e.usize))
+        };
+        let data = match script {
+            Some(s) if s.wants(name) => s.keep(scan, name, data),
+            _ => data,
+        };
+        found = scan.member(name, data, hint);
+        if over.load(std::sync::atomic::Ordering::Relaxed) {
+            notes.add(
+                scan,
+                at(Finding::new(
+                    "zip-size-mismatch",
+                    Severity::Suspicious,
+                    format!(
+                        "the member decompresses past its recorded size of {} bytes; loaders stop there, and so did the scan",
+                        e.usize
+                    ),
+                )),
+            );
         }
-    };
-    let data = match script {
-        Some(s) if s.wants(name) => s.keep(scan, name, data),
-        _ => data,
-    };
-    let found = scan.member(name, data, hint);
+    }
     if let Some(err) = tap.error() {
         notes.add(
             scan,
@@ -945,7 +1102,9 @@ fn scan_member(
             )),
         );
     }
-    let encrypted = flags & FLAG_ENCRYPTED != 0;
+    // Both loaders take the encryption flag from the central directory (`zipfile.ZipFile.open`
+    // reads `zinfo.flag_bits`, miniz `mz_zip_reader_file_stat`); a local header's flag is not read.
+    let encrypted = e.flags & FLAG_ENCRYPTED != 0;
     // The CRC of an encrypted member is that of its plaintext: only a plaintext member can be checked.
     if let Some(crc) = actual_crc.filter(|_| !encrypted || found != Format::Unknown) {
         check_crc(scan, notes, e, crc);
@@ -956,8 +1115,8 @@ fn scan_member(
                 scan,
                 at(Finding::new(
                     "zip-encrypted-member",
-                    Severity::Info,
-                    "member is encrypted (general-purpose flag 0x1) and its bytes are no known format",
+                    Severity::Error,
+                    "member is encrypted (general-purpose flag 0x1) and its bytes are no known format: it cannot be judged",
                 )),
             );
         } else {
@@ -970,6 +1129,33 @@ fn scan_member(
                 )),
             );
         }
+    }
+    true
+}
+
+/// A decoder cut at the member's recorded uncompressed size; notes whether more followed.
+struct Capped {
+    inner: Box<dyn Read + Send>,
+    left: u64,
+    over: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Read for Capped {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // Whether more follows is a fact for the report; an error there is no loader's concern.
+            let mut probe = [0u8; 1];
+            if !self.over.load(std::sync::atomic::Ordering::Relaxed)
+                && matches!(self.inner.read(&mut probe), Ok(n) if n > 0)
+            {
+                self.over.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Ok(0);
+        }
+        let want = (buf.len() as u64).min(self.left) as usize;
+        let n = self.inner.read(buf.get_mut(..want).unwrap_or(&mut []))?;
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 

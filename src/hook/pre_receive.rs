@@ -163,11 +163,13 @@ pub fn pre_receive(
     let mut decisions: Vec<Action> = Vec::with_capacity(judgements.len());
     for (blob, j) in intro.blobs.iter().zip(&judgements) {
         s.cached += usize::from(j.judged.cached);
-        // Every way the file can be checked out is decided; the strictest wins.
+        // Every way the file can be checked out is decided; the strictest wins, and between
+        // equal decisions the worse verdict (a dangerous checkout over stored bytes that
+        // cannot be judged).
         let mut best: Option<(Action, Option<String>, &Judged)> = None;
         for (checkout, v) in j.all() {
             let (a, why) = decide.decide_why(blob, v);
-            if best.as_ref().is_none_or(|(b, ..)| a > *b) {
+            if best.as_ref().is_none_or(|(b, _, bv)| a > *b || (a == *b && v.verdict > bv.verdict)) {
                 let why = match (checkout, why) {
                     (Some(c), Some(w)) => Some(format!("{w}; as checked out with {c}")),
                     (Some(c), None) => Some(format!("as checked out with {c}")),

@@ -188,7 +188,7 @@ pub fn scan(bytes: &[u8]) -> FileReport {
 }
 
 pub fn scan_with(bytes: &[u8], opts: &ScanOptions) -> FileReport {
-    scan_data("fixture.pkl", Data::bytes(bytes.to_vec()), Some(bytes.len() as u64), opts)
+    scan_data("fixture", Data::bytes(bytes.to_vec()), Some(bytes.len() as u64), opts)
 }
 
 pub fn find<'a>(r: &'a FileReport, code: &str) -> Option<&'a Finding> {

@@ -390,3 +390,62 @@ pub fn sevenz(files: &[(&str, &[u8])], solid: bool) -> Vec<u8> {
     }
     w.finish().unwrap().into_inner()
 }
+
+// ---------------------------------------------------------------- real loaders
+
+/// `python3` for generating fixtures with the standard library (`tarfile`, `zipfile`). Without
+/// it the caller skips, unless CI=true, where it must be there.
+pub fn python() -> Option<&'static str> {
+    let found = ["python3", "python"].into_iter().find(|p| {
+        std::process::Command::new(p)
+            .arg("-c")
+            .arg("import tarfile, zipfile")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "python3 is required for this test when CI=true");
+        eprintln!("skipping: python3 not found");
+    }
+    found
+}
+
+/// A Python with torch (Debian's `python3-torch` for `/usr/bin/python3`), the oracle that
+/// proves a crafted file really runs its payload in `torch.load`. Without it the caller skips,
+/// unless CI=true (`.ci/run` installs it there).
+pub fn torch_python() -> Option<&'static str> {
+    let found = ["/usr/bin/python3", "python3"].into_iter().find(|p| {
+        std::process::Command::new(p).arg("-c").arg("import torch").output().is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "torch (python3-torch) is required when CI=true");
+        eprintln!("skipping the torch oracle: no python3 with torch");
+    }
+    found
+}
+
+/// Run `code` with `python`, the arguments after it; panics with stderr on failure.
+pub fn run_python(python: &str, code: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = std::process::Command::new(python).arg("-c").arg(code).args(args).output().expect("run python");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Which of `files` run the marker payload `os.system('touch "$MG_MARKER"')` when `load`
+/// (Python code reading the path `path`) loads them? One Python process loads them all (torch
+/// takes seconds to import); exceptions after the payload do not matter.
+pub fn payloads_fire(python: &str, load: &str, files: &[&std::path::Path]) -> Vec<bool> {
+    let dir = tempfile::tempdir().unwrap();
+    let code = format!(
+        "import os, sys\n\
+         for i, path in enumerate(sys.argv[2:]):\n\
+         \x20   os.environ['MG_MARKER'] = os.path.join(sys.argv[1], str(i))\n\
+         \x20   try:\n\
+         \x20       {load}\n\
+         \x20   except Exception:\n\
+         \x20       pass\n"
+    );
+    let out = std::process::Command::new(python).arg("-c").arg(code).arg(dir.path()).args(files).output().unwrap();
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    (0..files.len()).map(|i| dir.path().join(i.to_string()).exists()).collect()
+}
