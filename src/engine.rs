@@ -283,6 +283,20 @@ pub fn scan_data(display: &str, data: Data, size: Option<u64>, opts: &ScanOption
     scan_top(display, data, size, opts, None)
 }
 
+/// Scan `data` as `format`, skipping detection: for fuzz targets and tests aimed at one parser
+/// (every other step, budgets and the final classification included, is that of a scan).
+pub fn scan_as(display: &str, format: Format, data: Data, opts: &ScanOptions) -> FileReport {
+    FORCED.with(|f| *f.borrow_mut() = Some(format));
+    let report = scan_top(display, data, None, opts, None);
+    FORCED.with(|f| *f.borrow_mut() = None);
+    report
+}
+
+thread_local! {
+    /// The format [`scan_as`] imposes on the next top-level [`dispatch`] of this thread.
+    static FORCED: std::cell::RefCell<Option<Format>> = const { std::cell::RefCell::new(None) };
+}
+
 type ClamavJob = (Arc<crate::clamav::ClamavConfig>, Arc<dyn Source>);
 
 fn scan_top(display: &str, data: Data, size: Option<u64>, opts: &ScanOptions, clamav: Option<ClamavJob>) -> FileReport {
@@ -326,6 +340,9 @@ fn scan_top(display: &str, data: Data, size: Option<u64>, opts: &ScanOptions, cl
 
 /// Detect and scan one piece of data in the current context.
 fn dispatch(scan: &mut Scan<'_>, data: Data, hint: Hint) -> Format {
+    if let Some(format) = FORCED.with(|f| f.borrow_mut().take()) {
+        return crate::formats::scan(scan, format, data, hint);
+    }
     let mut input_data = data;
     let format = match detect::sniff(&mut input_data, hint) {
         Ok(f) => f,
