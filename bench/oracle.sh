@@ -4,13 +4,13 @@
 #   bench/oracle.sh [CASES] [SEED]     (defaults: 20000, the current time)
 # Prints cases tried, loader outcomes, modelgate's verdicts and the disagreements by class with
 # a minimised reproducer each; the JSON report and the reproducers go to bench/out/oracle-SEED/.
-# Loaders: /opt/mg-oracle (numpy, joblib, h5py; .ci/run makes it) and /usr/bin/python3 with
+# Loaders: /opt/mg-venv (numpy, joblib, h5py; .ci/run makes it) and /usr/bin/python3 with
 # Debian's python3-torch; MG_ORACLE_PYTHON / MG_TORCH_PYTHON name others.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cases=${1:-20000}
 seed=${2:-$(date +%s)}
-python=${MG_ORACLE_PYTHON:-/opt/mg-oracle/bin/python}
+python=${MG_ORACLE_PYTHON:-/opt/mg-venv/bin/python}
 torch=${MG_TORCH_PYTHON:-/usr/bin/python3}
 cargo build --release --quiet
 out=bench/out/oracle-$seed

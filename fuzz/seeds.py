@@ -1,6 +1,6 @@
 """Seed corpora for the fuzz targets (fuzz/corpus/<target>/), made by the real libraries.
 
-    /opt/mg-oracle/bin/python fuzz/seeds.py [--extra DIR ...] [--oracle-cases DIR]
+    /opt/mg-venv/bin/python fuzz/seeds.py [--extra DIR ...]
 
 Sources, each routed to the targets whose parser reads it (everything also seeds `engine`):
 - small files generated here with pickle, numpy, joblib, zipfile, tarfile, gzip/bz2/lzma,

@@ -12,6 +12,7 @@ pub enum Compression {
     Bzip2,
     Xz,
     Lzma,
+    Lzip,
     Lz4,
     Zstd,
     /// joblib's old `ZF0x<len>` header followed by a zlib stream.
@@ -26,6 +27,7 @@ impl Compression {
             Compression::Bzip2 => "bzip2",
             Compression::Xz => "xz",
             Compression::Lzma => "lzma",
+            Compression::Lzip => "lzip",
             Compression::Lz4 => "lz4",
             Compression::Zstd => "zstd",
             Compression::JoblibZf => "joblib-zlib",
@@ -135,8 +137,17 @@ pub fn sniff(data: &mut Data, hint: Hint) -> io::Result<Format> {
         Data::Random(src) => read_up_to(src.as_ref(), 0, HEAD)?,
         Data::Stream(r, size) => {
             let mut head = Vec::with_capacity(HEAD);
-            r.by_ref().take(HEAD as u64).read_to_end(&mut head)?;
-            let rest = std::mem::replace(r, Box::new(io::empty()));
+            // A stream that fails within the head (a decompressor meeting trailing junk) still
+            // delivers what came before: its reader sees the same error where it happened.
+            let failed = match r.by_ref().take(HEAD as u64).read_to_end(&mut head) {
+                Ok(_) => None,
+                Err(e) if head.is_empty() => return Err(e),
+                Err(e) => Some(e),
+            };
+            let rest = match failed {
+                Some(e) => Box::new(Replay(Some(e))) as Box<dyn Read + Send>,
+                None => std::mem::replace(r, Box::new(io::empty())),
+            };
             *data = Data::Stream(Box::new(io::Cursor::new(head.clone()).chain(rest)), *size);
             head
         }
@@ -151,6 +162,23 @@ pub fn sniff(data: &mut Data, hint: Hint) -> io::Result<Format> {
         }
     }
     Ok(fmt)
+}
+
+/// A reader that fails as the stream it replaces did (once with the error, then again with
+/// its kind and message).
+struct Replay(Option<io::Error>);
+
+impl Read for Replay {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(match self.0.take() {
+            Some(e) => {
+                let again = io::Error::new(e.kind(), e.to_string());
+                self.0 = Some(again);
+                e
+            }
+            None => io::Error::other("read error"),
+        })
+    }
 }
 
 /// Detection from the leading bytes alone.
@@ -168,10 +196,12 @@ pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
     if starts(b"\x1f\x8b") {
         return Format::Wrapped(Compression::Gzip, Box::new(Format::Unknown));
     }
+    // bz2: a block or, for an empty first stream, the end-of-stream marker (Python's bz2
+    // reads the streams that follow it; joblib picks bz2 by the `BZ` prefix)
     if head.len() >= 10
         && starts(b"BZh")
         && (b'1'..=b'9').contains(&head[3])
-        && &head[4..10] == b"\x31\x41\x59\x26\x53\x59"
+        && (&head[4..10] == b"\x31\x41\x59\x26\x53\x59" || &head[4..10] == b"\x17\x72\x45\x38\x50\x90")
     {
         return Format::Wrapped(Compression::Bzip2, Box::new(Format::Unknown));
     }
@@ -184,8 +214,13 @@ pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
     if starts(b"\x28\xb5\x2f\xfd") {
         return Format::Wrapped(Compression::Zstd, Box::new(Format::Unknown));
     }
-    if starts(b"ZF0x") {
+    // joblib.numpy_pickle_compat.read_zfile: any length field `int(x, 16)` accepts
+    if starts(b"ZF") && crate::formats::compress::zf_length(head).is_some() {
         return Format::Wrapped(Compression::JoblibZf, Box::new(Format::Unknown));
+    }
+    // lzip, which lzma.open (FORMAT_AUTO) reads too
+    if starts(b"LZIP") && head.get(4) == Some(&1) {
+        return Format::Wrapped(Compression::Lzip, Box::new(Format::Unknown));
     }
     if head.len() >= 262 && &head[257..262] == b"ustar" {
         return Format::Tar;
@@ -212,8 +247,7 @@ pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
     if head.len() >= 2 && head[0] == 0x78 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0 {
         return Format::Wrapped(Compression::Zlib, Box::new(Format::Unknown));
     }
-    // lzma "alone" format as joblib writes it: properties byte 0x5d, then a dictionary size.
-    if head.len() >= 13 && head[0] == 0x5d && head[1] == 0 {
+    if lzma_alone_start(head) {
         return Format::Wrapped(Compression::Lzma, Box::new(Format::Unknown));
     }
     if hint == Hint::Pickle {
@@ -226,6 +260,45 @@ pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
         return Format::PickleProbe;
     }
     Format::Unknown
+}
+
+/// An lzma-alone header as liblzma's `lzma_auto_decoder` (Python's `FORMAT_AUTO`, which
+/// joblib uses for `]\x00` files) accepts it: lc/lp/pb in range with lc + lp <= 4, a dictionary
+/// size of 2^n, 2^n + 2^(n-1) or 2^32 - 1, an unknown or plausible uncompressed size
+/// (`alone_decoder.c`, picky mode).
+fn alone_header(h: &[u8]) -> bool {
+    let Some(h) = h.get(..13) else { return false };
+    let props = h[0];
+    if props > (4 * 5 + 4) * 9 + 8 || props % 9 + (props / 9) % 5 > 4 {
+        return false;
+    }
+    let dict = u32::from_le_bytes([h[1], h[2], h[3], h[4]]);
+    let mut d = dict.wrapping_sub(1);
+    d |= d >> 2;
+    d |= d >> 3;
+    d |= d >> 4;
+    d |= d >> 8;
+    d |= d >> 16;
+    if dict != u32::MAX && d.wrapping_add(1) != dict {
+        return false;
+    }
+    let size = u64::from_le_bytes([h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12]]);
+    size == u64::MAX || size < 1 << 38
+}
+
+/// The start of an lzma-alone stream. Thirteen zero bytes are one too (an empty stream: 18
+/// zero bytes in all), which `lzma.open` reads past to the next stream; zeros count only when
+/// such empty streams lead, within the head, to a real stream header.
+fn lzma_alone_start(head: &[u8]) -> bool {
+    let mut at = 0;
+    while head.get(at..at + 18).is_some_and(|b| b.iter().all(|&x| x == 0)) {
+        at += 18;
+    }
+    let rest = head.get(at..).unwrap_or(&[]);
+    if at > 0 && (rest.starts_with(b"\xfd7zXZ\x00") || rest.starts_with(b"LZIP")) {
+        return true;
+    }
+    alone_header(rest) && rest.get(..13).is_some_and(|h| h.iter().any(|&x| x != 0))
 }
 
 #[cfg(test)]

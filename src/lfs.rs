@@ -11,17 +11,21 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Blobs of this size or more are never pointers (git-lfs looks only at smaller ones).
+/// git-lfs reads at most this many bytes of a blob to decide whether it is a pointer
+/// (`lfs.BlobSizeCutoff`). The smudge filter reads them from any blob, however large, and
+/// ignores the rest when they decode as a pointer.
 pub const MAX_POINTER_SIZE: u64 = 1024;
 
-const VERSION_LINE: &[u8] = b"version https://git-lfs.github.com/spec/v1\n";
+/// The spec URLs git-lfs accepts in the `version` line (`lfs/pointer.go` `v1Aliases`).
+const VERSION_ALIASES: &[&str] =
+    &["http://git-media.io/v/2", "https://hawser.github.com/spec/v1", "https://git-lfs.github.com/spec/v1"];
 
 pub const CODES: &[CodeInfo] = &[
     CodeInfo {
-        code: "lfs-pointer-invalid",
-        severity: Severity::Dangerous,
-        summary: "a blob starts like a git lfs pointer but is not a valid spec v1 pointer",
-        fix: "re-add the file with `git lfs track` and `git add` so that git-lfs writes a proper pointer",
+        code: "lfs-pointer-extension",
+        severity: Severity::Error,
+        summary: "a git lfs pointer names extensions: clients run programs the server does not know on the object",
+        fix: "push the file without git lfs extensions, or ask an admin whether on_error may let it through",
     },
     CodeInfo {
         code: "lfs-object-missing",
@@ -43,96 +47,202 @@ pub const CODES: &[CodeInfo] = &[
     },
 ];
 
-/// A valid Git LFS pointer.
+/// A Git LFS pointer as git-lfs decodes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pointer {
     /// 64 lowercase hex characters (the sha256 of the object).
     pub oid: String,
     pub size: u64,
+    /// `ext-<priority>-<name>` lines, by priority: the client pipes the object through
+    /// these programs (configured on the client) when it checks the file out.
+    pub extensions: Vec<Extension>,
 }
 
-/// What a small blob turned out to be.
+/// A pointer extension line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PointerCheck {
-    /// Not pointer-shaped: an ordinary blob.
-    NotPointer,
-    Valid(Pointer),
-    /// Starts like a pointer but breaks the spec; the reason is plain text.
-    Invalid(String),
+pub struct Extension {
+    pub priority: u8,
+    pub name: String,
+    pub oid: String,
 }
 
-/// Classify a blob: ordinary, valid pointer, or something that pretends to be one.
-pub fn check_pointer(blob: &[u8]) -> PointerCheck {
-    if blob.len() as u64 >= MAX_POINTER_SIZE || !looks_like_pointer(blob) {
-        return PointerCheck::NotPointer;
+/// Whether git-lfs's smudge filter takes these bytes for a pointer, and which: exactly
+/// `lfs.DecodeFrom` (git-lfs 3.3 and current, `lfs/pointer.go`) on `head`, the first
+/// [`MAX_POINTER_SIZE`] bytes of the blob (or all of a shorter one). `DecodeFrom` reads once
+/// into a 1024-byte buffer, trims Unicode white space around it (`bytes.TrimSpace`), and
+/// then `decodeKV` accepts it. An empty blob is git-lfs's empty pointer, which smudges to
+/// nothing: `None`, there is no object to look up.
+pub fn decode_pointer(head: &[u8]) -> Option<Pointer> {
+    let head = head.get(..head.len().min(MAX_POINTER_SIZE as usize)).unwrap_or(head);
+    let data = go_trim_space(head);
+    if data.is_empty() {
+        return None;
     }
-    match parse_pointer(blob) {
-        Ok(p) => PointerCheck::Valid(p),
-        Err(reason) => PointerCheck::Invalid(reason),
-    }
+    decode_kv(data)
 }
 
-/// git-lfs (and the pre-release "hawser" spec) pointers start with `version https://`
-/// and name a spec URL; anything that does is judged strictly.
-fn looks_like_pointer(blob: &[u8]) -> bool {
-    blob.starts_with(b"version https://git-lfs.github.com/spec/")
-        || blob.starts_with(b"version https://hawser.github.com/spec/")
-}
-
-fn parse_pointer(blob: &[u8]) -> Result<Pointer, String> {
-    let text = std::str::from_utf8(blob).map_err(|_| "the pointer is not utf-8 text".to_string())?;
-    let rest = text
-        .strip_prefix(std::str::from_utf8(VERSION_LINE).unwrap_or_default())
-        .ok_or_else(|| "unknown pointer version (expected spec v1)".to_string())?;
-    if !rest.ends_with('\n') {
-        return Err("the last line does not end in a line feed".into());
+/// `lfs.decodeKV` / `decodeKVData`.
+fn decode_kv(data: &[u8]) -> Option<Pointer> {
+    // matcherRE: `git-media|hawser|git-lfs` anywhere.
+    let has = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
+    if !(has(b"git-media") || has(b"hawser") || has(b"git-lfs")) {
+        return None;
     }
-    if rest.contains('\r') {
-        return Err("lines must end in a bare line feed".into());
-    }
-    let mut oid = None;
-    let mut size = None;
-    let mut last_key = "";
-    for line in rest.lines() {
-        let (key, value) = line.split_once(' ').ok_or_else(|| format!("line without a value: {line:?}"))?;
-        if key <= last_key {
-            return Err(format!("keys are not sorted or are repeated at {key:?}"));
+    const KEYS: [&[u8]; 3] = [b"version", b"oid", b"size"];
+    let mut values: [Option<&[u8]>; 3] = [None; 3];
+    // A map in git-lfs: a repeated key keeps its last value.
+    let mut exts: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut line = 0usize;
+    // bufio.ScanLines: split at LF, drop one CR before it, the last line needs no LF.
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (mut text, after) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (rest.get(..i)?, rest.get(i + 1..)?),
+            None => (rest, &[][..]),
+        };
+        rest = after;
+        if let Some(t) = text.strip_suffix(b"\r") {
+            text = t;
         }
-        last_key = key;
-        match key {
-            "oid" => oid = Some(parse_oid(value)?),
-            "size" => size = Some(parse_size(value)?),
-            k if k.starts_with("ext-") => return Err("pointer extensions are not supported".into()),
-            _ => return Err(format!("unknown key {key:?}")),
+        if text.is_empty() {
+            continue;
         }
+        let sp = text.iter().position(|&b| b == b' ')?;
+        let (key, value) = (text.get(..sp)?, text.get(sp + 1..)?);
+        let expected = KEYS.get(line)?; // "extra line"
+        if key != *expected {
+            if !is_ext_key(key) {
+                return None;
+            }
+            match exts.iter_mut().find(|(k, _)| *k == key) {
+                Some(e) => e.1 = value,
+                None => exts.push((key, value)),
+            }
+            continue;
+        }
+        *values.get_mut(line)? = Some(value);
+        line += 1;
     }
-    match (oid, size) {
-        (Some(oid), Some(size)) => Ok(Pointer { oid, size }),
-        (None, _) => Err("the pointer has no oid".into()),
-        (_, None) => Err("the pointer has no size".into()),
+    let [version, oid, size] = values;
+    if !VERSION_ALIASES.iter().any(|v| Some(v.as_bytes()) == version) {
+        return None;
     }
+    let oid = parse_oid(oid?)?;
+    let size = go_parse_int(size.unwrap_or_default())?;
+    let size = u64::try_from(size).ok()?;
+    let mut extensions = Vec::new();
+    for (key, value) in exts {
+        // parsePointerExtension: `ext-<digit>-<name>` (is_ext_key checked the shape).
+        let priority = key.get(4).map(|d| d - b'0')?;
+        let name = String::from_utf8_lossy(key.get(6..)?).into_owned();
+        let oid = parse_oid(value)?;
+        if extensions.iter().any(|e: &Extension| e.priority == priority) {
+            return None; // validatePointerExtensions: duplicate priority
+        }
+        extensions.push(Extension { priority, name, oid });
+    }
+    extensions.sort_by_key(|e| e.priority);
+    Some(Pointer { oid, size, extensions })
 }
 
-fn parse_oid(value: &str) -> Result<String, String> {
-    let hex = value.strip_prefix("sha256:").ok_or_else(|| format!("oid {value:?} is not a sha256 oid"))?;
-    if !is_oid(hex) {
-        return Err(format!("oid {value:?} is not 64 lowercase hex characters"));
+/// extRE: `\Aext-\d{1}-\w+` (ASCII digit, then at least one ASCII word character; the rest
+/// of the key is not looked at).
+fn is_ext_key(key: &[u8]) -> bool {
+    key.starts_with(b"ext-")
+        && key.get(4).is_some_and(u8::is_ascii_digit)
+        && key.get(5) == Some(&b'-')
+        && key.get(6).is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// parseOid: `sha256:` then exactly 64 lowercase hex characters.
+fn parse_oid(value: &[u8]) -> Option<String> {
+    let hex = value.strip_prefix(b"sha256:")?;
+    let hex = std::str::from_utf8(hex).ok()?;
+    is_oid(hex).then(|| hex.to_string())
+}
+
+/// Go's `strconv.ParseInt(s, 10, 64)`: an optional sign, then one or more ASCII digits
+/// (leading zeros allowed, no underscores in base 10), within `i64`.
+fn go_parse_int(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.first() {
+        Some(b'+') => (false, s.get(1..)?),
+        Some(b'-') => (true, s.get(1..)?),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    Ok(hex.to_string())
+    let mut v: i128 = 0;
+    for &d in digits {
+        v = v * 10 + i128::from(d - b'0');
+        if v > i128::from(i64::MAX) + 1 {
+            return None;
+        }
+    }
+    let v = if neg { -v } else { v };
+    i64::try_from(v).ok()
+}
+
+/// Go's `bytes.TrimSpace`: strip leading and trailing `unicode.IsSpace` runes; bytes that
+/// are not valid UTF-8 are never space.
+fn go_trim_space(mut s: &[u8]) -> &[u8] {
+    while let Some((c, n)) = first_rune(s) {
+        if !go_is_space(c) {
+            break;
+        }
+        s = s.get(n..).unwrap_or_default();
+    }
+    while let Some((c, n)) = last_rune(s) {
+        if !go_is_space(c) {
+            break;
+        }
+        s = s.get(..s.len() - n).unwrap_or_default();
+    }
+    s
+}
+
+/// `unicode.IsSpace`.
+fn go_is_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\u{0b}' | '\u{0c}' | '\r' | ' ' | '\u{85}' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+    )
+}
+
+/// The first UTF-8 character and its length, `None` if `s` is empty or starts with an
+/// invalid sequence (Go decodes that as RuneError, which is not space).
+fn first_rune(s: &[u8]) -> Option<(char, usize)> {
+    let n = match *s.first()? {
+        b if b < 0x80 => 1,
+        b if b & 0xe0 == 0xc0 => 2,
+        b if b & 0xf0 == 0xe0 => 3,
+        b if b & 0xf8 == 0xf0 => 4,
+        _ => return None,
+    };
+    let c = std::str::from_utf8(s.get(..n)?).ok()?.chars().next()?;
+    Some((c, n))
+}
+
+/// The last UTF-8 character and its length (Go's `utf8.DecodeLastRune`).
+fn last_rune(s: &[u8]) -> Option<(char, usize)> {
+    for n in 1..=4.min(s.len()) {
+        let tail = s.get(s.len() - n..)?;
+        if let Ok(t) = std::str::from_utf8(tail) {
+            let c = t.chars().next()?;
+            return (c.len_utf8() == n).then_some((c, n));
+        }
+        // A continuation byte: look one further back.
+        if tail.first().is_none_or(|b| b & 0xc0 != 0x80) {
+            return None;
+        }
+    }
+    None
 }
 
 /// True for exactly 64 lowercase hex characters, the only oid a store path is built from.
 pub fn is_oid(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn parse_size(value: &str) -> Result<u64, String> {
-    let ok =
-        !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) && (value == "0" || !value.starts_with('0'));
-    if !ok {
-        return Err(format!("size {value:?} is not a decimal number"));
-    }
-    value.parse::<u64>().map_err(|_| format!("size {value:?} is out of range"))
 }
 
 /// How a store lays objects out under its root.
@@ -447,9 +557,15 @@ fn unavailable(oid: &str, e: &std::io::Error) -> Finding {
         .evidence(format!("sha256:{oid}"))
 }
 
-/// Finding for a blob that pretends to be a pointer.
-pub fn invalid_pointer(reason: &str) -> Finding {
-    Finding::new("lfs-pointer-invalid", Severity::Dangerous, format!("invalid git lfs pointer: {reason}"))
+/// Finding for a pointer with extensions: the client runs its own programs on the object.
+pub fn extension_finding(p: &Pointer) -> Finding {
+    let names: Vec<String> = p.extensions.iter().map(|e| format!("ext-{}-{}", e.priority, e.name)).collect();
+    Finding::new(
+        "lfs-pointer-extension",
+        Severity::Error,
+        "the pointer names git lfs extensions: a client with them configured checks out what its own programs make of the object, which cannot be judged here",
+    )
+    .evidence(names.join(", "))
 }
 
 /// sha256 of a whole source, streamed in 1 MiB reads.
@@ -479,54 +595,94 @@ mod tests {
         format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n").into_bytes()
     }
 
-    #[test]
-    fn valid_pointer() {
-        assert_eq!(check_pointer(&ptr(OID, "12345")), PointerCheck::Valid(Pointer { oid: OID.into(), size: 12345 }));
-        assert_eq!(check_pointer(&ptr(OID, "0")), PointerCheck::Valid(Pointer { oid: OID.into(), size: 0 }));
+    fn p(oid: &str, size: u64) -> Option<Pointer> {
+        Some(Pointer { oid: oid.into(), size, extensions: Vec::new() })
     }
 
     #[test]
-    fn not_pointers() {
-        assert_eq!(check_pointer(b"hello"), PointerCheck::NotPointer);
-        assert_eq!(check_pointer(b""), PointerCheck::NotPointer);
-        let mut big = ptr(OID, "1");
-        big.resize(1024, b'x');
-        assert_eq!(check_pointer(&big), PointerCheck::NotPointer);
-    }
-
-    #[test]
-    fn invalid_pointers() {
-        let bad: Vec<Vec<u8>> = vec![
-            ptr("../../etc/passwd", "1"),
-            ptr(&OID.to_uppercase(), "1"),
-            ptr(&OID[..63], "1"),
-            ptr(OID, "-1"),
-            ptr(OID, "01"),
-            ptr(OID, "1e3"),
-            ptr(OID, "99999999999999999999999"),
-            ptr(OID, ""),
-            [ptr(OID, "1"), b"junk\n".to_vec()].concat(),
-            [ptr(OID, "1"), b"zzz x\n".to_vec()].concat(),
-            ptr(OID, "1").split_last().unwrap().1.to_vec(),
-            String::from_utf8(ptr(OID, "1")).unwrap().replace('\n', "\r\n").into_bytes(),
-            format!("version https://git-lfs.github.com/spec/v1\nsize 1\noid sha256:{OID}\n").into_bytes(),
-            format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\n").into_bytes(),
-            format!("version https://git-lfs.github.com/spec/v2\noid sha256:{OID}\nsize 1\n").into_bytes(),
-            format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\noid sha256:{OID}\nsize 1\n")
-                .into_bytes(),
-            format!("version https://git-lfs.github.com/spec/v1\noid md5:{}\nsize 1\n", &OID[..32]).into_bytes(),
-            format!("version https://git-lfs.github.com/spec/v1\next-0-foo sha256:{OID}\noid sha256:{OID}\nsize 1\n")
-                .into_bytes(),
-            b"version https://git-lfs.github.com/spec/v1\xff\n".to_vec(),
+    fn pointers_as_git_lfs_decodes_them() {
+        let canonical = ptr(OID, "12345");
+        assert_eq!(decode_pointer(&canonical), p(OID, 12345));
+        assert_eq!(decode_pointer(&ptr(OID, "0")), p(OID, 0));
+        let s = String::from_utf8(canonical.clone()).unwrap();
+        // What bytes.TrimSpace, bufio.ScanLines and strconv.ParseInt let through.
+        let accepted = [
+            format!("  \t\n{s}\n\n  "),
+            format!("\u{a0}\u{2003}{s}\u{3000}"),
+            s.replace('\n', "\r\n"),
+            s.replace('\n', "\n\n\n"),
+            s.trim_end().to_string(),
+            s.replace("12345", "+12345"),
+            s.replace("12345", "0012345"),
+            s.replace("https://git-lfs.github.com/spec/v1", "https://hawser.github.com/spec/v1"),
+            s.replace("https://git-lfs.github.com/spec/v1", "http://git-media.io/v/2"),
         ];
-        for b in bad {
-            assert!(
-                matches!(check_pointer(&b), PointerCheck::Invalid(_)),
-                "{:?} -> {:?}",
-                String::from_utf8_lossy(&b),
-                check_pointer(&b)
-            );
+        for a in &accepted {
+            assert_eq!(decode_pointer(a.as_bytes()), p(OID, 12345), "{a:?}");
         }
+        assert_eq!(decode_pointer(s.replace("12345", "-0").as_bytes()), p(OID, 0));
+        // The smudge filter reads 1024 bytes whatever the blob's size: what follows is ignored.
+        let mut big = canonical.clone();
+        big.resize(1024, b' ');
+        big.extend_from_slice(b"\x80\x04anything at all");
+        assert_eq!(decode_pointer(&big), p(OID, 12345));
+        // Extensions, anywhere before the size line, sorted by priority.
+        let ext = format!(
+            "version https://git-lfs.github.com/spec/v1\next-1-b sha256:{OID}\next-0-a sha256:{OID}\noid sha256:{OID}\nsize 3\n"
+        );
+        let d = decode_pointer(ext.as_bytes()).unwrap();
+        assert_eq!(d.extensions.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn what_git_lfs_does_not_take_for_a_pointer() {
+        let s = String::from_utf8(ptr(OID, "1")).unwrap();
+        let rejected: Vec<String> = vec![
+            String::new(),
+            "hello".into(),
+            ptr("../../etc/passwd", "1").iter().map(|&b| b as char).collect(),
+            s.replace(OID, &OID.to_uppercase()),
+            s.replace(OID, &OID[..63]),
+            s.replace("size 1", "size -1"),
+            s.replace("size 1", "size 1e3"),
+            s.replace("size 1", "size 99999999999999999999"),
+            s.replace("size 1", "size 1_0"),
+            s.replace("size 1", "size "),
+            s.replace(&format!("{OID}\n"), &format!("{OID} \n")),
+            format!("{s}junk\n"),
+            format!("{s}zzz x\n"),
+            format!("{s}ext-0-a sha256:{OID}\n"),
+            format!("version https://git-lfs.github.com/spec/v1\nsize 1\noid sha256:{OID}\n"),
+            format!("version https://git-lfs.github.com/spec/v1\noid sha256:{OID}\n"),
+            s.replace("spec/v1", "spec/v2"),
+            s.replace("spec/v1", "spec/v1 "),
+            s.replace("sha256:", "md5:"),
+            s.replace("\noid", "\n oid"),
+            s.replace('\n', "\r\r\n"),
+            format!("version https://git-lfs.github.com/spec/v1\next-0-a sha256:{OID}\next-0-b sha256:{OID}\noid sha256:{OID}\nsize 1\n"),
+            format!("version https://git-lfs.github.com/spec/v1\next-10-a sha256:{OID}\noid sha256:{OID}\nsize 1\n"),
+            s.replace("git-lfs.github.com", "example.com"),
+        ];
+        for r in &rejected {
+            assert_eq!(decode_pointer(r.as_bytes()), None, "{r:?}");
+        }
+        // Trailing white space of the whole text goes, even on the size line.
+        assert_eq!(decode_pointer(format!("{s} \t").replace("size 1\n", "size 1 \n").as_bytes()), p(OID, 1));
+        // Past the first 1024 bytes nothing counts, a pointer there included.
+        let mut late = vec![b' '; 1024];
+        late.extend_from_slice(s.as_bytes());
+        assert_eq!(decode_pointer(&late), None);
+        // Invalid UTF-8 is never white space.
+        assert_eq!(decode_pointer(&[b"\xa0".as_slice(), s.as_bytes()].concat()), None);
+    }
+
+    #[test]
+    fn go_helpers() {
+        assert_eq!(go_parse_int(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(go_parse_int(b"9223372036854775808"), None);
+        assert_eq!(go_parse_int(b"+"), None);
+        assert_eq!(go_trim_space("\u{85} x \u{2029}".as_bytes()), b"x");
+        assert_eq!(go_trim_space(b"\xe2\x80"), b"\xe2\x80");
     }
 
     #[test]
@@ -567,7 +723,7 @@ mod tests {
         let content = b"hello lfs";
         let oid = sha256_of(&crate::source::BytesSource(content.to_vec())).unwrap();
         let store = LfsStore { root: Some(dir.path().into()), verify_sha256: true, ..Default::default() };
-        let p = Pointer { oid: oid.clone(), size: content.len() as u64 };
+        let p = Pointer { oid: oid.clone(), size: content.len() as u64, extensions: Vec::new() };
         let Resolved::Problem(f) = resolve(&store, dir.path(), &p) else { panic!() };
         assert_eq!(f.code, "lfs-object-missing");
         assert!(f.message.contains("git lfs push --all"));
@@ -575,7 +731,7 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, content).unwrap();
         assert!(matches!(resolve(&store, dir.path(), &p), Resolved::Found { .. }));
-        let wrong = Pointer { oid: oid.clone(), size: 3 };
+        let wrong = Pointer { oid: oid.clone(), size: 3, extensions: Vec::new() };
         let Resolved::Problem(f) = resolve(&store, dir.path(), &wrong) else { panic!() };
         assert_eq!(f.code, "lfs-object-mismatch");
         std::fs::write(&path, b"hello LFS").unwrap();

@@ -465,7 +465,14 @@ const DENY: &[(&str, &str, bool)] = &[
         true,
     ),
     ("numpy.load numpy.lib.npyio numpy.lib._npyio_impl numpy.lib.format", "loads other (pickled) files", true),
-    ("joblib.load joblib.numpy_pickle.load joblib.numpy_pickle_compat sklearn.externals.joblib.load sklearn.externals.joblib.numpy_pickle.load", "loads another pickle file", true),
+    (
+        "joblib.load joblib.numpy_pickle.load joblib.numpy_pickle_compat sklearn.externals.joblib.load
+         sklearn.externals.joblib.numpy_pickle.load sklearn.externals.joblib.numpy_pickle_compat
+         joblib.numpy_pickle.NDArrayWrapper joblib.numpy_pickle.ZNDArrayWrapper
+         sklearn.externals.joblib.numpy_pickle.NDArrayWrapper sklearn.externals.joblib.numpy_pickle.ZNDArrayWrapper",
+        "loads another pickle file",
+        true,
+    ),
     ("pandas.read_pickle pandas.io.pickle pandas.eval pandas.core.computation numexpr", "loads pickles or evaluates expressions", true),
     ("yaml", "YAML loaders can construct arbitrary Python objects", true),
     ("pip ensurepip venv distutils setuptools", "installs packages or writes files", true),
@@ -520,7 +527,8 @@ const ALLOW: &[(&str, &str)] = &[
     (
         "numpy.core.multiarray._reconstruct numpy._core.multiarray._reconstruct numpy.core.multiarray.scalar
          numpy._core.multiarray.scalar numpy.ndarray numpy.dtype numpy.core.numeric._frombuffer
-         numpy._core.numeric._frombuffer numpy.dtypes.*DType numpy.ma.core._mareconstruct numpy.ma.core.MaskedArray",
+         numpy._core.numeric._frombuffer numpy.dtypes.*DType numpy.ma.core._mareconstruct numpy.ma.core.MaskedArray
+         numpy._core._internal._convert_to_stringdtype_kwargs numpy.core._internal._convert_to_stringdtype_kwargs",
         "array reconstruction",
     ),
     (

@@ -5,7 +5,7 @@
 //! Fails on any disagreement: a payload that ran but was not rejected, a benign file a loader
 //! reads cleanly that is rejected, a model a loader opens that is called unsupported.
 //!
-//! The loaders: numpy, joblib and h5py in the venv `.ci/run` makes (/opt/mg-oracle, or
+//! The loaders: numpy, joblib and h5py in the venv `.ci/run` makes (/opt/mg-venv, or
 //! MG_ORACLE_PYTHON), torch 1.13 from Debian's python3-torch (/usr/bin/python3, or
 //! MG_TORCH_PYTHON). Without them the test is skipped, unless CI=true.
 //! MODELGATE_ORACLE_SEED and MODELGATE_ORACLE_CASES choose another run (the default is fixed,
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn oracle_python() -> Option<PathBuf> {
-    let p = std::env::var_os("MG_ORACLE_PYTHON").map_or_else(|| PathBuf::from("/opt/mg-oracle/bin/python"), PathBuf::from);
+    let p = std::env::var_os("MG_ORACLE_PYTHON").map_or_else(|| PathBuf::from("/opt/mg-venv/bin/python"), PathBuf::from);
     let ok = Command::new(&p).args(["-c", "import numpy, joblib, h5py"]).output().is_ok_and(|o| o.status.success());
     ok.then_some(p)
 }
@@ -30,7 +30,7 @@ fn torch_python() -> Option<PathBuf> {
 fn real_loaders_agree_with_modelgate() {
     let ci = std::env::var("CI").as_deref() == Ok("true");
     let Some(python) = oracle_python() else {
-        assert!(!ci, "the oracle's loaders are required when CI=true (.ci/run installs them into /opt/mg-oracle)");
+        assert!(!ci, "the oracle's loaders are required when CI=true (.ci/run installs them into /opt/mg-venv)");
         eprintln!("skipping the oracle: no Python with numpy, joblib and h5py (run .ci/run or set MG_ORACLE_PYTHON)");
         return;
     };

@@ -1,34 +1,53 @@
-//! Which blobs a push introduces, and where.
+//! Which blobs a push introduces, where, and how clients would check them out.
 //!
 //! New commits are those reachable from the pushed tips but from no existing ref; each is
-//! diffed against each parent (a root commit against the empty tree), so a blob that only
-//! moved is seen again but is deduplicated by id. Refs that point straight at a tree or a
-//! blob (directly or through annotated tags) bring the whole tree or the blob.
+//! diffed against each parent (a root commit against the empty tree). A path counts as
+//! changed when its entry (mode and id) differs, and every path below a directory whose
+//! `.gitattributes` changed counts as changed too (its checkout conversions may have), so a
+//! push that only edits attributes is judged again. Refs that point straight at a tree or
+//! a blob (directly or through annotated tags) bring the whole tree or the blob.
+//!
+//! Beyond what refs reach ([`WalkOptions`]): the targets of gitlinks that exist here (a
+//! submodule pointing into this repository, which `git clone --recurse-submodules` fetches
+//! by id), every other commit, tree and blob stored in the quarantine (a pack may carry
+//! objects no ref reaches), and per ref update everything it newly makes reachable from that
+//! ref (`old..new`, all of `new` for a created ref), so that ref-scoped rules see each path
+//! into the ref, objects already on the server included.
+//!
+//! Trees are diffed here rather than with `gix::diff::tree`: entries are compared as raw
+//! bytes straight from the decoded (and cached) tree objects, without copying them.
 
+use super::attr::{attributes, AttrFile, Checkout, Frame};
 use super::open::GateRepo;
-use super::packed::PackedObjects;
+use super::packed::{Obj, PackedObjects};
 use super::updates::{RefUpdate, UpdateKind};
 use anyhow::{anyhow, bail, Context, Result};
 use gix::bstr::{BStr, BString, ByteSlice};
-use gix::objs::tree::EntryKind;
 use gix::ObjectId;
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
 
 /// Where a blob appears in the push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
-    /// Path in the tree (raw bytes); empty for a blob a ref points at directly.
+    /// Path in the tree (raw bytes); empty for a blob a ref points at directly, or one only
+    /// found in the quarantine.
     pub path: BString,
     /// The commit that added or changed it; `None` for trees and blobs reached through tags.
     pub commit: Option<ObjectId>,
-    /// The ref whose update brought it.
+    /// The ref whose update brought it; empty when no ref reaches it.
     pub refname: BString,
+    /// How a client writes it to a work tree there.
+    pub checkout: Checkout,
 }
 
 /// A blob the push introduces, with every place it appears.
 #[derive(Debug, Clone)]
 pub struct NewBlob {
     pub id: ObjectId,
+    /// Empty for a blob that no walk reached (stored in the quarantine, shown by id).
     pub places: Vec<Place>,
 }
 
@@ -39,10 +58,25 @@ pub struct Introduced {
     pub blobs: Vec<NewBlob>,
     /// New commits, each once, in walk order (newest first per ref).
     pub commits: Vec<ObjectId>,
-    /// Submodule entries (gitlinks) seen and not scanned.
+    /// Submodule entries (gitlinks) seen.
     pub submodules: usize,
-    /// Symbolic links seen and not scanned (their blob is a link target, never loaded).
+    /// Gitlink targets present in the repository whose history was walked.
+    pub submodules_walked: usize,
+    /// Symbolic links seen (judged as files: clients without symlinks write them as such).
     pub symlinks: usize,
+    /// Quarantined objects no ref reaches that were looked at.
+    pub unreachable: usize,
+}
+
+/// What to walk besides the new commits of the pushed refs.
+#[derive(Debug, Clone, Default)]
+pub struct WalkOptions {
+    /// Per ref update, everything it newly makes reachable from the ref (for ref-scoped rules).
+    pub per_ref: bool,
+    /// Every object stored in the quarantine, reachable or not, and gitlink targets.
+    pub quarantine: bool,
+    /// `$GIT_DIR/info/attributes`, which server-side checkouts and archives apply on top.
+    pub info_attributes: Option<Vec<u8>>,
 }
 
 /// The commits existing refs point at (peeled), except refs for which `skip` is true.
@@ -67,15 +101,30 @@ pub fn existing_tips(repo: &gix::Repository, skip: impl Fn(&BStr) -> bool) -> Re
 
 /// Collect the blobs introduced by `updates`, hiding every commit reachable from `hidden`.
 pub fn introduced(gate: &GateRepo, updates: &[RefUpdate], hidden: &[ObjectId]) -> Result<Introduced> {
+    introduced_with(gate, updates, hidden, &WalkOptions::default())
+}
+
+/// [`introduced`] with the extra walks of `opts`.
+pub fn introduced_with(
+    gate: &GateRepo,
+    updates: &[RefUpdate],
+    hidden: &[ObjectId],
+    opts: &WalkOptions,
+) -> Result<Introduced> {
     let repo = &gate.repo;
-    let trees = PackedObjects::open(gate.view().first_objects_dir(), &repo.objects, repo.object_hash());
+    let objects = PackedObjects::open(gate.view().first_objects_dir(), &repo.objects, repo.object_hash());
+    let info = opts.info_attributes.as_deref().map(AttrFile::parse_file).filter(|f| !f.is_empty()).map(Arc::new);
     let mut c = Collector {
         repo,
-        trees,
+        view: gate.view(),
+        differ: Differ::new(objects, info.clone(), repo.object_hash(), opts.per_ref),
+        info,
         out: Introduced::default(),
         index: HashMap::new(),
         seen_commits: HashSet::new(),
-        bufs: Default::default(),
+        seen_trees: HashSet::new(),
+        gitlinks: Vec::new(),
+        memo: opts.per_ref.then(HashMap::new),
     };
     let hidden_set: HashSet<ObjectId> = hidden.iter().copied().collect();
     for u in updates {
@@ -84,16 +133,30 @@ pub fn introduced(gate: &GateRepo, updates: &[RefUpdate], hidden: &[ObjectId]) -
         }
         let (target, kind) =
             peel(repo, u.new).with_context(|| format!("cannot read the object {} pushed to {}", u.new, u.name))?;
+        let ctx = Ctx { refname: u.name.clone(), base: BString::default() };
         match kind {
             gix::object::Kind::Commit => {
                 if hidden_set.contains(&target) {
                     continue;
                 }
-                c.walk(target, hidden, u.name.as_bstr())?;
+                c.walk(target, hidden, &ctx)?;
             }
-            gix::object::Kind::Tree => c.tree_diff(None, target, None, u.name.as_bstr())?,
-            gix::object::Kind::Blob => c.add(target, BString::default(), None, u.name.as_bstr()),
+            gix::object::Kind::Tree => c.whole_tree(target, None, &ctx)?,
+            gix::object::Kind::Blob => c.add(target, BString::default(), None, &ctx, Checkout::default()),
             gix::object::Kind::Tag => bail!("tag chain too long at {}", u.name),
+        }
+    }
+    if opts.quarantine {
+        c.walk_gitlinks(hidden)?;
+        c.quarantined(gate, hidden)?;
+        c.walk_gitlinks(hidden)?;
+    }
+    if opts.per_ref {
+        for u in updates {
+            if u.kind() == UpdateKind::Delete {
+                continue;
+            }
+            c.per_ref(u)?;
         }
     }
     Ok(c.out)
@@ -113,19 +176,506 @@ fn peel(repo: &gix::Repository, mut id: ObjectId) -> Result<(ObjectId, gix::obje
     Ok((id, gix::object::Kind::Tag))
 }
 
+/// Fewer new commits than this are diffed on the calling thread.
+const PARALLEL_MIN_COMMITS: usize = 256;
+
+/// The ref a walk is for, and the path its trees sit at (a gitlink's path for a submodule).
+#[derive(Clone)]
+struct Ctx {
+    refname: BString,
+    base: BString,
+}
+
+/// A place recorded for a commit, for the per-ref walks.
+#[derive(Clone)]
+struct Memo {
+    blob: ObjectId,
+    path: BString,
+    checkout: Checkout,
+}
+
+/// What diffs found, in order, before it is merged into the collection.
+#[derive(Default)]
+struct Found {
+    places: Vec<(ObjectId, Place)>,
+    gitlinks: Vec<(ObjectId, BString, BString)>,
+    trees: Vec<ObjectId>,
+    symlinks: usize,
+    submodules: usize,
+    /// Per commit diffed, its places (when per-ref walks follow).
+    memo: Vec<(ObjectId, Vec<Memo>)>,
+}
+
+/// Diffs trees: one per thread, each with its own object cache.
+struct Differ<'s> {
+    objects: PackedObjects<'s>,
+    info: Option<Arc<AttrFile>>,
+    hash_len: usize,
+    /// Parsed `.gitattributes` blobs (top-level parses count macros, hence the flag).
+    attr_files: HashMap<(ObjectId, bool), Arc<AttrFile>>,
+    /// Whether a tree holds the bytes of a `.gitattributes` entry, by tree (each tree is
+    /// compared as the new side, then again as the old side of the next commit).
+    attr_memo: HashMap<ObjectId, bool>,
+    /// Record places per commit for the per-ref walks.
+    record: bool,
+    recording: Option<Vec<Memo>>,
+    found: Found,
+}
+
 struct Collector<'r> {
     repo: &'r gix::Repository,
-    /// Trees are read through this (see [`PackedObjects`]).
-    trees: PackedObjects<'r>,
+    view: &'r super::open::ObjectView,
+    differ: Differ<'r>,
+    info: Option<Arc<AttrFile>>,
     out: Introduced,
     index: HashMap<ObjectId, usize>,
     seen_commits: HashSet<ObjectId>,
-    /// Reused buffers for the two root trees of a diff.
-    bufs: [Vec<u8>; 2],
+    seen_trees: HashSet<ObjectId>,
+    /// Gitlink targets seen: (commit, path of the gitlink, ref).
+    gitlinks: Vec<(ObjectId, BString, BString)>,
+    /// Per commit, the places its diff gave (only when per-ref walks follow).
+    memo: Option<HashMap<ObjectId, Rc<Vec<Memo>>>>,
+}
+
+/// One tree entry, borrowed from the tree's bytes.
+#[derive(Clone, Copy)]
+struct Entry<'a> {
+    mode: u32,
+    name: &'a [u8],
+    id: &'a [u8],
+    /// The whole entry as stored: identical bytes mean an identical entry.
+    raw: &'a [u8],
+}
+
+const S_IFMT: u32 = 0o170000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
+const S_IFLNK: u32 = 0o120000;
+
+impl Entry<'_> {
+    fn is_tree(&self) -> bool {
+        self.mode & S_IFMT == S_IFDIR
+    }
+}
+
+/// Iterate a tree's entries: `<octal mode> <name>\0<id>`.
+struct Entries<'a> {
+    data: &'a [u8],
+    hash_len: usize,
+    bad: bool,
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Entry<'a>;
+
+    fn next(&mut self) -> Option<Entry<'a>> {
+        if self.data.is_empty() {
+            return None;
+        }
+        let parsed = (|| {
+            let sp = self.data.iter().position(|&b| b == b' ')?;
+            let nul = sp + 1 + self.data.get(sp + 1..)?.iter().position(|&b| b == 0)?;
+            let end = nul + 1 + self.hash_len;
+            let mode_bytes = self.data.get(..sp)?;
+            if mode_bytes.is_empty() || mode_bytes.len() > 7 {
+                return None;
+            }
+            let mut mode = 0u32;
+            for &d in mode_bytes {
+                if !(b'0'..=b'7').contains(&d) {
+                    return None;
+                }
+                mode = mode * 8 + u32::from(d - b'0');
+            }
+            let e = Entry {
+                mode,
+                name: self.data.get(sp + 1..nul)?,
+                id: self.data.get(nul + 1..end)?,
+                raw: self.data.get(..end)?,
+            };
+            Some((e, end))
+        })();
+        match parsed {
+            Some((e, end)) => {
+                self.data = self.data.get(end..).unwrap_or_default();
+                Some(e)
+            }
+            None => {
+                self.bad = true;
+                self.data = &[];
+                None
+            }
+        }
+    }
+}
+
+/// A tree's entries, and whether it is malformed. (Order does not matter for what is
+/// found changed: only an entry identical in mode, name and id to one of the old tree is
+/// passed over, whatever the order; the order only pairs subtrees for a smaller diff.)
+fn entries(o: &Obj, hash_len: usize) -> (Vec<Entry<'_>>, bool) {
+    let mut it = Entries { data: &o.data, hash_len, bad: false };
+    let v: Vec<Entry<'_>> = it.by_ref().collect();
+    (v, it.bad)
+}
+
+/// The entries of `new` that are not identical in `old`, with their namesake in `old`.
+fn merge_changed<'a>(old: &[Entry<'a>], new: &[Entry<'a>]) -> Vec<(Entry<'a>, Option<Entry<'a>>)> {
+    let mut changed = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while let Some(n) = new.get(j) {
+        match old.get(i) {
+            None => {
+                changed.push((*n, None));
+                j += 1;
+            }
+            Some(o) if o.raw == n.raw => {
+                i += 1;
+                j += 1;
+            }
+            Some(o) => match tree_order(o, n) {
+                Ordering::Less => i += 1,
+                Ordering::Greater => {
+                    changed.push((*n, None));
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    changed.push((*n, Some(*o)));
+                    i += 1;
+                    j += 1;
+                }
+            },
+        }
+    }
+    changed
+}
+
+/// One entry at `off`, and where the next starts.
+fn entry_at(data: &[u8], off: usize, hash_len: usize) -> Option<(Entry<'_>, usize)> {
+    let rest = data.get(off..)?;
+    let mut it = Entries { data: rest, hash_len, bad: false };
+    let e = it.next()?;
+    Some((e, off + e.raw.len()))
+}
+
+/// Length of the common prefix of two byte strings (compared in blocks).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 64 <= n && a.get(i..i + 64) == b.get(i..i + 64) {
+        i += 64;
+    }
+    while i < n && a.get(i) == b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// [`merge_changed`] without decoding the entries the two trees share: the common prefix
+/// is skipped as bytes, and once the trees agree again after a difference, a single
+/// comparison of what is left ends the merge. `None` for a malformed tree.
+fn fast_changed<'a>(old: &'a [u8], new: &'a [u8], hash_len: usize) -> Option<Vec<(Entry<'a>, Option<Entry<'a>>)>> {
+    let p = common_prefix(old, new);
+    let mut off = 0;
+    while off < new.len() {
+        let (_, end) = entry_at(new, off, hash_len)?;
+        if end > p {
+            break;
+        }
+        off = end;
+    }
+    let (mut a, mut b) = (off, off);
+    let mut changed = Vec::new();
+    let mut in_sync = true;
+    while b < new.len() {
+        let (n, n_end) = entry_at(new, b, hash_len)?;
+        if a >= old.len() {
+            changed.push((n, None));
+            b = n_end;
+            continue;
+        }
+        let (o, o_end) = entry_at(old, a, hash_len)?;
+        if o.raw == n.raw {
+            if !in_sync {
+                if old.get(a..) == new.get(b..) {
+                    break;
+                }
+                in_sync = true;
+            }
+            a = o_end;
+            b = n_end;
+            continue;
+        }
+        in_sync = false;
+        match tree_order(&o, &n) {
+            Ordering::Less => a = o_end,
+            Ordering::Greater => {
+                changed.push((n, None));
+                b = n_end;
+            }
+            Ordering::Equal => {
+                changed.push((n, Some(o)));
+                a = o_end;
+                b = n_end;
+            }
+        }
+    }
+    Some(changed)
+}
+
+/// The raw `.gitattributes` entry of a tree, if any.
+fn attr_entry<'a>(v: &[Entry<'a>]) -> Option<&'a [u8]> {
+    v.iter().find(|e| e.name == b".gitattributes" && !e.is_tree()).map(|e| e.raw)
+}
+
+/// git's tree order (`base_name_compare`): names compare as if trees ended in `/`.
+fn tree_order(a: &Entry<'_>, b: &Entry<'_>) -> Ordering {
+    let n = a.name.len().min(b.name.len());
+    match a.name.get(..n).cmp(&b.name.get(..n)) {
+        Ordering::Equal => {}
+        o => return o,
+    }
+    let next = |e: &Entry<'_>| e.name.get(n).copied().unwrap_or(if e.is_tree() { b'/' } else { 0 });
+    next(a).cmp(&next(b))
+}
+
+impl<'s> Differ<'s> {
+    fn new(objects: PackedObjects<'s>, info: Option<Arc<AttrFile>>, kind: gix::hash::Kind, record: bool) -> Differ<'s> {
+        Differ {
+            objects,
+            info,
+            hash_len: kind.len_in_bytes(),
+            attr_files: HashMap::new(),
+            attr_memo: HashMap::new(),
+            record,
+            recording: None,
+            found: Found::default(),
+        }
+    }
+
+    /// Diff a commit against each parent (a root commit against nothing).
+    fn commit_diff(&mut self, commit: ObjectId, parents: &[ObjectId], ctx: &Ctx) -> Result<()> {
+        let tree = self.tree_of(commit)?;
+        if self.record {
+            self.recording = Some(Vec::new());
+        }
+        if parents.is_empty() {
+            self.diff_root(None, tree, Some(commit), ctx)?;
+        }
+        for p in parents {
+            let ptree = self.tree_of(*p)?;
+            self.diff_root(Some(ptree), tree, Some(commit), ctx)?;
+        }
+        if let Some(rec) = self.recording.take() {
+            self.found.memo.push((commit, rec));
+        }
+        Ok(())
+    }
+
+    /// Whether a tree's bytes may hold a `.gitattributes` entry (remembered per tree).
+    fn may_attr(&mut self, id: ObjectId, data: &[u8]) -> bool {
+        if let Some(&v) = self.attr_memo.get(&id) {
+            return v;
+        }
+        if self.attr_memo.len() > 1 << 16 {
+            self.attr_memo.clear();
+        }
+        let v = memchr::memmem::find(data, b" .gitattributes\0").is_some();
+        self.attr_memo.insert(id, v);
+        v
+    }
+
+    /// The tree of a commit, read from the commit object's first line.
+    fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
+        let obj = self.objects.object(&commit).map_err(|e| anyhow!("cannot read commit {commit}: {e:#}"))?;
+        let obj = obj.ok_or_else(|| anyhow!("cannot read commit {commit}: object missing"))?;
+        if obj.kind != gix::object::Kind::Commit {
+            bail!("object {commit} is a {}, not a commit", obj.kind);
+        }
+        let hex = obj
+            .data
+            .strip_prefix(b"tree ")
+            .and_then(|r| r.get(..self.hash_len * 2))
+            .ok_or_else(|| anyhow!("malformed commit {commit}"))?;
+        ObjectId::from_hex(hex).map_err(|e| anyhow!("malformed commit {commit}: {e}"))
+    }
+
+    fn tree(&self, id: &ObjectId) -> Result<Rc<Obj>> {
+        let obj = self.objects.object(id).map_err(|e| anyhow!("cannot read tree {id}: {e:#}"))?;
+        let obj = obj.ok_or_else(|| anyhow!("cannot read tree {id}: object missing"))?;
+        if obj.kind != gix::object::Kind::Tree {
+            bail!("object {id} is a {}, not a tree", obj.kind);
+        }
+        Ok(obj)
+    }
+
+    fn diff_root(&mut self, old: Option<ObjectId>, new: ObjectId, commit: Option<ObjectId>, ctx: &Ctx) -> Result<()> {
+        if old == Some(new) {
+            return Ok(());
+        }
+        let mut frames = Vec::new();
+        let mut path = Vec::new();
+        self.diff(old, new, &mut path, &mut frames, false, commit, ctx)
+    }
+
+    /// Record every entry of tree `new` (at `path`) that is not identical in `old`; with
+    /// `force`, every entry.
+    #[allow(clippy::too_many_arguments)]
+    fn diff(
+        &mut self,
+        old: Option<ObjectId>,
+        new: ObjectId,
+        path: &mut Vec<u8>,
+        frames: &mut Vec<Frame>,
+        mut force: bool,
+        commit: Option<ObjectId>,
+        ctx: &Ctx,
+    ) -> Result<()> {
+        if path.len() > 64 << 10 {
+            bail!("tree {new} is nested too deeply");
+        }
+        self.found.trees.push(new);
+        let new_obj = self.tree(&new)?;
+        let old_obj = match old {
+            Some(o) if !force => Some(self.tree(&o)?),
+            _ => None,
+        };
+        let hash_len = self.hash_len;
+        // A `.gitattributes` entry anywhere (git reads it even from an unsorted tree) makes
+        // the full comparison necessary; the common case compares raw bytes only.
+        let slow = force
+            || old_obj.is_none()
+            || self.may_attr(new, &new_obj.data)
+            || old.zip(old_obj.as_ref()).is_some_and(|(id, o)| self.may_attr(id, &o.data));
+        let mut new_attr: Option<Entry<'_>> = None;
+        let changed: Vec<(Entry<'_>, Option<Entry<'_>>)> = match (&old_obj, slow) {
+            (Some(o), false) => match fast_changed(&o.data, &new_obj.data, hash_len) {
+                Some(c) => c,
+                None => {
+                    force = true;
+                    Entries { data: &new_obj.data, hash_len, bad: false }.map(|e| (e, None)).collect()
+                }
+            },
+            _ => {
+                let (new_entries, new_bad) = entries(&new_obj, hash_len);
+                let (old_entries, old_bad) = match &old_obj {
+                    Some(o) => entries(o, hash_len),
+                    None => (Vec::new(), false),
+                };
+                if new_bad || old_bad {
+                    // Malformed: judge everything in it.
+                    force = true;
+                }
+                // The directory's own attributes, and whether they changed.
+                new_attr = new_entries.iter().find(|e| e.name == b".gitattributes" && !e.is_tree()).copied();
+                if !force && old_obj.is_some() && attr_entry(&new_entries) != attr_entry(&old_entries) {
+                    force = true;
+                }
+                if old_obj.is_none() && old.is_some() {
+                    force = true;
+                }
+                if force || old_obj.is_none() {
+                    new_entries.iter().map(|e| (*e, None)).collect()
+                } else {
+                    merge_changed(&old_entries, &new_entries)
+                }
+            }
+        };
+        let pushed = match new_attr {
+            Some(e) if e.mode & S_IFMT != 0o160000 => {
+                let id = ObjectId::from_bytes_or_panic(e.id);
+                let top = path.is_empty();
+                let file = self.attr_file(id, top);
+                frames.push(Frame { dir: Some(path.clone()), file });
+                true
+            }
+            _ => false,
+        };
+        let base_len = path.len();
+        for (n, o) in changed {
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(n.name);
+            let id = ObjectId::from_bytes_or_panic(n.id);
+            match n.mode & S_IFMT {
+                S_IFDIR => {
+                    let old_sub = o.filter(|o| o.is_tree()).map(|o| ObjectId::from_bytes_or_panic(o.id));
+                    self.diff(old_sub, id, path, frames, force, commit, ctx)?;
+                }
+                S_IFREG => {
+                    let checkouts = self.checkouts(frames, path);
+                    for co in checkouts {
+                        self.add(id, BString::from(path.as_slice()), commit, ctx, co);
+                    }
+                }
+                S_IFLNK => {
+                    self.found.symlinks += 1;
+                    self.add(id, BString::from(path.as_slice()), commit, ctx, Checkout::symlink());
+                }
+                // Gitlinks (and any other mode, which git's canon_mode takes for one).
+                _ => {
+                    self.found.submodules += 1;
+                    self.found.gitlinks.push((id, full_path(ctx.base.as_bstr(), path), ctx.refname.clone()));
+                }
+            }
+            path.truncate(base_len);
+        }
+        if pushed {
+            frames.pop();
+        }
+        Ok(())
+    }
+
+    fn attr_file(&mut self, id: ObjectId, top: bool) -> Arc<AttrFile> {
+        if let Some(f) = self.attr_files.get(&(id, top)) {
+            return f.clone();
+        }
+        // An unreadable attributes file reads as empty, as git does.
+        let file = match self.objects.object(&id) {
+            Ok(Some(o)) if o.kind == gix::object::Kind::Blob && (o.data.len() as u64) < super::attr::MAX_FILE => {
+                AttrFile::parse(&o.data, top)
+            }
+            _ => AttrFile::default(),
+        };
+        let file = Arc::new(file);
+        self.attr_files.insert((id, top), file.clone());
+        file
+    }
+
+    /// The distinct checkouts of `path` under `frames`: with and without `info/attributes`,
+    /// with and without case folding.
+    fn checkouts(&self, frames: &[Frame], path: &[u8]) -> Vec<Checkout> {
+        if frames.iter().all(|f| f.file.is_empty()) && self.info.is_none() {
+            return vec![Checkout::default()];
+        }
+        let mut with_info: Vec<Frame> = frames.to_vec();
+        if let Some(i) = &self.info {
+            with_info.push(Frame { dir: None, file: i.clone() });
+        }
+        let mut out: Vec<Checkout> = Vec::new();
+        for f in [frames, &with_info[..]] {
+            for icase in [false, true] {
+                let co = Checkout::from_attributes(&attributes(f, path, icase));
+                if !out.contains(&co) {
+                    out.push(co);
+                }
+            }
+        }
+        out
+    }
+
+    fn add(&mut self, id: ObjectId, path: BString, commit: Option<ObjectId>, ctx: &Ctx, checkout: Checkout) {
+        let path = if path.is_empty() { path } else { full_path(ctx.base.as_bstr(), &path) };
+        if let Some(rec) = self.recording.as_mut() {
+            rec.push(Memo { blob: id, path: path.clone(), checkout: checkout.clone() });
+        }
+        self.found.places.push((id, Place { path, commit, refname: ctx.refname.clone(), checkout }));
+    }
 }
 
 impl Collector<'_> {
-    fn walk(&mut self, tip: ObjectId, hidden: &[ObjectId], refname: &BStr) -> Result<()> {
+    /// Walk the commits reachable from `tip` and not from `hidden`, diffing each new one.
+    fn walk(&mut self, tip: ObjectId, hidden: &[ObjectId], ctx: &Ctx) -> Result<()> {
         let walk = self
             .repo
             .rev_walk([tip])
@@ -133,85 +683,90 @@ impl Collector<'_> {
             .use_commit_graph(false)
             .all()
             .map_err(|e| anyhow!("cannot walk history from {tip}: {e}"))?;
+        let mut todo: Vec<(ObjectId, Vec<ObjectId>)> = Vec::new();
         for info in walk {
             let info = info.map_err(|e| anyhow!("cannot walk history from {tip}: {e}"))?;
             if !self.seen_commits.insert(info.id) {
                 continue;
             }
             self.out.commits.push(info.id);
-            let tree = self.tree_of(info.id)?;
-            let parents: Vec<ObjectId> = info.parent_ids.iter().copied().collect();
-            if parents.is_empty() {
-                self.tree_diff(None, tree, Some(info.id), refname)?;
+            todo.push((info.id, info.parent_ids.iter().copied().collect()));
+        }
+        self.diff_commits(&todo, ctx)
+    }
+
+    /// Diff commits, on several threads when there are many; the places are merged in
+    /// the order of `todo`.
+    fn diff_commits(&mut self, todo: &[(ObjectId, Vec<ObjectId>)], ctx: &Ctx) -> Result<()> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        if threads < 2 || todo.len() < PARALLEL_MIN_COMMITS {
+            for (c, parents) in todo {
+                self.differ.commit_diff(*c, parents, ctx)?;
             }
-            for p in parents {
-                let ptree = self.tree_of(p)?;
-                self.tree_diff(Some(ptree), tree, Some(info.id), refname)?;
-            }
+            let found = std::mem::take(&mut self.differ.found);
+            self.absorb(found);
+            return Ok(());
+        }
+        let chunk = todo.len().div_ceil(threads);
+        let view = self.view;
+        let info = self.info.clone();
+        let record = self.memo.is_some();
+        let results: Vec<Result<Found>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = todo
+                .chunks(chunk)
+                .map(|part| {
+                    let info = info.clone();
+                    scope.spawn(move || -> Result<Found> {
+                        let kind = view.object_hash();
+                        let handle = view.odb().context("cannot open the object store")?;
+                        let odb = gix::OdbHandle::new(handle, kind);
+                        let objects = PackedObjects::open(view.first_objects_dir(), &odb, kind);
+                        let mut d = Differ::new(objects, info, kind, record);
+                        for (c, parents) in part {
+                            d.commit_diff(*c, parents, ctx)?;
+                        }
+                        Ok(d.found)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a walk thread panicked")))).collect()
+        });
+        for r in results {
+            self.absorb(r?);
         }
         Ok(())
     }
 
-    fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
-        let c = self.repo.find_commit(commit).map_err(|e| anyhow!("cannot read commit {commit}: {e}"))?;
-        c.tree_id().map(|t| t.detach()).map_err(|e| anyhow!("cannot read commit {commit}: {e}"))
-    }
-
-    /// Record the blobs that are added or changed from `old` (or the empty tree) to `new`.
-    fn tree_diff(
-        &mut self,
-        old: Option<ObjectId>,
-        new: ObjectId,
-        commit: Option<ObjectId>,
-        refname: &BStr,
-    ) -> Result<()> {
-        let kind = self.repo.object_hash();
-        let [mut old_data, mut new_data] = std::mem::take(&mut self.bufs);
-        self.tree_data(new, &mut new_data)?;
-        match old {
-            Some(o) => self.tree_data(o, &mut old_data)?,
-            None => old_data.clear(),
+    /// Merge what diffs found into the collection.
+    fn absorb(&mut self, found: Found) {
+        for (id, place) in found.places {
+            self.add_place(id, place);
         }
-        let mut recorder = gix::diff::tree::Recorder::default();
-        let mut state = gix::diff::tree::State::default();
-        let diffed = gix::diff::tree(
-            gix::objs::TreeRefIter::from_bytes(&old_data, kind),
-            gix::objs::TreeRefIter::from_bytes(&new_data, kind),
-            &mut state,
-            &self.trees,
-            &mut recorder,
-        );
-        self.bufs = [old_data, new_data];
-        diffed.map_err(|e| anyhow!("cannot diff trees {new}: {e}"))?;
-        for change in recorder.records {
-            use gix::diff::tree::recorder::Change;
-            let (mode, oid, path) = match change {
-                Change::Addition { entry_mode, oid, path, .. } => (entry_mode, oid, path),
-                Change::Modification { entry_mode, oid, path, .. } => (entry_mode, oid, path),
-                Change::Deletion { .. } => continue,
-            };
-            match mode.kind() {
-                EntryKind::Blob | EntryKind::BlobExecutable => self.add(oid, path, commit, refname),
-                EntryKind::Commit => self.out.submodules += 1,
-                EntryKind::Link => self.out.symlinks += 1,
-                EntryKind::Tree => {}
+        self.gitlinks.extend(found.gitlinks);
+        self.seen_trees.extend(found.trees);
+        self.out.symlinks += found.symlinks;
+        self.out.submodules += found.submodules;
+        if let Some(memo) = self.memo.as_mut() {
+            for (c, rec) in found.memo {
+                memo.insert(c, Rc::new(rec));
             }
         }
+    }
+
+    fn whole_tree(&mut self, tree: ObjectId, commit: Option<ObjectId>, ctx: &Ctx) -> Result<()> {
+        self.differ.diff_root(None, tree, commit, ctx)?;
+        let found = std::mem::take(&mut self.differ.found);
+        self.absorb(found);
         Ok(())
     }
 
-    fn tree_data(&self, id: ObjectId, buf: &mut Vec<u8>) -> Result<()> {
-        use gix::objs::Find;
-        let obj = self.trees.try_find(&id, buf).map_err(|e| anyhow!("cannot read tree {id}: {e}"))?;
-        let obj = obj.ok_or_else(|| anyhow!("cannot read tree {id}: object missing"))?;
-        if obj.kind != gix::object::Kind::Tree {
-            bail!("object {id} is a {}, not a tree", obj.kind);
-        }
-        Ok(())
+    fn add(&mut self, id: ObjectId, path: BString, commit: Option<ObjectId>, ctx: &Ctx, checkout: Checkout) {
+        self.differ.add(id, path, commit, ctx, checkout);
+        let found = std::mem::take(&mut self.differ.found);
+        self.absorb(found);
     }
 
-    fn add(&mut self, id: ObjectId, path: BString, commit: Option<ObjectId>, refname: &BStr) {
-        let place = Place { path, commit, refname: refname.to_owned() };
+    fn add_place(&mut self, id: ObjectId, place: Place) {
         match self.index.get(&id) {
             Some(&i) => {
                 if let Some(b) = self.out.blobs.get_mut(i) {
@@ -226,6 +781,168 @@ impl Collector<'_> {
             }
         }
     }
+
+    /// Walk the history of every gitlink target that exists here and was not walked yet:
+    /// its files appear under the gitlink's path in a recursive clone.
+    fn walk_gitlinks(&mut self, hidden: &[ObjectId]) -> Result<()> {
+        let mut done: HashSet<ObjectId> = HashSet::new();
+        while let Some((target, path, refname)) = self.gitlinks.pop() {
+            if self.seen_commits.contains(&target) || !done.insert(target) {
+                continue;
+            }
+            let Ok(h) = self.repo.find_header(target) else { continue };
+            if h.kind() != gix::object::Kind::Commit {
+                continue;
+            }
+            self.out.submodules_walked += 1;
+            let ctx = Ctx { refname, base: path };
+            self.walk(target, hidden, &ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Every object stored in the quarantine that no walk reached: commits are walked,
+    /// trees read whole, tags followed, and blobs judged by id.
+    fn quarantined(&mut self, gate: &GateRepo, hidden: &[ObjectId]) -> Result<()> {
+        let Some(dir) = gate.view().first_objects_dir() else { return Ok(()) };
+        let mut ids: Vec<ObjectId> = self.differ.objects.pack_ids().collect();
+        ids.extend(loose_ids(dir, self.repo.object_hash()));
+        let mut pending: Vec<ObjectId> = Vec::new();
+        for id in ids {
+            if self.seen_commits.contains(&id) || self.seen_trees.contains(&id) || self.index.contains_key(&id) {
+                continue;
+            }
+            pending.push(id);
+        }
+        let none = Ctx { refname: BString::default(), base: BString::default() };
+        // Commits first: their trees give paths (and attributes) to what they hold.
+        let mut kinds: Vec<(ObjectId, gix::object::Kind)> = Vec::new();
+        for id in pending {
+            let h = self.repo.find_header(id).map_err(|e| anyhow!("cannot read quarantined object {id}: {e}"))?;
+            kinds.push((id, h.kind()));
+        }
+        kinds.sort_by_key(|(_, k)| match k {
+            gix::object::Kind::Tag => 0,
+            gix::object::Kind::Commit => 1,
+            gix::object::Kind::Tree => 2,
+            gix::object::Kind::Blob => 3,
+        });
+        for (id, kind) in kinds {
+            if self.seen_commits.contains(&id) || self.seen_trees.contains(&id) || self.index.contains_key(&id) {
+                continue;
+            }
+            self.out.unreachable += 1;
+            match kind {
+                gix::object::Kind::Tag => {
+                    let (target, k) = peel(self.repo, id)?;
+                    match k {
+                        gix::object::Kind::Commit if !self.seen_commits.contains(&target) => {
+                            self.walk(target, hidden, &none)?
+                        }
+                        gix::object::Kind::Tree if !self.seen_trees.contains(&target) => {
+                            self.whole_tree(target, None, &none)?
+                        }
+                        _ => {}
+                    }
+                }
+                gix::object::Kind::Commit => self.walk(id, hidden, &none)?,
+                gix::object::Kind::Tree => self.whole_tree(id, None, &none)?,
+                gix::object::Kind::Blob => {
+                    self.index.insert(id, self.out.blobs.len());
+                    self.out.blobs.push(NewBlob { id, places: Vec::new() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything `u` newly makes reachable from its ref: the diffs of every commit in
+    /// `old..new` (all of `new`'s history for a new ref), from the diffs already made where
+    /// the commits are new, recorded with `u`'s ref name.
+    fn per_ref(&mut self, u: &RefUpdate) -> Result<()> {
+        let (target, kind) = peel(self.repo, u.new)?;
+        let ctx = Ctx { refname: u.name.clone(), base: BString::default() };
+        match kind {
+            gix::object::Kind::Commit => {}
+            gix::object::Kind::Tree => return self.whole_tree(target, None, &ctx),
+            gix::object::Kind::Blob => {
+                self.add(target, BString::default(), None, &ctx, Checkout::default());
+                return Ok(());
+            }
+            gix::object::Kind::Tag => return Ok(()),
+        }
+        let mut hide = Vec::new();
+        if !u.old.is_null() {
+            if let Ok((old, gix::object::Kind::Commit)) = peel(self.repo, u.old) {
+                hide.push(old);
+            }
+        }
+        let walk = self
+            .repo
+            .rev_walk([target])
+            .with_hidden(hide)
+            .use_commit_graph(false)
+            .all()
+            .map_err(|e| anyhow!("cannot walk history from {target}: {e}"))?;
+        for info in walk {
+            let info = info.map_err(|e| anyhow!("cannot walk history from {target}: {e}"))?;
+            let memo = self.memo.as_ref().and_then(|m| m.get(&info.id).cloned());
+            match memo {
+                Some(places) => {
+                    for m in places.iter() {
+                        let place = Place {
+                            path: m.path.clone(),
+                            commit: Some(info.id),
+                            refname: u.name.clone(),
+                            checkout: m.checkout.clone(),
+                        };
+                        self.add_place(m.blob, place);
+                    }
+                }
+                None => {
+                    let parents: Vec<ObjectId> = info.parent_ids.iter().copied().collect();
+                    self.differ.commit_diff(info.id, &parents, &ctx)?;
+                    let found = std::mem::take(&mut self.differ.found);
+                    self.absorb(found);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn full_path(base: &BStr, path: &[u8]) -> BString {
+    if base.is_empty() {
+        return BString::from(path);
+    }
+    let mut p = BString::from(base.as_bytes());
+    p.push(b'/');
+    p.extend_from_slice(path);
+    p
+}
+
+/// Loose objects of an object directory (`xx/yyyy...`).
+fn loose_ids(dir: &std::path::Path, kind: gix::hash::Kind) -> Vec<ObjectId> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(prefix) = name.to_str().filter(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit())) else {
+            continue;
+        };
+        let Ok(sub) = std::fs::read_dir(e.path()) else { continue };
+        for f in sub.flatten() {
+            let rest = f.file_name();
+            let Some(rest) = rest.to_str() else { continue };
+            let hex = format!("{prefix}{rest}");
+            if hex.len() == kind.len_in_hex() {
+                if let Ok(id) = ObjectId::from_hex(hex.as_bytes()) {
+                    out.push(id);
+                }
+            }
+        }
+    }
+    out
 }
 
 impl NewBlob {
@@ -233,8 +950,8 @@ impl NewBlob {
     pub fn display_path(&self) -> String {
         match self.places.first() {
             Some(p) if !p.path.is_empty() => p.path.to_str_lossy().into_owned(),
-            Some(p) => format!("(blob at {})", p.refname.to_str_lossy()),
-            None => self.id.to_string(),
+            Some(p) if !p.refname.is_empty() => format!("(blob at {})", p.refname.to_str_lossy()),
+            _ => format!("(blob {} reached by no ref)", self.id),
         }
     }
 }

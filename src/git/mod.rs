@@ -2,14 +2,17 @@
 //! that pushed (quarantined) objects are visible, the blobs a push introduces, and reading
 //! blobs with bounded memory.
 
+pub mod attr;
 mod blob;
+pub mod convert;
 mod introduced;
 mod open;
 mod packed;
 mod updates;
 
+pub use attr::{Checkout, Crlf};
 pub use blob::{BlobReader, ReadBlob};
-pub use introduced::{existing_tips, introduced, Introduced, NewBlob, Place};
+pub use introduced::{existing_tips, introduced, introduced_with, Introduced, NewBlob, Place, WalkOptions};
 pub use open::{GateRepo, GitEnv, ObjectView};
 pub use packed::{PackedObjects, Stats as PackedStats};
 pub use updates::{parse_updates, RefUpdate, UpdateKind, MAX_INPUT};

@@ -74,9 +74,9 @@ pub struct Stats {
 }
 
 /// A decoded object.
-struct Obj {
-    kind: Kind,
-    data: Vec<u8>,
+pub struct Obj {
+    pub kind: Kind,
+    pub data: Vec<u8>,
 }
 
 impl<'s> PackedObjects<'s> {
@@ -134,15 +134,38 @@ impl<'s> PackedObjects<'s> {
     /// Decode `id` from the packs into `out`; `None` when it is not in them or cannot be
     /// decoded here.
     fn find_packed(&self, id: &oid, out: &mut Vec<u8>) -> Option<Kind> {
+        let obj = self.packed(id)?;
+        out.clear();
+        out.extend_from_slice(&obj.data);
+        Some(obj.kind)
+    }
+
+    /// `id` decoded from the packs, shared with the cache (no copy).
+    fn packed(&self, id: &oid) -> Option<Rc<Obj>> {
         let (p, offset) = self.packs.iter().enumerate().find_map(|(n, p)| {
             let i = p.index.lookup(id)?;
             Some((n, p.index.pack_offset_at_index(i)))
         })?;
         let mut state = self.state.borrow_mut();
-        let obj = self.resolve(&mut state, p, offset)?;
-        out.clear();
-        out.extend_from_slice(&obj.data);
-        Some(obj.kind)
+        self.resolve(&mut state, p, offset)
+    }
+
+    /// The object `id`, from the packs or else the object store; `None` when it is missing.
+    pub fn object(&self, id: &oid) -> anyhow::Result<Option<Rc<Obj>>> {
+        use gix::objs::Find;
+        if let Some(o) = self.packed(id) {
+            self.state.borrow_mut().stats.decoded += 1;
+            return Ok(Some(o));
+        }
+        self.state.borrow_mut().stats.from_store += 1;
+        let mut buf = Vec::new();
+        let found = self.store.try_find(id, &mut buf).map_err(|e| anyhow::anyhow!("cannot read object {id}: {e}"))?;
+        Ok(found.map(|d| Rc::new(Obj { kind: d.kind, data: d.data.to_vec() })))
+    }
+
+    /// Every object id in the packs read directly.
+    pub fn pack_ids(&self) -> impl Iterator<Item = gix::ObjectId> + '_ {
+        self.packs.iter().flat_map(|p| p.index.iter().map(|e| e.oid))
     }
 
     /// The object at `offset` of pack `p`, from the cache or decoded.
@@ -278,10 +301,41 @@ fn varint(data: &[u8], i: &mut usize) -> Option<u64> {
 /// Values by pack and offset in two generations: hits move to the current one, and when it
 /// holds half the budget the older one is dropped (an approximate LRU).
 struct Cache<V> {
-    current: HashMap<(usize, u64), Rc<V>>,
-    older: HashMap<(usize, u64), Rc<V>>,
+    current: HashMap<(usize, u64), Rc<V>, FastHash>,
+    older: HashMap<(usize, u64), Rc<V>, FastHash>,
     bytes: usize,
     cap: usize,
+}
+
+/// A multiply-and-rotate hasher for pack offsets (keys come from the pack index, not from
+/// anyone who could aim collisions at it, and SipHash was a tenth of the walk).
+#[derive(Default, Clone, Copy)]
+struct FastHash;
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
 }
 
 /// Bytes a cached value holds.
@@ -303,7 +357,7 @@ impl Weight for Vec<u8> {
 
 impl<V: Weight> Cache<V> {
     fn new(cap: usize) -> Cache<V> {
-        Cache { current: HashMap::new(), older: HashMap::new(), bytes: 0, cap }
+        Cache { current: HashMap::default(), older: HashMap::default(), bytes: 0, cap }
     }
 
     fn get(&mut self, p: usize, offset: u64) -> Option<Rc<V>> {

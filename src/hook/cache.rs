@@ -16,14 +16,17 @@ pub struct Cache {
     /// Off when clamd is configured but its signature version is unknown: verdicts judged with
     /// other signatures must not be reused, nor these stored as if they were current.
     enabled: bool,
+    /// Whether anything was stored under this fingerprint when the cache was opened: if not,
+    /// lookups are skipped (a file-system miss per blob is most of a small file's cost).
+    present: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Entry {
+struct Entry<T> {
     key: String,
     engine: String,
     fingerprint: String,
-    judged: Judged,
+    judged: T,
 }
 
 impl Cache {
@@ -36,7 +39,9 @@ impl Cache {
             }),
         };
         let enabled = signatures.is_some();
-        Cache { dir, fingerprint: fingerprint(opts, salt, signatures.as_deref().unwrap_or("")), enabled }
+        let fingerprint = fingerprint(opts, salt, signatures.as_deref().unwrap_or(""));
+        let present = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(dir.join(&fingerprint).is_dir()));
+        Cache { dir, fingerprint, enabled, present }
     }
 
     /// Key of a git blob (`<kind>` is the hash name, so SHA-1 and SHA-256 never mix).
@@ -57,15 +62,24 @@ impl Cache {
     }
 
     pub fn get(&self, key: &str) -> Option<Judged> {
-        if !self.enabled {
+        self.get_value(key)
+    }
+
+    /// Any cached value (the judgements of a blob's checkout variants, ...).
+    pub fn get_value<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        if !self.enabled || !self.present.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
         let text = std::fs::read(self.path(key)?).ok()?;
-        let e: Entry = serde_json::from_slice(&text).ok()?;
+        let e: Entry<T> = serde_json::from_slice(&text).ok()?;
         (e.key == key && e.engine == crate::ENGINE_VERSION && e.fingerprint == self.fingerprint).then_some(e.judged)
     }
 
     pub fn put(&self, key: &str, judged: &Judged) -> std::io::Result<()> {
+        self.put_value(key, judged)
+    }
+
+    pub fn put_value<T: Serialize>(&self, key: &str, judged: &T) -> std::io::Result<()> {
         if !self.enabled {
             return Ok(());
         }
@@ -76,13 +90,14 @@ impl Cache {
             key: key.to_string(),
             engine: crate::ENGINE_VERSION.to_string(),
             fingerprint: self.fingerprint.clone(),
-            judged: judged.clone(),
+            judged,
         };
         // One write: serde_json writes token by token, and the file is unbuffered.
         let text = serde_json::to_vec(&entry)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         std::io::Write::write_all(&mut tmp, &text)?;
         tmp.persist(&path).map_err(|e| e.error)?;
+        self.present.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }

@@ -193,6 +193,7 @@ pub fn hook_config(policy: &Policy) -> HookConfig {
         notes_ref: g.notes_ref.clone(),
         audit_log: g.audit_log.clone(),
         trust_env: g.trust_env,
+        ref_rules: policy.rules.iter().any(|r| !r.refs.is_empty()),
         ..HookConfig::default()
     }
 }

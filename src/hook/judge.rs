@@ -5,9 +5,9 @@ use super::cache::Cache;
 use super::{HookConfig, Limits};
 use crate::engine::{scan_source, FileReport};
 use crate::finding::{Finding, Severity, Verdict};
-use crate::git::{BlobReader, NewBlob, ObjectView};
-use crate::lfs::{self, PointerCheck, Resolved};
-use crate::source::Source;
+use crate::git::{BlobReader, Checkout, NewBlob, ObjectView};
+use crate::lfs::{self, Resolved};
+use crate::source::{BytesSource, Source};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -111,15 +111,60 @@ impl From<&Finding> for Fact {
 /// Fresh judgements of content (not of budgets or transient conditions such as a missing
 /// LFS object) are written to the cache.
 pub fn judge_all(repo: &ObjectView, blobs: &[NewBlob], config: &HookConfig, cache: Option<&Cache>) -> Vec<Judged> {
-    let jobs = BlobJobs {
+    judge_push(repo, blobs, config, cache).into_iter().map(|j| j.judged).collect()
+}
+
+/// A judgement of what a client may check out besides the stored bytes.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// How the bytes come about, e.g. `core.autocrlf=true (LF -> CRLF)`.
+    pub checkout: String,
+    pub judged: Judged,
+}
+
+/// A blob's judgement: the stored bytes (or the LFS object behind a pointer), and every
+/// other way its places check out (line endings, `ident`, `working-tree-encoding`, the
+/// pointer text itself for clients without git-lfs, a filter program that cannot be judged).
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub judged: Judged,
+    pub variants: Vec<Variant>,
+}
+
+impl Judgement {
+    /// The stored judgement first, then the variants with their checkout.
+    pub fn all(&self) -> impl Iterator<Item = (Option<&str>, &Judged)> {
+        std::iter::once((None, &self.judged))
+            .chain(self.variants.iter().map(|v| (Some(v.checkout.as_str()), &v.judged)))
+    }
+}
+
+/// [`judge_all`] with the checkout variants of every blob.
+pub fn judge_push(repo: &ObjectView, blobs: &[NewBlob], config: &HookConfig, cache: Option<&Cache>) -> Vec<Judgement> {
+    let jobs = Arc::new(BlobJobs {
         blobs: blobs.to_vec(),
         config: config.clone(),
         cache: cache.cloned(),
         store_dir: repo.store_dir().to_path_buf(),
         git_dir: repo.git_dir().to_path_buf(),
         kind: repo.object_hash(),
-    };
-    run_pool(Arc::new(jobs), &config.limits)
+        variants: Mutex::new(std::collections::HashMap::new()),
+    });
+    let judged = run_pool(jobs.clone(), &config.limits);
+    let mut variants = std::mem::take(&mut *lock(&jobs.variants));
+    judged
+        .into_iter()
+        .enumerate()
+        .map(|(i, judged)| {
+            // Variants of a judgement the budget replaced are dropped with it.
+            let v = if judged.findings.iter().any(|f| super::GATE_FAILURE_CODES.contains(&f.code.as_str())) {
+                Vec::new()
+            } else {
+                variants.remove(&i).unwrap_or_default()
+            };
+            Judgement { judged, variants: v }
+        })
+        .collect()
 }
 
 /// A list of things to judge, for [`run_pool`]. `Local` is per-worker state.
@@ -140,6 +185,8 @@ struct BlobJobs {
     store_dir: PathBuf,
     git_dir: PathBuf,
     kind: gix::hash::Kind,
+    /// Variant judgements by blob index (side results of `judge`).
+    variants: Mutex<std::collections::HashMap<usize, Vec<Variant>>>,
 }
 
 impl Jobs for BlobJobs {
@@ -161,7 +208,13 @@ impl Jobs for BlobJobs {
         };
         let ctx = Ctx { git_dir: &self.git_dir, config: &self.config, cache: self.cache.as_ref(), meter };
         match local {
-            Ok(r) => judge_one(r, &ctx, blob),
+            Ok(r) => {
+                let (j, key, variants) = judge_one(r, &ctx, blob);
+                if !variants.is_empty() {
+                    lock(&self.variants).insert(index, variants);
+                }
+                (j, key)
+            }
             Err(e) => (unreadable(e), None),
         }
     }
@@ -185,6 +238,9 @@ pub(crate) fn run_pool<J: Jobs>(jobs: Arc<J>, limits: &Limits) -> Vec<Judged> {
         stop: AtomicBool::new(false),
         push: Arc::new(PushMeter::new(limits.push_read_bytes)),
         slots: Mutex::new(Vec::new()),
+        sent: AtomicUsize::new(0),
+        n,
+        all_sent: (Mutex::new(false), std::sync::Condvar::new()),
     });
     let (tx, rx) = mpsc::channel::<Done>();
     let workers = match limits.jobs {
@@ -214,19 +270,35 @@ pub(crate) fn run_pool<J: Jobs>(jobs: Arc<J>, limits: &Limits) -> Vec<Judged> {
         if limits.file_timeout.is_some() {
             wake = Some(wake.map_or(now + POLL, |w| w.min(now + POLL)));
         }
-        let msg = match wake {
-            Some(w) => rx.recv_timeout(w.saturating_duration_since(now)),
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-        };
-        match msg {
-            Ok(d) => {
-                if let Some(slot @ None) = results.get_mut(d.index) {
-                    *slot = Some(d.judged);
-                    done += 1;
+        // Results are collected in batches: waking this thread for each of tens of
+        // thousands of small files cost more than judging them. Workers wake it when the
+        // last result is in; otherwise it looks at the deadlines (and the results) every POLL.
+        let mut disconnected = false;
+        loop {
+            match rx.try_recv() {
+                Ok(d) => {
+                    if let Some(slot @ None) = results.get_mut(d.index) {
+                        *slot = Some(d.judged);
+                        done += 1;
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    break;
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if disconnected {
+            break;
+        }
+        if done < n {
+            let (m, cv) = &shared.all_sent;
+            let guard = lock(m);
+            if !*guard {
+                let wait = wake.map_or(POLL, |w| w.saturating_duration_since(now).min(POLL));
+                let _ = cv.wait_timeout(guard, wait);
+            }
         }
         let now = Instant::now();
         if push_deadline.is_some_and(|d| now >= d) {
@@ -290,6 +362,10 @@ struct Shared<J> {
     stop: AtomicBool,
     push: Arc<PushMeter>,
     slots: Mutex<Vec<Slot>>,
+    /// Results sent, and a flag with a condition variable set when all `n` are.
+    sent: AtomicUsize,
+    n: usize,
+    all_sent: (Mutex<bool>, std::sync::Condvar),
 }
 
 /// A worker thread's state.
@@ -389,6 +465,11 @@ fn worker<J: Jobs>(shared: &Shared<J>, id: usize, tx: &mpsc::Sender<Done>) {
         if abandoned || tx.send(Done { index, judged }).is_err() {
             return;
         }
+        if shared.sent.fetch_add(1, Ordering::AcqRel) + 1 >= shared.n {
+            let (m, cv) = &shared.all_sent;
+            *lock(m) = true;
+            cv.notify_all();
+        }
     }
 }
 
@@ -400,54 +481,225 @@ struct Ctx<'a> {
     meter: &'a Arc<FileMeter>,
 }
 
-/// Returns the judgement and, when it may be cached, its key.
-fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged, Option<String>) {
+/// The judgements of a blob's checkout variants under one [`Checkout`], as cached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckoutEntry {
+    variants: Vec<(String, Judged)>,
+}
+
+/// Cache key of a blob's variants under a checkout: the blob's key with a digest of it.
+fn checkout_key(id: &gix::ObjectId, co: &Checkout) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{co:?}").as_bytes());
+    let tag: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("co{tag}-{}", Cache::blob_key(id))
+}
+
+/// The judgement of the stored bytes and, when it may be cached, its key; then the
+/// judgements of every other checkout of the blob's places.
+fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged, Option<String>, Vec<Variant>) {
     let max_size = ctx.config.limits.max_file_size;
     let blob_key = Cache::blob_key(&blob.id);
+    let mut checkouts: Vec<&Checkout> = Vec::new();
+    for p in &blob.places {
+        if !checkouts.contains(&&p.checkout) {
+            checkouts.push(&p.checkout);
+        }
+    }
+    let default = Checkout::default();
+    if checkouts.is_empty() {
+        checkouts.push(&default);
+    }
+    // Symbolic links are written as stored: only other checkouts can give other bytes.
+    let converting: Vec<&Checkout> = checkouts.iter().copied().filter(|c| !c.symlink).collect();
     if let Some(j) = ctx.cache.and_then(|c| c.get(&blob_key)) {
-        return match max_size.filter(|m| j.size > *m) {
-            Some(m) => (too_large(j.size, m, j.lfs_oid), None),
-            None => (Judged { cached: true, ..j }, None),
-        };
+        if let Some(m) = max_size.filter(|m| j.size > *m) {
+            return (too_large(j.size, m, j.lfs_oid), None, Vec::new());
+        }
+        let entries: Option<Vec<CheckoutEntry>> = converting
+            .iter()
+            .map(|co| ctx.cache.and_then(|c| c.get_value::<CheckoutEntry>(&checkout_key(&blob.id, co))))
+            .collect();
+        if let Some(entries) = entries {
+            let mut variants: Vec<Variant> = Vec::new();
+            for (checkout, judged) in entries.into_iter().flat_map(|e| e.variants) {
+                if !variants.iter().any(|v| v.checkout == checkout) {
+                    variants.push(Variant { checkout, judged: Judged { cached: true, ..judged } });
+                }
+            }
+            return (Judged { cached: true, ..j }, None, variants);
+        }
     }
     let size = match reader.size(&blob.id) {
         Ok(s) => s,
-        Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None),
+        Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None, Vec::new()),
     };
     if let Some(m) = max_size.filter(|m| size > *m) {
-        return (too_large(size, m, None), None);
+        return (too_large(size, m, None), None, Vec::new());
     }
     if let Err(e) = ctx.meter.check() {
-        return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None);
+        return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None, Vec::new());
     }
     let read = match reader.read_with(&blob.id, &|| ctx.meter.check()) {
         Ok(r) => r,
-        Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None),
+        Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None, Vec::new()),
     };
+    let raw = read.source.clone();
     let source: Arc<dyn Source> = Arc::new(Guarded::new(read.source, ctx.meter.clone()));
     let display = blob.display_path();
-    if read.size < lfs::MAX_POINTER_SIZE {
-        let bytes = match crate::source::read_up_to(source.as_ref(), 0, lfs::MAX_POINTER_SIZE as usize) {
-            Ok(b) => b,
-            Err(e) => return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None),
-        };
-        match lfs::check_pointer(&bytes) {
-            PointerCheck::NotPointer => {}
-            PointerCheck::Invalid(reason) => {
-                return (Judged::from_findings(vec![lfs::invalid_pointer(&reason)], read.size, None), Some(blob_key))
+    let head = match crate::source::read_up_to(source.as_ref(), 0, lfs::MAX_POINTER_SIZE as usize) {
+        Ok(b) => b,
+        Err(e) => return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None, Vec::new()),
+    };
+    let mut variants = Vec::new();
+    let (stored, key) = match lfs::decode_pointer(&head) {
+        Some(p) => {
+            // A client with git-lfs gets the object; one without it gets the pointer text.
+            let plain = Judged::from_report(&scan_source(&display, source.clone(), &ctx.config.scan), None);
+            variants
+                .push(Variant { checkout: "the pointer text itself (a client without git-lfs)".into(), judged: plain });
+            judge_pointer(ctx, &p, &display)
+        }
+        None => (Judged::from_report(&scan_source(&display, source, &ctx.config.scan), None), Some(blob_key)),
+    };
+    if converting.is_empty() {
+        return (stored, key, variants);
+    }
+    // Other checkouts need the bytes in memory; a streamed blob is converted only if
+    // git would convert it, which is then an error (it cannot be judged within memory).
+    let bytes = if read.streamed {
+        None
+    } else {
+        match crate::source::read_up_to(raw.as_ref(), 0, usize::try_from(read.size).unwrap_or(usize::MAX)) {
+            Ok(b) => Some(b),
+            Err(e) => return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None, Vec::new()),
+        }
+    };
+    let hex = blob.id.to_string();
+    // Judgements by label, shared between checkouts.
+    let mut done: Vec<(String, Judged)> = Vec::new();
+    let worth_primary = stored.is_model() || stored.size >= CACHE_MIN_UNKNOWN;
+    for co in converting {
+        let mut mine: Vec<(String, Judged)> = Vec::new();
+        fn add(done: &mut Vec<(String, Judged)>, label: String, judged: Judged, mine: &mut Vec<(String, Judged)>) {
+            if !done.iter().any(|(l, _)| *l == label) {
+                done.push((label.clone(), judged.clone()));
             }
-            PointerCheck::Valid(p) => return judge_pointer(ctx, &p, &display),
+            mine.push((label, judged));
+        }
+        if let Some(f) = co.filter.as_deref().filter(|f| *f != "lfs") {
+            let finding = Finding::new(
+                "checkout-filter-unknown",
+                Severity::Error,
+                format!("the path has filter={f}: clients with that filter configured check out what its program makes of the blob, which cannot be judged here"),
+            );
+            add(&mut done, format!("filter={f}"), Judged::from_findings(vec![finding], read.size, None), &mut mine);
+        }
+        match bytes.as_deref() {
+            None => {
+                if streamed_would_convert(co) {
+                    let finding = Finding::new(
+                        "checkout-too-large",
+                        Severity::Error,
+                        format!("the blob is {} bytes, too large to judge what git's checkout conversions (ident, end of line, working-tree-encoding) make of it", read.size),
+                    );
+                    add(
+                        &mut done,
+                        "a checkout conversion of a large file".into(),
+                        Judged::from_findings(vec![finding], read.size, None),
+                        &mut mine,
+                    );
+                }
+            }
+            Some(bytes) => {
+                let (vs, problems) = crate::git::convert::variants(bytes, &hex, co);
+                for why in problems {
+                    let label = format!("working-tree-encoding={}", co.encoding.as_deref().unwrap_or_default());
+                    let finding = Finding::new("checkout-encoding-unavailable", Severity::Error, why);
+                    add(&mut done, label, Judged::from_findings(vec![finding], read.size, None), &mut mine);
+                }
+                for v in vs {
+                    if let Some((_, j)) = done.iter().find(|(l, _)| *l == v.label) {
+                        mine.push((v.label.clone(), j.clone()));
+                        continue;
+                    }
+                    for (label, judged) in judge_variant(ctx, &display, v) {
+                        add(&mut done, label, judged, &mut mine);
+                    }
+                }
+            }
+        }
+        // Kept with the stored bytes' verdict when either is worth keeping.
+        let worth = worth_primary || mine.iter().any(|(_, j)| j.is_model());
+        if worth && ctx.meter.stopped().is_none() && !mine.iter().any(|(_, j)| is_gate_failure(j)) {
+            if let Some(c) = ctx.cache {
+                let _ = c.put_value(&checkout_key(&blob.id, co), &CheckoutEntry { variants: mine });
+            }
         }
     }
-    let report = scan_source(&display, source, &ctx.config.scan);
-    (Judged::from_report(&report, None), Some(blob_key))
+    variants.extend(done.into_iter().map(|(checkout, judged)| Variant { checkout, judged }));
+    (stored, key, variants)
+}
+
+/// A judgement that says the gate could not judge (never cached).
+fn is_gate_failure(j: &Judged) -> bool {
+    j.findings.iter().any(|f| {
+        super::GATE_FAILURE_CODES.contains(&f.code.as_str())
+            && !f.code.starts_with("checkout-")
+            && f.code != "lfs-pointer-extension"
+    }) || j.findings.iter().any(|f| f.code == "clamav-error" || f.code == "lfs-object-missing")
+}
+
+/// Whether a streamed (large) blob might be converted at checkout: `ident`, an encoding, or
+/// CRLF line endings forced by attributes. Auto-detected text is left aside: a file this
+/// large that git would take for text is judged as stored only (its LF -> CRLF form
+/// differs from it only by CR bytes before line feeds).
+fn streamed_would_convert(co: &Checkout) -> bool {
+    !co.symlink && (co.ident || co.encoding.is_some() || co.crlf == crate::git::Crlf::Always)
+}
+
+/// Judge one checkout variant: its bytes as a file, and the LFS object they name when
+/// git-lfs would take them for a pointer.
+fn judge_variant(ctx: &Ctx<'_>, display: &str, v: crate::git::convert::Variant) -> Vec<(String, Judged)> {
+    let mut out = Vec::new();
+    if let Some(p) = lfs::decode_pointer(&v.bytes) {
+        let (j, k) = judge_pointer(ctx, &p, display);
+        store(ctx, k.as_deref(), &j);
+        out.push((format!("{}, then git-lfs", v.label), j));
+    }
+    let src: Arc<dyn Source> = Arc::new(Guarded::new(Arc::new(BytesSource(v.bytes)), ctx.meter.clone()));
+    out.push((v.label, Judged::from_report(&scan_source(display, src, &ctx.config.scan), None)));
+    out
+}
+
+/// Write a fresh judgement to the cache when it is worth keeping (as the worker does for
+/// the stored bytes).
+fn store(ctx: &Ctx<'_>, key: Option<&str>, j: &Judged) {
+    let (Some(c), Some(key)) = (ctx.cache, key) else { return };
+    if ctx.meter.stopped().is_some() {
+        return;
+    }
+    let worth = (j.is_model() || j.size >= CACHE_MIN_UNKNOWN) && !j.findings.iter().any(|f| f.code == "clamav-error");
+    if worth {
+        let _ = c.put(key, j);
+    }
 }
 
 fn judge_pointer(ctx: &Ctx<'_>, p: &lfs::Pointer, display: &str) -> (Judged, Option<String>) {
     if let Some(m) = ctx.config.limits.max_file_size.filter(|m| p.size > *m) {
         return (too_large(p.size, m, Some(p.oid.clone())), None);
     }
-    judge_lfs_object(ctx.git_dir, &ctx.config.lfs, p, display, &ctx.config.scan, ctx.cache, ctx.meter)
+    let (mut j, key) =
+        judge_lfs_object(ctx.git_dir, &ctx.config.lfs, p, display, &ctx.config.scan, ctx.cache, ctx.meter);
+    if !p.extensions.is_empty() {
+        j.findings.push(Fact::from(&lfs::extension_finding(p)));
+        if j.verdict != Verdict::Dangerous {
+            j.verdict = Verdict::Error;
+        }
+        // Not a fact about the object alone: not cached with it.
+        return (j, None);
+    }
+    (j, key)
 }
 
 /// Judge the LFS object behind a valid pointer: resolve it (it must be there and match the

@@ -221,7 +221,7 @@ impl Jobs for ObjectJobs {
             }
         }
         let store = LfsStore { verify_sha256: self.store.verify_sha256 || self.watch, ..store };
-        let pointer = Pointer { oid: oid.clone(), size };
+        let pointer = Pointer { oid: oid.clone(), size, extensions: Vec::new() };
         let display = format!("sha256:{oid}");
         judge_lfs_object(&self.base, &store, &pointer, &display, &self.config.scan, self.cache.as_ref(), meter)
     }

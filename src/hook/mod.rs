@@ -21,7 +21,7 @@ pub mod pre_receive;
 pub use crate::policy::Action;
 pub use budget::Limits;
 pub use cache::Cache;
-pub use judge::{judge_all, Fact, Judged};
+pub use judge::{judge_all, judge_push, Fact, Judged, Judgement, Variant};
 pub use message::{escape, escape_bytes, Out};
 
 use crate::engine::ScanOptions;
@@ -61,6 +61,24 @@ pub const CODES: &[CodeInfo] = &[
         summary: "the gate could not read the object from the repository or the lfs store",
         fix: "push again; if it persists, ask an admin to check the server's repository and disk",
     },
+    CodeInfo {
+        code: "checkout-filter-unknown",
+        severity: Severity::Error,
+        summary: "the path has a `filter` attribute: clients check out what their own filter program makes of it",
+        fix: "remove the filter attribute for model files, or ask an admin whether on_error may let it through",
+    },
+    CodeInfo {
+        code: "checkout-too-large",
+        severity: Severity::Error,
+        summary: "the file is too large for the gate to judge what git's checkout conversions make of it",
+        fix: "remove `ident`, `eol`/`text` or `working-tree-encoding` attributes from large files",
+    },
+    CodeInfo {
+        code: "checkout-encoding-unavailable",
+        severity: Severity::Error,
+        summary: "the gate could not produce the file in its `working-tree-encoding` to judge it",
+        fix: "remove the working-tree-encoding attribute from model files, or ask an admin to install iconv",
+    },
 ];
 
 /// Codes that say the gate could not judge a file (its own failure or budget), not what the
@@ -72,6 +90,10 @@ pub const GATE_FAILURE_CODES: &[&str] = &[
     "gate-object-unreadable",
     "lfs-store-unavailable",
     "internal-error",
+    "checkout-filter-unknown",
+    "checkout-too-large",
+    "checkout-encoding-unavailable",
+    "lfs-pointer-extension",
 ];
 
 /// Turns a file's judgement into an action. [`gate::PolicyDecider`] applies a policy;
@@ -116,17 +138,14 @@ impl<F: Fn(&NewBlob, &Judged) -> Action + Sync> Decide for F {
     }
 }
 
-/// Dangerous and error reject (this includes invalid LFS pointers and missing LFS
-/// objects), suspicious is tagged, safe and unsupported pass.
+/// Dangerous and error reject (this includes missing LFS objects), suspicious is tagged, safe and unsupported pass.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultDecision;
 
 impl Decide for DefaultDecision {
     fn decide(&self, _blob: &NewBlob, judged: &Judged) -> Action {
-        let lfs_problem = judged
-            .findings
-            .iter()
-            .any(|f| matches!(f.code.as_str(), "lfs-pointer-invalid" | "lfs-object-missing" | "lfs-object-mismatch"));
+        let lfs_problem =
+            judged.findings.iter().any(|f| matches!(f.code.as_str(), "lfs-object-missing" | "lfs-object-mismatch"));
         match judged.verdict {
             _ if lfs_problem => Action::Reject,
             Verdict::Dangerous | Verdict::Error => Action::Reject,
@@ -163,6 +182,9 @@ pub struct HookConfig {
     pub max_reported: usize,
     /// Whose environment variables are believed (set from the policy or `--trust-env`).
     pub trust_env: crate::policy::TrustEnv,
+    /// Some rule is scoped by ref: judge, per ref update, everything it newly makes
+    /// reachable from its ref (objects already on the server included).
+    pub ref_rules: bool,
 }
 
 impl Default for HookConfig {
@@ -180,6 +202,7 @@ impl Default for HookConfig {
             audit_log: Some(PathBuf::from("modelgate/audit.log")),
             max_reported: 50,
             trust_env: crate::policy::TrustEnv::None,
+            ref_rules: false,
         }
     }
 }

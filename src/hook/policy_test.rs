@@ -8,7 +8,7 @@ use super::gate::{hook_config, PolicyDecider};
 use super::judge::{judge_lfs_object, run_pool, Jobs};
 use super::{Action, HookConfig, Judged};
 use crate::finding::{Finding, Severity};
-use crate::lfs::{self, PointerCheck};
+use crate::lfs;
 use crate::policy::{FileIds, Policy};
 use crate::source::{FileSource, Source};
 use std::path::{Path, PathBuf};
@@ -71,6 +71,7 @@ pub fn try_files(policy: &Policy, files: &[(PathBuf, Option<String>)], place: &P
                     path: path.clone().unwrap_or_default().into(),
                     commit: None,
                     refname: place.refname.clone().unwrap_or_default().into(),
+                    checkout: Default::default(),
                 }],
             };
             super::allowlist_would_help(&decider, &blob, &judged)
@@ -120,15 +121,17 @@ impl Jobs for FileJobs {
         if size < lfs::MAX_POINTER_SIZE {
             let bytes =
                 crate::source::read_up_to(source.as_ref(), 0, lfs::MAX_POINTER_SIZE as usize).unwrap_or_default();
-            match lfs::check_pointer(&bytes) {
-                PointerCheck::NotPointer => {}
-                PointerCheck::Invalid(reason) => {
-                    return (Judged::from_findings(vec![lfs::invalid_pointer(&reason)], size, None), None)
+            // Exactly what git-lfs would smudge is a pointer (`lfs::decode_pointer`); anything else is a file.
+            if let Some(p) = lfs::decode_pointer(&bytes) {
+                let (repo_config, scan) = (&self.config.lfs, &self.config.scan);
+                let (mut judged, note) = judge_lfs_object(&self.base, repo_config, &p, &display, scan, None, meter);
+                if !p.extensions.is_empty() {
+                    judged.findings.push(super::Fact::from(&lfs::extension_finding(&p)));
+                    if judged.verdict != crate::finding::Verdict::Dangerous {
+                        judged.verdict = crate::finding::Verdict::Error;
+                    }
                 }
-                PointerCheck::Valid(p) => {
-                    let (repo_config, scan) = (&self.config.lfs, &self.config.scan);
-                    return judge_lfs_object(&self.base, repo_config, &p, &display, scan, None, meter);
-                }
+                return (judged, note);
             }
         }
         let report = crate::engine::scan_source(&display, source, &self.config.scan);

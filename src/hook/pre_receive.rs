@@ -2,8 +2,7 @@
 
 use super::gate::{hook_setup, load_hook_policy, PolicyDecider};
 use super::{audit, now_secs, read_stdin, under, Action, Cache, Decide, HookConfig, HookEnv, Judged, Out};
-
-use crate::git::{self, existing_tips, introduced, parse_updates, GateRepo, NewBlob, UpdateKind};
+use crate::git::{self, existing_tips, introduced_with, parse_updates, GateRepo, NewBlob, UpdateKind, WalkOptions};
 use anyhow::{anyhow, Result};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -149,21 +148,37 @@ pub fn pre_receive(
         return Ok(Summary::default());
     }
     let hidden = existing_tips(&repo.repo, |_| false)?;
-    let intro = introduced(&repo, &updates, &hidden)?;
+    let opts =
+        WalkOptions { per_ref: config.ref_rules, quarantine: true, info_attributes: info_attributes(repo.git_dir()) };
+    let intro = introduced_with(&repo, &updates, &hidden, &opts)?;
     let cache =
         config.cache_dir.as_ref().map(|d| Cache::new(under(repo.git_dir(), d), &config.scan, &config.cache_salt));
-    let judged = super::judge_all(repo.view(), &intro.blobs, config, cache.as_ref());
+    let judgements = super::judge_push(repo.view(), &intro.blobs, config, cache.as_ref());
+    let judged: Vec<Judged> = judgements.iter().map(|j| j.judged.clone()).collect();
     super::gate::admin_notices(repo.git_dir(), config, &judged, out);
 
     let mut s = Summary { files: judged.len(), new_commits: intro.commits.len(), ..Default::default() };
     let mut rejected: Vec<(&NewBlob, &Judged, Option<String>)> = Vec::new();
     let mut tagged: Vec<(&NewBlob, &Judged, Option<String>)> = Vec::new();
-    for (blob, j) in intro.blobs.iter().zip(&judged) {
-        s.cached += usize::from(j.cached);
-        match decide.decide_why(blob, j) {
-            (Action::Reject, why) => rejected.push((blob, j, why)),
-            (Action::Tag, why) => tagged.push((blob, j, why)),
-            (Action::Allow, _) => {}
+    for (blob, j) in intro.blobs.iter().zip(&judgements) {
+        s.cached += usize::from(j.judged.cached);
+        // Every way the file can be checked out is decided; the strictest wins.
+        let mut best: Option<(Action, Option<String>, &Judged)> = None;
+        for (checkout, v) in j.all() {
+            let (a, why) = decide.decide_why(blob, v);
+            if best.as_ref().is_none_or(|(b, ..)| a > *b) {
+                let why = match (checkout, why) {
+                    (Some(c), Some(w)) => Some(format!("{w}; as checked out with {c}")),
+                    (Some(c), None) => Some(format!("as checked out with {c}")),
+                    (None, w) => w,
+                };
+                best = Some((a, why, v));
+            }
+        }
+        match best {
+            Some((Action::Reject, why, v)) => rejected.push((blob, v, why)),
+            Some((Action::Tag, why, v)) => tagged.push((blob, v, why)),
+            _ => {}
         }
     }
     s.tagged = tagged.len();
@@ -214,6 +229,16 @@ pub fn pre_receive(
     let records = records("rejected", env, &rejected);
     audit(repo.git_dir(), config, &records, out);
     Ok(s)
+}
+
+/// `$GIT_DIR/info/attributes` (server-side checkouts and archives apply it), if readable.
+fn info_attributes(git_dir: &Path) -> Option<Vec<u8>> {
+    let path = git_dir.join("info").join("attributes");
+    let meta = std::fs::metadata(&path).ok()?;
+    if !meta.is_file() || meta.len() >= git::attr::MAX_FILE {
+        return None;
+    }
+    std::fs::read(path).ok()
 }
 
 /// Leave the model files of an accepted push for post-receive.
@@ -336,7 +361,16 @@ fn bypass(
 
 /// `path (commit abc1234 on refs/heads/x)` for a blob's first place.
 fn where_(blob: &NewBlob) -> String {
-    let Some(p) = blob.places.first() else { return blob.id.to_string() };
+    let Some(p) = blob.places.first() else {
+        return format!("blob {} (stored by the push, reached by no ref)", blob.id);
+    };
+    if p.refname.is_empty() {
+        let path = if p.path.is_empty() { format!("blob {}", blob.id) } else { super::escape_bytes(&p.path) };
+        return match p.commit {
+            Some(c) => format!("{path} (blob {}, commit {} reached by no ref)", git::short(&blob.id), git::short(&c)),
+            None => format!("{path} (blob {}, reached by no ref)", git::short(&blob.id)),
+        };
+    }
     let path = if p.path.is_empty() {
         format!("blob {} at {}", git::short(&blob.id), super::escape_bytes(&p.refname))
     } else {

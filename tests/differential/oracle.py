@@ -4,7 +4,7 @@ loaders in a sandbox (sandbox.py) and compare with `modelgate scan --format json
     python tests/differential/oracle.py --modelgate target/debug/modelgate [--seed N]
         [--cases N] [--families pickle,npy,...] [--ci] [--keep DIR] [--json FILE]
 
-Run it with a Python that has numpy, joblib and h5py (the venv `.ci/run` makes, /opt/mg-oracle);
+Run it with a Python that has numpy, joblib and h5py (the venv `.ci/run` makes, /opt/mg-venv);
 torch comes from a second interpreter (--torch-python, Debian's /usr/bin/python3 with
 python3-torch). Disagreements, by class:
 

@@ -1384,6 +1384,10 @@ impl<'o> Machine<'o> {
     fn joblib_array(&mut self, inp: &mut Input, wrapper: Id, state: Id) -> R<()> {
         self.joblib = true;
         let layout = super::joblib::layout(self, state).map_err(|msg| Halt::Layout { at: self.op_at, msg })?;
+        if let Some(msg) = &layout.uncertain {
+            // fail closed, and read the data as the pickle it may be
+            self.findings.push(Finding::new("pickle-joblib-layout", Severity::Error, msg.clone()).at(self.op_at));
+        }
         if inp.pos() < self.buf_end {
             return Err(Halt::Layout {
                 at: self.op_at,
