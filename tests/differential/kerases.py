@@ -76,9 +76,11 @@ def dumps(rng, v, tags, depth=0):
         items = []
         for k, x in v.items():
             if k == "class_name" and rng.random() < 0.1 and isinstance(x, str):
-                # a duplicate key before the real one: json.loads keeps the last
-                tags.add("json:dup-key")
-                items.append(jstr(rng, k, tags) + ":" + jstr(rng, "Dense", tags))
+                # a duplicate key before the real one: json.loads keeps the last, so a Lambda
+                # written first is no Lambda to Keras
+                first = "Lambda" if x != "Lambda" and rng.random() < 0.5 else "Dense"
+                tags.add("json:dup-key" if first == "Dense" else "json:dup-key-lambda-first")
+                items.append(jstr(rng, k, tags) + ":" + jstr(rng, first, tags))
             items.append(jstr(rng, k, tags) + sp + ":" + sp + dumps(rng, x, tags, depth + 1))
         return "{" + sp + ("," + sp).join(items) + sp + "}"
     if isinstance(v, list):

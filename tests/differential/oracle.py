@@ -51,6 +51,10 @@ class Server:
             [python, os.path.join(HERE, "sandbox.py")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
+        self.lock = threading.Lock()
+
+    def ready(self):
+        """Wait for the server's hello (servers start in parallel)."""
         hello = self.p.stdout.readline()
         if not hello:
             raise RuntimeError(f"{python} sandbox.py did not start")
@@ -58,7 +62,7 @@ class Server:
         self.loaders = set(info["loaders"])
         self.version = info["python"]
         self.nobody = info.get("nobody", False)
-        self.lock = threading.Lock()
+        return self
 
     def run(self, reqs):
         with self.lock:
@@ -68,6 +72,13 @@ class Server:
         if not line:
             raise RuntimeError(f"the loader server {self.python} died")
         return json.loads(line)
+
+    def script(self, script, args):
+        with self.lock:
+            self.p.stdin.write(json.dumps({"script": script, "args": args}) + "\n")
+            self.p.stdin.flush()
+            line = self.p.stdout.readline()
+        return bool(line) and json.loads(line)["ok"]
 
     def close(self):
         try:
@@ -83,16 +94,19 @@ class Loaders:
 
     def __init__(self, python, torch_python, workers):
         self.servers = [Server(python) for _ in range(workers)]
+        torch = Server(torch_python) if torch_python and os.path.exists(torch_python) else None
+        for s in self.servers:
+            s.ready()
         self.torch = []
-        if torch_python and os.path.exists(torch_python):
+        if torch is not None:
             try:
-                s = Server(torch_python)
-                if "torch" in s.loaders:
-                    self.torch = [s]
+                torch.ready()
+                if "torch" in torch.loaders:
+                    self.torch = [torch]
                 else:
-                    s.close()
+                    torch.close()
             except (RuntimeError, OSError):
-                pass
+                torch.close()
         self.available = set(self.servers[0].loaders) - TORCH_LOADERS
         if self.torch:
             self.available |= TORCH_LOADERS
@@ -159,6 +173,11 @@ def worst(report):
     return best
 
 
+# Finding codes that reject a file on purpose even when a loader reads it cleanly (known.json's
+# "by_design", each with its reason): such a rejection is a note, not a disagreement.
+BY_DESIGN = set()
+
+
 def judge(case, results, report):
     """The disagreement classes of one case (empty when modelgate agrees)."""
     out = []
@@ -169,7 +188,9 @@ def judge(case, results, report):
     clean = [q["loader"] for q, r in results if r["status"] == "ok" and not r["marker"]]
     if not case.payload and clean and not fired and rejected:
         w = worst(report)
-        out.append(f"false-reject/{case.family}/{w['code'] if w else report['verdict']}")
+        code = w["code"] if w else report["verdict"]
+        if code not in BY_DESIGN:
+            out.append(f"false-reject/{case.family}/{code}")
     models = [q["loader"] for q, r in results if r["status"] == "ok" and r.get("model") and q["loader"] in MODEL_LOADERS]
     if models and report["verdict"] == "unsupported" and not (fired and not rejected):
         out.append(f"unrecognised/{case.family}/{models[0]}")
@@ -184,6 +205,10 @@ MODEL_LOADERS = {"pickle-c", "pickle-py", "joblib", "numpy", "torch", "torch-jit
 def notes_of(case, results, report):
     out = []
     fired = [q["loader"] for q, r in results if r["marker"]]
+    clean = [q["loader"] for q, r in results if r["status"] == "ok" and not r["marker"]]
+    w = worst(report)
+    if not case.payload and clean and not fired and report["decision"] == "reject" and w and w["code"] in BY_DESIGN:
+        out.append(f"by-design-reject/{case.family}/{w['code']}")
     if fired and report["decision"] == "reject" and report["verdict"] != "dangerous":
         out.append(f"payload-only-{report['verdict']}/{case.family}/{fired[0]}")
     for q, r in results:
@@ -281,6 +306,8 @@ def main():
         loaders = Loaders(sys.executable, args.torch_python, args.workers)
         print(f"loaders: {loaders.describe()}", flush=True)
         ctx = families.Context(tmp, args.torch_python if loaders.torch else None, loaders.available)
+        if loaders.torch:
+            ctx.run_torch_script = loaders.torch[0].script
         missing = families.missing(wanted, loaders.available)
         if missing:
             msg = "; ".join(f"{f} needs {', '.join(sorted(m))}" for f, m in missing.items())
@@ -289,8 +316,9 @@ def main():
                 return 2
             print(f"skipping families without their loaders: {msg}", flush=True)
             wanted = [f for f in wanted if f not in missing]
-        known = load_known() if args.ci else {}
-        skip_tags = {k["tag"] for k in known.get("excluded", [])}
+        known = load_known()
+        BY_DESIGN.update(k["code"] for k in known.get("by_design", []))
+        skip_tags = {k["tag"] for k in known.get("excluded", [])} if args.ci else set()
         cases = families.generate(rng, wanted, args.cases, ctx, skip_tags)
         t_gen = time.monotonic() - t0
 

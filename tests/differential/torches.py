@@ -29,11 +29,17 @@ def seeds(ctx):
     out = {}
     if ctx.torch_python:
         d = os.path.join(ctx.tmp, "torch-seeds")
-        p = subprocess.run([ctx.torch_python, os.path.join(os.path.dirname(__file__), "torch_seeds.py"), d],
-                           capture_output=True, text=True, timeout=300)
-        if p.returncode != 0:
-            print(f"torch_seeds.py failed: {p.stderr[-1000:]}", file=sys.stderr)
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_seeds.py")
+        run = getattr(ctx, "run_torch_script", None)
+        if run is not None:
+            # the torch loader server has torch imported already
+            ok = run(script, [d])
         else:
+            p = subprocess.run([ctx.torch_python, script, d], capture_output=True, text=True, timeout=300)
+            ok = p.returncode == 0
+            if not ok:
+                print(f"torch_seeds.py failed: {p.stderr[-1000:]}", file=sys.stderr)
+        if ok:
             for n in sorted(os.listdir(d)):
                 with open(os.path.join(d, n), "rb") as f:
                     out[n] = f.read()
