@@ -6,9 +6,34 @@
 //!   the name reaches (`pathlib` + `os.system` reaches `os.system`), or when the name walks
 //!   through a dunder attribute or ends in a code-running name (`eval`, `system`, ...);
 //!   the raw (pre-renaming) path is checked too;
+//! - **dangerous** when the name is in a module of the standard library that can do harm, or
+//!   walks through one (`ipaddress` + `functools.reduce`), unless the exact name is on the
+//!   allowlist (see "The standard library" below);
 //! - **safe** when an allow rule matches the resolved path exactly;
 //! - **unknown** (suspicious) otherwise. A denylist alone loses the race against new
 //!   gadgets, so anything outside the allowlist of what real checkpoints import is flagged.
+//!
+//! ## The standard library
+//!
+//! CPython's standard library is a closed world, so every module of it is judged once, in the
+//! generated table `lists/stdlib.rs` (made by `lists/gen_stdlib.py` from CPython 3.11, 3.12 and
+//! 3.13, the names 3.14 added and the Python 2 names `_compat_pickle` maps, with the reviewed
+//! `lists/stdlib_overrides.txt`; the script's docstring says how). One line per top-level module
+//! (a package is judged with all its submodules):
+//! - **Dangerous**: some callable of the module (or its import-time code) evaluates or compiles
+//!   code, imports modules, starts processes or threads or exits, calls native code, opens,
+//!   writes or deletes files, reaches the network, reaches arbitrary attributes or namespaces
+//!   (`getattr` with a computed name, `globals()`, frames), or calls a callable it is given, or
+//!   the module re-exports such a name. A native module is dangerous unless reviewed otherwise.
+//! - **Inert**: none of that was found (or the review says so).
+//!
+//! The rule: a name from the standard library that is not on the allowlist is dangerous when its
+//! top-level module is Dangerous, and suspicious when it is Inert; a name that walks through a
+//! module attribute (`pkg` + `mod.func`) is judged by the module it walks into as well. Only the
+//! reviewed data types of the allowlist (`collections.OrderedDict`, `datetime.datetime`, ...)
+//! are safe. Python 2 names (`__builtin__`, `copy_reg`, `commands`, ...) count only as the module
+//! a pickle names. The table is part of the built-in denylist but not of its "core": an exact
+//! policy allow entry overrides it, a wildcard allow over a dangerous module is refused.
 //!
 //! Patterns: components separated by `.`; in a component `*` matches any run of characters,
 //! `?` one character and `[A-Z]` a class; a `**` component matches any number of
@@ -22,6 +47,10 @@
 //! process, import and unpickling primitives such as `builtins.eval`, `os`, `subprocess`,
 //! `pickle.loads` can never be allowed). `allow("functools.partial", ..)` works;
 //! `allow("os", ..)` and `allow("torch.*", ..)` are refused with an error.
+//!
+//! The allowlist entries are reviewed: each names the source read (library and version) and why
+//! the name only builds data (constructors of data classes; no function that reads files,
+//! evaluates or imports). See the tables at the end of this file.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
@@ -29,12 +58,46 @@ use crate::finding::Import;
 use crate::finding::{CodeInfo, Finding, Severity};
 use std::collections::HashSet;
 
+mod stdlib;
+
+/// What a module of the standard library can do (the generated table `stdlib.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StdlibVerdict {
+    /// Can evaluate, import, spawn, touch files or the network, or call what it is given.
+    Dangerous,
+    /// None of that: its names outside the allowlist are suspicious.
+    Inert,
+}
+
+/// The table line of a top-level module name: (verdict, reason). Python 2 names only when
+/// `py2` (they are names a pickle writes as its module, never attributes).
+fn stdlib_module(top: &str, py2: bool) -> Option<(StdlibVerdict, &'static str)> {
+    let i = stdlib::STDLIB.binary_search_by(|(n, ..)| (*n).cmp(top)).ok()?;
+    let &(_, verdict, py2_only, reason) = stdlib::STDLIB.get(i)?;
+    if py2_only && !py2 {
+        return None;
+    }
+    Some((verdict, reason))
+}
+
+/// The first clause of a table reason, short enough for a finding message.
+fn first_clause(reason: &str) -> String {
+    let clause = reason.split("; ").next().unwrap_or(reason);
+    let clause = clause.split(" [reviewed]").next().unwrap_or(clause);
+    if clause.chars().count() > 200 {
+        let cut: String = clause.chars().take(200).collect();
+        format!("{cut}...")
+    } else {
+        clause.to_string()
+    }
+}
+
 /// Finding codes of import classification.
 pub const CODES: &[CodeInfo] = &[
     CodeInfo {
         code: "pickle-import-dangerous",
         severity: Severity::Dangerous,
-        summary: "the pickle imports a name on the built-in denylist (code execution, processes, files, network)",
+        summary: "the pickle imports a name on the built-in denylist (code execution, processes, files, network), or a name outside the allowlist from a standard-library module that can do such things",
         fix: "do not load the file; if the model is needed, re-export its weights as safetensors",
     },
     CodeInfo {
@@ -140,24 +203,24 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
-/// Could some path match both patterns? (Wildcards are assumed to match anything.)
+/// Could some path match both patterns? (Wildcards are assumed to match anything; a `**`
+/// matches any number of components, so the patterns may overlap from there on.)
 fn overlaps(a: &Pattern, b: &Pattern) -> bool {
-    let n = a.comps.len().min(b.comps.len());
-    if a.comps.iter().chain(&b.comps).any(|c| c == "**") {
-        return true;
+    for (x, y) in a.comps.iter().zip(&b.comps) {
+        if x == "**" || y == "**" {
+            return true;
+        }
+        if !(has_wild(x) || has_wild(y) || x == y) {
+            return false;
+        }
     }
-    let compatible = (0..n).all(|i| match (a.comps.get(i), b.comps.get(i)) {
-        (Some(x), Some(y)) => has_wild(x) || has_wild(y) || x == y,
-        _ => false,
-    });
-    let lengths_ok = if a.comps.len() == b.comps.len() {
-        true
-    } else if a.comps.len() < b.comps.len() {
-        a.prefix
-    } else {
-        b.prefix
-    };
-    compatible && lengths_ok
+    let n = a.comps.len().min(b.comps.len());
+    let next_is_globstar = |p: &Pattern| p.comps.get(n).is_some_and(|c| c == "**");
+    match a.comps.len().cmp(&b.comps.len()) {
+        std::cmp::Ordering::Equal => true,
+        std::cmp::Ordering::Less => a.prefix || next_is_globstar(b),
+        std::cmp::Ordering::Greater => b.prefix || next_is_globstar(a),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +288,12 @@ impl Lists {
             if let Some(r) = self.deny.iter().find(|r| r.core && r.pat.matches(&path)) {
                 return Err(format!("refusing to allow {pattern}: it is on the built-in denylist ({})", r.reason));
             }
+        } else if let Some(top) =
+            pat.comps.first().filter(|c| matches!(stdlib_module(c, true), Some((StdlibVerdict::Dangerous, _))))
+        {
+            return Err(format!(
+                "refusing to allow {pattern}: the standard-library module {top} can run code, touch files or call what it is given; allow exact names instead"
+            ));
         } else if let Some(r) = self.deny.iter().find(|r| overlaps(&pat, &r.pat)) {
             return Err(format!(
                 "refusing to allow {pattern}: a wildcard allow would cover the built-in deny rule {} ({}); allow exact names instead",
@@ -276,8 +345,27 @@ impl Lists {
                 return Class::Dangerous(why);
             }
         }
+        // an attribute walk into a standard-library module: no pickler writes one for a real object
+        if !exact_user_allow {
+            for &(m, n) in &paths {
+                if let Some(why) = stdlib_walk(m, n) {
+                    return Class::Dangerous(why);
+                }
+            }
+        }
         if self.allow.iter().chain(&self.user_allow).any(|r| r.pat.matches(&resolved_path)) {
             return Class::Allowed;
+        }
+        for (i, &(m, _)) in paths.iter().enumerate() {
+            let top = m.split('.').next().unwrap_or(m);
+            // Python 2 names count as written (raw), or when no mapping applied (protocol >= 3)
+            let py2 = i > 0 || imp.raw.is_none();
+            if let Some((StdlibVerdict::Dangerous, reason)) = stdlib_module(top, py2) {
+                return Class::Dangerous(format!(
+                    "a name of the standard-library module {top} that is not on the allowlist; what {top} can do: {}",
+                    first_clause(reason)
+                ));
+            }
         }
         Class::Unknown
     }
@@ -329,8 +417,14 @@ impl Lists {
                     format!("imports {path}{written}, denied by policy: {reason}"),
                 ),
                 Class::Unknown => {
-                    let note =
-                        if imp.module == "__main__" { " (a class of the script that saved the file)" } else { "" };
+                    let top = imp.module.split('.').next().unwrap_or("");
+                    let note = if imp.module == "__main__" {
+                        " (a class of the script that saved the file)"
+                    } else if matches!(stdlib_module(top, true), Some((StdlibVerdict::Inert, _))) {
+                        " (from a standard-library module reviewed as inert: it cannot run code, touch files or call what it is given)"
+                    } else {
+                        ""
+                    };
                     Finding::new(
                         "pickle-import-unknown",
                         Severity::Suspicious,
@@ -355,6 +449,30 @@ const MAX_COMPONENTS: usize = 64;
 
 fn split<'a>(module: &'a str, name: &'a str) -> Vec<&'a str> {
     module.split('.').chain(name.split('.')).collect()
+}
+
+/// A name whose attribute walk passes through a dangerous standard-library module
+/// (`ipaddress` + `functools.reduce` reaches `functools.reduce`).
+fn stdlib_walk(module: &str, name: &str) -> Option<String> {
+    let comps = split(module, name);
+    let name_len = name.split('.').count();
+    if name_len < 2 {
+        return None;
+    }
+    let name_start = comps.len() - name_len;
+    (name_start..comps.len() - 1).find_map(|s| {
+        let top = comps.get(s)?;
+        match stdlib_module(top, false) {
+            Some((StdlibVerdict::Dangerous, reason)) => Some(format!(
+                "walks into the standard-library module {top} ({}.{} reaches {}); what {top} can do: {}",
+                module,
+                name,
+                comps.get(s..).unwrap_or(&[]).join("."),
+                first_clause(reason)
+            )),
+            _ => None,
+        }
+    })
 }
 
 fn is_dunder(c: &str) -> bool {
@@ -467,9 +585,7 @@ const DENY: &[(&str, &str, bool)] = &[
     ("numpy.load numpy.lib.npyio numpy.lib._npyio_impl numpy.lib.format", "loads other (pickled) files", true),
     (
         "joblib.load joblib.numpy_pickle.load joblib.numpy_pickle_compat sklearn.externals.joblib.load
-         sklearn.externals.joblib.numpy_pickle.load sklearn.externals.joblib.numpy_pickle_compat
-         joblib.numpy_pickle.NDArrayWrapper joblib.numpy_pickle.ZNDArrayWrapper
-         sklearn.externals.joblib.numpy_pickle.NDArrayWrapper sklearn.externals.joblib.numpy_pickle.ZNDArrayWrapper",
+         sklearn.externals.joblib.numpy_pickle.load sklearn.externals.joblib.numpy_pickle_compat",
         "loads another pickle file",
         true,
     ),
@@ -492,6 +608,21 @@ const DENY: &[(&str, &str, bool)] = &[
     ("signal atexit _thread threading faulthandler resource gc", "changes process behaviour", false),
     ("numpy.memmap numpy.core.memmap numpy._core.memmap numpy.fromfile numpy.save numpy.savez numpy.savez_compressed numpy.savetxt numpy.loadtxt numpy.genfromtxt numpy.ndarray.tofile numpy.ndarray.dump", "reads or writes files", false),
     ("sklearn.utils._testing", "test helpers that run code or write files", false),
+    // scikit-learn modules bind classes of other libraries at module level (`from gzip import
+    // GzipFile`); the wildcard allow of sklearn classes must not reach them. Found by listing every
+    // module-level `from X import Name` of scikit-learn 1.9.1 whose X is not sklearn; no pickle of a
+    // real object names one (pickle writes a class's own __module__).
+    (
+        "sklearn.**.GzipFile sklearn.**.NamedTemporaryFile sklearn.**.TemporaryDirectory sklearn.**.TemporaryFile
+         sklearn.**.SpooledTemporaryFile sklearn.**.Memory sklearn.**.Thread sklearn.**.Timer sklearn.**.Client
+         sklearn.**.Listener sklearn.**.Connection sklearn.**.Popen sklearn.**.FunctionType sklearn.**.MethodType
+         sklearn.**.ModuleType sklearn.**.CodeType sklearn.**.LambdaType sklearn.**.ZipFile sklearn.**.TarFile
+         sklearn.**.DoctestItem sklearn.**.Progress sklearn.**.ThreadpoolController sklearn.**.ABCMeta
+         sklearn.**.Request sklearn.**.SkipTest sklearn.**.Parameter sklearn.externals._numpydoc sklearn.conftest
+         sklearn.callback._transport",
+        "a class of another library bound inside a scikit-learn module (files, threads, processes, connections, code objects), or scikit-learn's documentation and test tooling",
+        false,
+    ),
     ("pathlib.*.write_text pathlib.*.write_bytes pathlib.*.unlink pathlib.*.rmdir pathlib.*.rename pathlib.*.replace pathlib.*.touch pathlib.*.mkdir pathlib.*.chmod pathlib.*.symlink_to pathlib.*.hardlink_to pathlib.*.open", "writes or removes files", false),
 ];
 
@@ -566,6 +697,148 @@ const ALLOW: &[(&str, &str)] = &[
     ("joblib.numpy_pickle.NumpyArrayWrapper sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper", "joblib array wrapper"),
     // scikit-learn estimators and the sparse matrices they hold: classes rebuilt from a state dict.
     ("sklearn.**.[A-Z]* scipy.sparse.**.*_matrix scipy.sparse.**.*_array", "scikit-learn estimator and scipy sparse classes"),
+    // ---- reviewed additions (issue 9): each line names the source read and the version ----
+    // scikit-learn 1.9.1 (and 1.3.2): private helper classes of estimators, e.g.
+    // calibration._CalibratedClassifier (__init__ stores estimator, calibrators, classes, method),
+    // _SigmoidCalibration and _TemperatureScaling (BaseEstimator: __setstate__ updates __dict__).
+    // Every class of sklearn 1.9.1 was scanned (src/lists/gen_stdlib.py's primitives) in its
+    // __new__/__init__/__setstate__/__del__/__setattr__/__reduce__/__hash__/__eq__: none opens
+    // files, imports, evaluates or calls what it is given; re-exports of other libraries are denied.
+    ("sklearn.**._[A-Z]*", "scikit-learn private classes (sklearn 1.9.1 calibration.py, _base.py: constructors store their arguments, state is a plain __dict__)"),
+    // NumPy 2.4.6 and 1.26.4 (numpy/matrixlib/defmatrix.py, numpy/_core/records.py): ndarray and
+    // numpy.void subclasses rebuilt by multiarray._reconstruct/scalar and ndarray.__setstate__; they
+    // override no __setstate__/__reduce__. matrix(data) parses a string with ast.literal_eval only.
+    (
+        "numpy.matrix numpy.matrixlib.defmatrix.matrix numpy.matrixlib.matrix numpy.recarray numpy.record
+         numpy.rec.recarray numpy.rec.record numpy.core.records.recarray numpy.core.records.record
+         numpy._core.records.recarray numpy._core.records.record",
+        "numpy matrix and record arrays (ndarray/void subclasses; numpy 2.4.6 matrixlib/defmatrix.py, _core/records.py)",
+    ),
+    // numpy/core/_internal.py (2.4.6 compat shim, 1.x original): _reconstruct(subtype, shape, dtype)
+    // is ndarray.__new__(subtype, shape, dtype), for pickles made before NumPy 1.0.
+    ("numpy.core._internal._reconstruct", "array reconstruction of NumPy < 1.0 pickles (ndarray.__new__; numpy 2.4.6 numpy/core/_internal.py)"),
+    // numpy/_core/_internal.py 2.4.6: _convert_to_stringdtype_kwargs(coerce, na_object) returns
+    // StringDType(coerce=..., na_object=...), how a StringDType array's dtype is pickled.
+    ("numpy._core._internal._convert_to_stringdtype_kwargs", "StringDType reconstruction (numpy 2.4.6 _core/_internal.py)"),
+    // numpy/random/__init__.py 2.4.6 (and mtrand.pyx <= 1.16): __RandomState_ctor() returns
+    // RandomState(seed=0), takes no argument; bit_generator.pyx: __pyx_unpickle_SeedSequence is
+    // Cython's unpickler (checks the checksum, SeedSequence.__new__(type), sets the state fields).
+    (
+        "numpy.random.__RandomState_ctor numpy.random.mtrand.__RandomState_ctor
+         numpy.random.bit_generator.__pyx_unpickle_SeedSequence numpy.random.bit_generator.SeedSequence
+         numpy.random._generator.Generator numpy.random.SeedSequence numpy.random.Generator",
+        "random generator state of NumPy <= 1.16 and >= 1.17 (numpy 2.4.6 random/__init__.py, bit_generator.pyx)",
+    ),
+    // numpy/ma/core.py 2.4.6: _mareconstruct(subtype, baseclass, baseshape, basetype) builds two
+    // empty ndarrays and calls subtype.__new__ (the class the pickle imported, judged itself);
+    // MaskedArray.__setstate__ sets data, mask and fill_value; MaskedConstant.__reduce__ is
+    // (MaskedConstant, ()), a singleton; mvoid is a masked numpy.void. numpy/ma/mrecords.py:
+    // _mrreconstruct does the same for MaskedRecords.
+    (
+        "numpy.ma.MaskedArray numpy.ma.core.MaskedConstant numpy.ma.core.mvoid numpy.ma.mrecords.MaskedRecords
+         numpy.ma.mrecords._mrreconstruct",
+        "masked arrays (numpy 2.4.6 ma/core.py, ma/mrecords.py)",
+    ),
+    // joblib <= 0.9 wrappers (joblib 1.6.0 numpy_pickle_compat.py): joblib.load replaces them by
+    // the array in a sibling file, np.load(os.path.join(dump dir, filename), allow_pickle=True)
+    // (NDArrayWrapper) or a zlib file (ZNDArrayWrapper). The pickle emulator rejects a wrapper whose
+    // filename is not a plain name in the dump's own folder (`pickle-joblib-sibling`); the sibling
+    // files are judged as files of their own.
+    (
+        "joblib.numpy_pickle.NDArrayWrapper joblib.numpy_pickle.ZNDArrayWrapper
+         sklearn.externals.joblib.numpy_pickle.NDArrayWrapper sklearn.externals.joblib.numpy_pickle.ZNDArrayWrapper",
+        "joblib <= 0.9 array wrappers naming a sibling array file (joblib 1.6.0 numpy_pickle_compat.py)",
+    ),
+    // pandas 3.1.1 and 1.5.3 (core/indexes/*.py, core/internals/managers.py, core/generic.py,
+    // _libs/*.pyx): the containers and their unpickling helpers. NDFrame.__setstate__ sets the
+    // block manager and plain attributes; _new_Index(cls, d) is cls.__new__(cls, **d);
+    // _new_DatetimeIndex/_new_PeriodIndex/_new_IntervalIndex build from arrays (cls.from_arrays);
+    // _unpickle_block(values, placement, ndim) makes a block; __pyx_unpickle_NDArrayBacked is
+    // Cython's unpickler. Time-zone strings in Timestamp/DatetimeTZDtype arguments are looked up
+    // in the time-zone database (zoneinfo, pytz, dateutil: a "dateutil/<path>" zone makes dateutil
+    // read that file's first bytes for a TZif header); nothing is evaluated, imported or called.
+    (
+        "pandas.DataFrame pandas.core.frame.DataFrame pandas.Series pandas.core.series.Series
+         pandas.Index pandas.core.indexes.base.Index pandas.core.indexes.base._new_Index
+         pandas.RangeIndex pandas.core.indexes.range.RangeIndex pandas.MultiIndex pandas.core.indexes.multi.MultiIndex
+         pandas.DatetimeIndex pandas.core.indexes.datetimes.DatetimeIndex pandas.core.indexes.datetimes._new_DatetimeIndex
+         pandas.TimedeltaIndex pandas.core.indexes.timedeltas.TimedeltaIndex
+         pandas.PeriodIndex pandas.core.indexes.period.PeriodIndex pandas.core.indexes.period._new_PeriodIndex
+         pandas.IntervalIndex pandas.core.indexes.interval.IntervalIndex pandas.core.indexes.interval._new_IntervalIndex
+         pandas.CategoricalIndex pandas.core.indexes.category.CategoricalIndex
+         pandas.core.indexes.numeric.Int64Index pandas.core.indexes.numeric.UInt64Index
+         pandas.core.indexes.numeric.Float64Index pandas.core.indexes.numeric.NumericIndex
+         pandas.core.indexes.frozen.FrozenNDArray pandas.core.indexes.frozen.FrozenList
+         pandas.core.internals.managers.BlockManager pandas.core.internals.managers.SingleBlockManager
+         pandas.core.internals.BlockManager pandas.core.internals.SingleBlockManager
+         pandas._libs.internals._unpickle_block pandas.core.internals.blocks.new_block
+         pandas._libs.arrays.__pyx_unpickle_NDArrayBacked",
+        "pandas containers and their unpickling helpers (pandas 3.1.1 and 1.5.3 core/indexes, core/internals, core/generic.py)",
+    ),
+    (
+        "pandas.Categorical pandas.core.arrays.categorical.Categorical pandas.arrays.[A-Z]*Array
+         pandas.core.arrays.**.[A-Z]*Array pandas.[A-Z]*Dtype pandas.core.dtypes.dtypes.[A-Z]*Dtype
+         pandas.core.arrays.*.[A-Z]*Dtype pandas.core.arrays.sparse.dtype.SparseDtype
+         pandas._libs.sparse.IntIndex pandas._libs.sparse.BlockIndex",
+        "pandas extension arrays and dtypes (pandas 3.1.1 core/arrays, core/dtypes/dtypes.py: values and metadata only)",
+    ),
+    (
+        "pandas.Timestamp pandas._libs.tslibs.timestamps.Timestamp pandas._libs.tslibs.timestamps._unpickle_timestamp
+         pandas.Timedelta pandas._libs.tslibs.timedeltas.Timedelta pandas._libs.tslibs.timedeltas._timedelta_unpickle
+         pandas._libs.tslibs.nattype._nat_unpickle pandas._libs.tslibs.nattype.__nat_unpickle
+         pandas.Period pandas._libs.tslibs.period.Period pandas._libs.tslibs.offsets.[A-Z]*
+         pandas.tseries.offsets.[A-Z]*
+         pandas.Interval pandas._libs.interval.Interval pandas.NA pandas._libs.missing.NA",
+        "pandas scalars and date offsets (pandas 3.1.1 _libs/tslibs/*.pyx, 0.25.3 tseries/offsets.py: values, a unit, a time zone)",
+    ),
+    // CPython 3.11 (Objects/exceptions.c, Python/bltinmodule.c, Lib/*.py).
+    (
+        "builtins.ArithmeticError builtins.AssertionError builtins.AttributeError builtins.BaseException
+         builtins.BaseExceptionGroup builtins.BlockingIOError builtins.BrokenPipeError builtins.BufferError
+         builtins.BytesWarning builtins.ChildProcessError builtins.ConnectionAbortedError builtins.ConnectionError
+         builtins.ConnectionRefusedError builtins.ConnectionResetError builtins.DeprecationWarning builtins.EOFError
+         builtins.EncodingWarning builtins.EnvironmentError builtins.Exception builtins.ExceptionGroup
+         builtins.FileExistsError builtins.FileNotFoundError builtins.FloatingPointError builtins.FutureWarning
+         builtins.GeneratorExit builtins.IOError builtins.ImportError builtins.ImportWarning builtins.IndentationError
+         builtins.IndexError builtins.InterruptedError builtins.IsADirectoryError builtins.KeyError
+         builtins.KeyboardInterrupt builtins.LookupError builtins.MemoryError builtins.ModuleNotFoundError
+         builtins.NameError builtins.NotADirectoryError builtins.NotImplementedError builtins.OSError
+         builtins.OverflowError builtins.PendingDeprecationWarning builtins.PermissionError
+         builtins.ProcessLookupError builtins.RecursionError builtins.ReferenceError builtins.ResourceWarning
+         builtins.RuntimeError builtins.RuntimeWarning builtins.StopAsyncIteration builtins.StopIteration
+         builtins.SyntaxError builtins.SyntaxWarning builtins.SystemError builtins.SystemExit builtins.TabError
+         builtins.TimeoutError builtins.TypeError builtins.UnboundLocalError builtins.UnicodeDecodeError
+         builtins.UnicodeEncodeError builtins.UnicodeError builtins.UnicodeTranslateError builtins.UnicodeWarning
+         builtins.UserWarning builtins.ValueError builtins.Warning builtins.ZeroDivisionError",
+        "exception classes: BaseException.__reduce__ is (type, args, __dict__); the constructor stores args (CPython 3.11 Objects/exceptions.c)",
+    ),
+    (
+        "builtins.hash builtins.type builtins.Ellipsis builtins.NotImplemented",
+        "hash(x) calls x.__hash__ of a value the pickle built (gensim stores it as hashfxn); type(None), type(...) and \
+         type(NotImplemented) are how pickle.save_type writes those types, and type(name, bases, dict) makes a class of \
+         values the pickle already holds; Ellipsis and NotImplemented are singletons (CPython 3.11 bltinmodule.c, pickle.py)",
+    ),
+    (
+        "collections.UserDict collections.UserList collections.UserString array.array array._array_reconstructor
+         io.BytesIO _io.BytesIO io.StringIO _io.StringIO random.Random time.struct_time re.RegexFlag",
+        "data types: containers over a dict/list/str (the targets of Python 2's UserDict), typed arrays \
+         (_array_reconstructor only builds array subclasses), in-memory buffers, the Mersenne Twister (setstate \
+         takes a tuple of ints), a time tuple and regex flags (CPython 3.11 collections/__init__.py, arraymodule.c, \
+         _io/bytesio.c, random.py, timemodule.c, re/__init__.py)",
+    ),
+    (
+        "logging.getLogger",
+        "Logger.__reduce__ is (getLogger, (name,)): returns the named logger, creating an empty one (no handler, \
+         no file) (CPython 3.11 logging/__init__.py)",
+    ),
+    (
+        "typing.Any typing.Union typing.Optional typing.List typing.Dict typing.Tuple typing.Set typing.FrozenSet
+         typing.Type typing.Callable typing.Literal typing.ClassVar typing.Final typing.Sequence typing.Mapping
+         typing.Iterable operator.getitem _operator.getitem",
+        "type annotations in saved configs (OmegaConf metadata holds typing.Any; List[int] pickles as \
+         operator.getitem(typing.List, int)): subscripting builds alias objects; a string argument becomes a \
+         ForwardRef that is compiled, never evaluated, while loading (CPython 3.11 typing.py, _operator.c)",
+    ),
 ];
 
 #[cfg(test)]
@@ -627,7 +900,7 @@ mod tests {
             assert_eq!(class(&l, m, n), Class::Allowed, "{m}.{n}");
         }
         for (m, n) in
-            [("__main__", "Net"), ("builtins", "print"), ("torch.nn.modules.linear", "helper"), ("torch", "_utils")]
+            [("__main__", "Net"), ("math", "sqrt"), ("torch.nn.modules.linear", "helper"), ("torch", "_utils")]
         {
             assert_eq!(class(&l, m, n), Class::Unknown, "{m}.{n}");
         }
@@ -679,6 +952,191 @@ mod tests {
         assert_eq!(f[0].evidence.as_deref(), Some("os.system('echo pwned')"));
         assert_eq!(f[1].member.as_deref(), Some("x.pkl"));
         assert_eq!(f[2].code, "pickle-import-unknown");
+    }
+
+    fn dangerous(l: &Lists, m: &str, n: &str) -> bool {
+        matches!(class(l, m, n), Class::Dangerous(_))
+    }
+
+    #[test]
+    fn stdlib_table_is_sorted_and_whole() {
+        let names: Vec<&str> = stdlib::STDLIB.iter().map(|(n, ..)| *n).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "stdlib.rs must be sorted and unique");
+        // every module of sys.stdlib_module_names (3.11) has a line; a sample of each kind
+        for n in ["typing", "mailcap", "os", "sys", "builtins", "math", "_pickle", "tkinter", "xml", "annotationlib"] {
+            assert!(stdlib_module(n, false).is_some(), "{n}");
+        }
+        // Python 2 names only as the module a pickle writes
+        assert!(stdlib_module("copy_reg", false).is_none());
+        assert_eq!(stdlib_module("commands", true).map(|x| x.0), Some(StdlibVerdict::Dangerous));
+        assert_eq!(stdlib_module("math", false).map(|x| x.0), Some(StdlibVerdict::Inert));
+        assert!(stdlib_module("numpy", true).is_none());
+    }
+
+    #[test]
+    fn stdlib_gadgets_are_dangerous() {
+        let l = Lists::builtin();
+        for (m, n) in [
+            ("typing", "_eval_type"),
+            ("typing", "ForwardRef"),
+            ("typing", "ForwardRef._evaluate"),
+            ("mailcap", "findmatch"),
+            ("string", "Formatter"),
+            ("functools", "reduce"),
+            ("_functools", "reduce"),
+            ("operator", "methodcaller"),
+            ("builtins", "map"),
+            ("builtins", "filter"),
+            ("builtins", "print"),
+            ("contextlib", "ExitStack"),
+            ("weakref", "finalize"),
+            ("atexit", "register"),
+            ("copy", "deepcopy"),
+            ("logging.config", "fileConfig"),
+            ("logging", "FileHandler"),
+            ("warnings", "filterwarnings"),
+            ("unittest.mock", "patch"),
+            ("unittest", "main"),
+            ("tkinter", "Tk"),
+            ("curses", "wrapper"),
+            ("readline", "read_history_file"),
+            ("rlcompleter", "Completer"),
+            ("sched", "scheduler"),
+            ("concurrent.futures", "ThreadPoolExecutor"),
+            ("collections", "namedtuple"),
+            ("xml.dom.minidom", "parse"),
+            ("json", "loads"),
+            ("gettext", "translation"),
+            ("linecache", "getline"),
+            ("zoneinfo", "ZoneInfo"),
+            ("time", "sleep"),
+            ("_io", "open"),
+            ("_sqlite3", "connect"),
+            ("annotationlib", "call_annotate_function"),
+            ("compression.zstd", "open"),
+            ("_remote_debugging", "RemoteUnwinder"),
+            // Python 2 names: written as such (protocol >= 3 does not map) or renamed
+            ("commands", "getoutput"),
+            ("popen2", "popen3"),
+        ] {
+            assert!(dangerous(&l, m, n), "{m}.{n}");
+        }
+        // a Python 2 name renamed by _compat_pickle is judged by both paths
+        let mut reduce = imp("functools", "reduce");
+        reduce.raw = Some(("__builtin__".into(), "reduce".into()));
+        assert!(matches!(l.classify(&reduce), Class::Dangerous(_)));
+        let mut recon = imp("copyreg", "_reconstructor");
+        recon.raw = Some(("copy_reg".into(), "_reconstructor".into()));
+        assert_eq!(l.classify(&recon), Class::Allowed);
+        // the reason says what the module can do
+        let Class::Dangerous(why) = class(&l, "typing", "_eval_type") else { panic!() };
+        assert!(why.contains("standard-library module typing") && why.contains("eval"), "{why}");
+        let Class::Dangerous(why) = class(&l, "mailcap", "findmatch") else { panic!() };
+        assert!(why.contains("os.system"), "{why}");
+    }
+
+    #[test]
+    fn stdlib_walks_and_inert_modules() {
+        let l = Lists::builtin();
+        // a walk through a module attribute is judged by the module it reaches
+        assert!(dangerous(&l, "ipaddress", "functools.reduce"));
+        assert!(dangerous(&l, "mylib", "collections.namedtuple"));
+        assert!(dangerous(&l, "math", "typing._eval_type"));
+        let Class::Dangerous(why) = class(&l, "ipaddress", "functools.reduce") else { panic!() };
+        assert!(why.contains("walks into the standard-library module functools"), "{why}");
+        // inert modules: names outside the allowlist stay suspicious, and say why
+        for (m, n) in
+            [("math", "sqrt"), ("colorsys", "rgb_to_hsv"), ("ipaddress", "ip_address"), ("zlib", "decompress")]
+        {
+            assert_eq!(class(&l, m, n), Class::Unknown, "{m}.{n}");
+        }
+        let f = l.classify_all(&[imp("math", "sqrt")]);
+        assert!(f[0].message.contains("reviewed as inert"), "{}", f[0].message);
+        // third-party names are untouched by the table
+        assert_eq!(class(&l, "gensim.models.word2vec", "Word2Vec"), Class::Unknown);
+    }
+
+    #[test]
+    fn stdlib_policy_entries() {
+        let mut l = Lists::builtin();
+        // a wildcard over a dangerous standard-library module is refused, exact names are not
+        assert!(l.allow("collections.*", "x").is_err());
+        assert!(l.allow("typing", "x").is_err());
+        assert!(l.allow("xml.dom.*", "x").is_err());
+        assert!(l.allow("math.*", "inert").is_ok());
+        assert_eq!(class(&l, "math", "sqrt"), Class::Allowed);
+        assert!(dangerous(&l, "typing", "NamedTuple"));
+        l.allow("typing.NamedTuple", "our configs use it").unwrap();
+        assert_eq!(class(&l, "typing", "NamedTuple"), Class::Allowed);
+        assert!(dangerous(&l, "typing", "_eval_type"));
+        // core rules stay closed
+        assert!(l.allow("builtins.eval", "x").is_err());
+        // a wildcard allow elsewhere is not blocked by the `**` deny rules of sklearn
+        assert!(l.allow("mylib.*", "ours").is_ok());
+        assert!(l.allow("sklearn.mything.*", "x").is_err());
+    }
+
+    /// Every exact name of the reviewed allow table is allowed, and the patterns all parse.
+    #[test]
+    fn reviewed_allow_entries() {
+        let l = Lists::builtin();
+        for (group, _) in ALLOW {
+            for p in group.split_whitespace() {
+                let pat = Pattern::parse(p, false).unwrap_or_else(|e| panic!("{e}"));
+                if pat.is_exact() {
+                    let (m, n) = p.rsplit_once('.').unwrap();
+                    assert_eq!(class(&l, m, n), Class::Allowed, "{p}");
+                }
+            }
+        }
+        for (group, ..) in DENY {
+            for p in group.split_whitespace() {
+                Pattern::parse(p, true).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        // names the wildcard entries must cover: what numpy, pandas and scikit-learn pickles import
+        for (m, n) in [
+            ("sklearn.calibration", "_CalibratedClassifier"),
+            ("sklearn.calibration", "_SigmoidCalibration"),
+            ("sklearn.calibration", "_TemperatureScaling"),
+            ("sklearn.isotonic", "IsotonicRegression"),
+            ("pandas.arrays", "StringArray"),
+            ("pandas.arrays", "DatetimeArray"),
+            ("pandas.core.arrays.datetimes", "DatetimeArray"),
+            ("pandas.core.arrays.integer", "IntegerArray"),
+            ("pandas", "StringDtype"),
+            ("pandas", "CategoricalDtype"),
+            ("pandas.core.dtypes.dtypes", "CategoricalDtype"),
+            ("pandas.core.dtypes.dtypes", "DatetimeTZDtype"),
+            ("pandas._libs.tslibs.offsets", "MonthEnd"),
+            ("pandas._libs.tslibs.offsets", "Day"),
+            ("numpy.random._pickle", "__bit_generator_ctor"),
+            ("builtins", "ValueError"),
+        ] {
+            assert_eq!(class(&l, m, n), Class::Allowed, "{m}.{n}");
+        }
+        // names that look alike but are not reviewed
+        for (m, n) in [
+            ("pandas", "read_pickle"),
+            ("pandas.io.pickle", "read_pickle"),
+            ("pandas.core.computation.eval", "eval"),
+            ("numpy", "load"),
+            ("numpy.ma", "load"),
+            ("numpy", "bmat"),
+            ("joblib.numpy_pickle_compat", "NDArrayWrapper"),
+            ("sklearn.datasets._rcv1", "GzipFile"),
+            ("sklearn.datasets._base", "NamedTemporaryFile"),
+            ("sklearn.datasets._lfw", "Memory"),
+            ("sklearn.callback._progressbar", "Thread"),
+            ("sklearn.externals.array_api_extra.testing._testing", "FunctionType"),
+            ("sklearn.utils._available_if", "MethodType"),
+        ] {
+            assert!(matches!(class(&l, m, n), Class::Dangerous(_) | Class::Unknown), "{m}.{n}");
+        }
+        for (m, n) in [("numpy", "bmat"), ("pandas._libs.tslibs", "nattype")] {
+            assert_eq!(class(&l, m, n), Class::Unknown, "{m}.{n}");
+        }
+        assert!(dangerous(&l, "sklearn.datasets._rcv1", "GzipFile"));
     }
 
     #[test]

@@ -35,7 +35,10 @@ pub fn sniff_model_magic(head: &[u8]) -> Option<Format> {
 
 /// Formats without magic (protobuf, JSON) whose head looks plausible; the parser decides.
 pub fn sniff_model_probe(head: &[u8]) -> Option<Format> {
-    protobuf::sniff_probe(head).or_else(|| keras::sniff_json(head)).or_else(|| jinja::sniff(head))
+    protobuf::sniff_probe(head)
+        .or_else(|| keras::sniff_json(head))
+        .or_else(|| tensorflow::looks_like_text(head).then_some(Format::ProtobufProbe))
+        .or_else(|| jinja::sniff(head))
 }
 
 /// Route detected data to its parser; returns the format as finally understood
@@ -75,7 +78,8 @@ fn random(scan: &mut Scan<'_>, data: Data, what: &str) -> Option<std::sync::Arc<
 /// Protobuf models are told apart by their structure; anything else is unknown bytes.
 fn probe_protobuf(scan: &mut Scan<'_>, src: &dyn crate::source::Source) -> Format {
     if !protobuf::plausible_fields(&crate::source::read_up_to(src, 0, crate::detect::HEAD).unwrap_or_default()) {
-        return Format::Unknown;
+        // Text-format graphs (`saved_model.pbtxt`) are read by the same loaders.
+        return tensorflow::scan_saved_model_text(scan, src).unwrap_or(Format::Unknown);
     }
     tensorflow::scan_saved_model(scan, src)
         .or_else(|| onnx::scan(scan, src))

@@ -71,14 +71,40 @@ impl<'a> Blocks<'a> {
         b.map_or_else(|| err(pos, "unexpected end of data"), Ok)
     }
 
-    /// `n` bytes at `pos` (the caller bounds `n`).
+    /// `n` bytes at `pos` (the caller bounds `n`). Small reads go through the block cache (a
+    /// graph of a million nodes is a few million short strings, not a syscall each).
     pub fn read(&self, pos: u64, n: usize) -> Result<Vec<u8>, Error> {
         if pos.checked_add(n as u64).is_none_or(|end| end > self.src.len()) {
             return err(pos, "unexpected end of data");
         }
+        if n <= BLOCK / 4 {
+            if let Some(v) = self.cached(pos, n) {
+                return Ok(v);
+            }
+            self.byte_refill(pos)?;
+            if let Some(v) = self.cached(pos, n) {
+                return Ok(v);
+            }
+        }
         let mut v = vec![0u8; n];
         read_exact_at(self.src, pos, &mut v).or_else(|e| err(pos, format!("read error: {e}")))?;
         Ok(v)
+    }
+
+    /// `n` bytes at `pos` when the cached block holds them.
+    fn cached(&self, pos: u64, n: usize) -> Option<Vec<u8>> {
+        let c = self.cache.borrow();
+        let start = usize::try_from(pos.checked_sub(c.0)?).ok()?;
+        c.1.get(start..start.checked_add(n)?).map(<[u8]>::to_vec)
+    }
+
+    /// Load the block that starts at `pos` into the cache.
+    fn byte_refill(&self, pos: u64) -> Result<(), Error> {
+        let n = (self.src.len() - pos).min(BLOCK as u64) as usize;
+        let mut data = vec![0u8; n];
+        read_exact_at(self.src, pos, &mut data).or_else(|e| err(pos, format!("read error: {e}")))?;
+        *self.cache.borrow_mut() = (pos, data);
+        Ok(())
     }
 
     fn spend(&self, at: u64) -> Result<(), Error> {

@@ -1350,6 +1350,18 @@ impl<'o> Machine<'o> {
                 if super::joblib::is_wrapper(self, inst) {
                     self.joblib_array(inp, inst, state)?;
                 }
+                if let Some(Err(why)) = super::joblib::compat_wrapper_file(self, inst, state) {
+                    let f = Finding::new(
+                        "pickle-joblib-sibling",
+                        Severity::Dangerous,
+                        format!(
+                            "an old joblib array wrapper makes joblib.load read another file: {why} (np.load with allow_pickle=True)"
+                        ),
+                    )
+                    .at(self.op_at)
+                    .evidence(setstate(self));
+                    self.finding(f);
+                }
             }
             _ => {
                 if !self.default_setstate_ok(state) {

@@ -29,36 +29,86 @@ pub(super) struct Layout {
     pub uncertain: Option<String>,
 }
 
-fn is_wrapper_class(m: &Machine<'_>, id: Id) -> bool {
+/// Modules old joblib wrappers are imported from (the compat module itself is denylisted).
+const COMPAT_MODULES: &[&str] = &[
+    "joblib.numpy_pickle",
+    "sklearn.externals.joblib.numpy_pickle",
+    "joblib.numpy_pickle_compat",
+    "sklearn.externals.joblib.numpy_pickle_compat",
+];
+
+fn is_class(m: &Machine<'_>, id: Id, names: &[&str], modules: &[&str]) -> bool {
     match m.a.get(id) {
         Value::Global(n) => m
             .imports
             .get(n as usize)
-            .is_some_and(|i| i.name == "NumpyArrayWrapper" && WRAPPER_MODULES.contains(&i.module.as_str())),
+            .is_some_and(|i| names.contains(&i.name.as_str()) && modules.contains(&i.module.as_str())),
         _ => false,
+    }
+}
+
+/// The class `inst` was made from, when it is one of `names` (directly, or through protocol 0/1's
+/// `copyreg._reconstructor(cls, object, None)`), with the constructor arguments (`NIL` when
+/// `__init__` does not run: NEWOBJ calls only `__new__`).
+fn instance_of(m: &Machine<'_>, inst: Id, names: &[&str], modules: &[&str]) -> Option<Id> {
+    let Value::Call(c) = m.a.get(inst) else { return None };
+    match c.kind {
+        CallKind::NewObj | CallKind::NewObjEx => is_class(m, c.func, names, modules).then_some(NIL),
+        CallKind::Obj | CallKind::Inst => is_class(m, c.func, names, modules).then_some(c.args),
+        CallKind::Reduce => {
+            if is_class(m, c.func, names, modules) {
+                return Some(c.args);
+            }
+            let reconstructor = matches!(m.a.get(c.func), Value::Global(n)
+                if m.imports.get(n as usize).is_some_and(|i| i.module == "copyreg" && i.name == "_reconstructor"));
+            let cls = m.a.tuple_items(c.args).and_then(|it| it.first().copied());
+            (reconstructor && cls.is_some_and(|cls| is_class(m, cls, names, modules))).then_some(NIL)
+        }
+        CallKind::PersId | CallKind::JoblibArray => None,
     }
 }
 
 /// Is `inst` an instance of joblib's `NumpyArrayWrapper`?
 pub(super) fn is_wrapper(m: &Machine<'_>, inst: Id) -> bool {
-    let Value::Call(c) = m.a.get(inst) else { return false };
-    match c.kind {
-        CallKind::NewObj | CallKind::NewObjEx | CallKind::Obj | CallKind::Inst => is_wrapper_class(m, c.func),
-        CallKind::Reduce => {
-            if is_wrapper_class(m, c.func) {
-                return true;
-            }
-            // protocol 0/1: copyreg._reconstructor(NumpyArrayWrapper, object, None)
-            let reconstructor = matches!(m.a.get(c.func), Value::Global(n)
-                if m.imports.get(n as usize).is_some_and(|i| i.module == "copyreg" && i.name == "_reconstructor"));
-            reconstructor
-                && m.a
-                    .tuple_items(c.args)
-                    .and_then(|it| it.first().copied())
-                    .is_some_and(|cls| is_wrapper_class(m, cls))
+    instance_of(m, inst, &["NumpyArrayWrapper"], WRAPPER_MODULES).is_some()
+}
+
+/// For a BUILD of an old joblib `NDArrayWrapper`/`ZNDArrayWrapper` (`inst`) with `state`: the
+/// file joblib.load will read, `Ok(name)` when it is a plain name in the dump's folder, `Err(why)`
+/// otherwise; `None` when `inst` is no such wrapper or names no file (reading it then fails).
+/// The state wins over the constructor's first argument, as `__dict__.update` does after
+/// `__init__(filename, ...)`.
+pub(super) fn compat_wrapper_file(m: &Machine<'_>, inst: Id, state: Id) -> Option<Result<String, String>> {
+    let args = instance_of(m, inst, &["NDArrayWrapper", "ZNDArrayWrapper"], COMPAT_MODULES)?;
+    let a = &m.a;
+    // `Unpickler.load_build` without __setstate__: (dict, slots) pairs, dict.update, setattr
+    let dicts: Vec<Id> = match a.get(state) {
+        Value::Dict(_) => vec![state],
+        Value::None => vec![],
+        Value::Tuple(..) => match a.tuple_items(state) {
+            Some(&[d, s]) => [d, s].into_iter().filter(|&x| !matches!(a.get(x), Value::None)).collect(),
+            _ => return Some(Err("its state is not a dict, so the file it names cannot be told".into())),
+        },
+        _ => return Some(Err("its state is not a dict, so the file it names cannot be told".into())),
+    };
+    let mut name = None;
+    for d in dicts {
+        if !matches!(a.get(d), Value::Dict(_)) {
+            return Some(Err("its state is not a dict, so the file it names cannot be told".into()));
         }
-        CallKind::PersId | CallKind::JoblibArray => false,
+        if let Some(v) = a.dict_get(d, "filename") {
+            name = Some(v);
+        }
     }
+    let name = match name {
+        Some(v) => v,
+        None => a.tuple_items(args).and_then(|it| it.first().copied())?,
+    };
+    let Some(text) = a.as_str(name) else {
+        return Some(Err("the file name it holds is not a constant string".into()));
+    };
+    let plain = !text.is_empty() && text != "." && text != ".." && !text.contains(['/', '\\', ':', '\0']);
+    Some(if plain { Ok(text) } else { Err(format!("it names '{text}', which is not a file in the dump's own folder")) })
 }
 
 /// The array layout from the wrapper's BUILD state.

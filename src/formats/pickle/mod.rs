@@ -112,6 +112,12 @@ pub const CODES: &[CodeInfo] = &[
         fix: "raise the pickle budgets in the policy if the file is trusted, or re-export it as safetensors",
     },
     CodeInfo {
+        code: "pickle-joblib-sibling",
+        severity: Severity::Dangerous,
+        summary: "an old joblib array wrapper (NDArrayWrapper) names a file outside the dump's folder, which joblib.load reads and unpickles",
+        fix: "do not load the file with joblib; re-dump the object with a current joblib if its source is trusted",
+    },
+    CodeInfo {
         code: "pickle-joblib-layout",
         severity: Severity::Error,
         summary: "joblib array data follows its wrapper in a way the scanner cannot measure",
