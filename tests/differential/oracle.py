@@ -242,28 +242,65 @@ class Minimizer:
         return cls in judge(case.with_data(data), results, report)
 
     def run(self, case, cls):
-        data = case.data
+        deadline = time.monotonic() + self.budget
+        data, tries = case.data, 0
+        view = npy_view(data)
+        if view is not None:
+            # an .npy header is cut inside its text, its length field kept right
+            head, body, wrap = view
+            head, t = self.ddmin(case, cls, head, lambda h: wrap(h, body), deadline)
+            body, t2 = self.ddmin(case, cls, body, lambda b: wrap(head, b), deadline)
+            data, tries = wrap(head, body), t + t2
+        data, t = self.ddmin(case, cls, data, lambda d: d, deadline)
+        return data, tries + t
+
+    def ddmin(self, case, cls, part, build, deadline):
+        """Delete chunks of `part` while build(part) keeps the class."""
         tries = 0
         n = 2
-        deadline = time.monotonic() + self.budget
-        while len(data) >= 2 and time.monotonic() < deadline:
-            chunk = max(1, len(data) // n)
+        while len(part) >= 2 and time.monotonic() < deadline:
+            chunk = max(1, len(part) // n)
             removed = False
-            for start in range(0, len(data), chunk):
+            for start in range(0, len(part), chunk):
                 if time.monotonic() >= deadline:
                     break
-                cand = data[:start] + data[start + chunk:]
+                cand = part[:start] + part[start + chunk:]
                 tries += 1
-                if cand and self.holds(case, cand, cls):
-                    data = cand
+                if cand and self.holds(case, build(cand), cls):
+                    part = cand
                     n = max(n - 1, 2)
                     removed = True
                     break
             if not removed:
                 if chunk == 1:
                     break
-                n = min(n * 2, len(data))
-        return data, tries
+                n = min(n * 2, len(part))
+        return part, tries
+
+
+def npy_view(data):
+    """(header text, rest, rebuild) of an .npy file, or None."""
+    import struct
+
+    if not data.startswith(b"\x93NUMPY") or len(data) < 10:
+        return None
+    major = data[6]
+    if major == 1:
+        (hl,) = struct.unpack("<H", data[8:10])
+        start = 10
+    elif len(data) >= 12:
+        (hl,) = struct.unpack("<I", data[8:12])
+        start = 12
+    else:
+        return None
+    prefix = data[:8]
+
+    def wrap(head, body):
+        if major == 1 and len(head) < 1 << 16:
+            return prefix + struct.pack("<H", len(head)) + head + body
+        return prefix + struct.pack("<I", len(head)) + head + body
+
+    return data[start:start + hl], data[start + hl:], wrap
 
 
 def load_known():
