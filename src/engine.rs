@@ -366,4 +366,17 @@ mod tests {
         s.finding(Finding::new("x", Severity::Info, "m").member("b.pkl"));
         assert_eq!(s.out_findings[0].member.as_deref(), Some("a.zip!b.pkl"));
     }
+
+    #[test]
+    fn scan_as_skips_detection_once() {
+        let opts = ScanOptions::default();
+        let call = b"cos\nsystem\n(S'echo'\ntR.".to_vec();
+        let forced = scan_as("x", Format::Npy, Data::bytes(call.clone()), &opts);
+        assert_eq!(forced.format, "numpy");
+        assert_ne!(forced.verdict, Verdict::Dangerous);
+        // the next scan on this thread detects again
+        let sniffed = scan_data("x", Data::bytes(call), None, &opts);
+        assert_eq!(sniffed.format, "pickle");
+        assert_eq!(sniffed.verdict, Verdict::Dangerous);
+    }
 }
