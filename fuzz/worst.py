@@ -1,7 +1,7 @@
 """The worst time and memory of any fuzz input: every file of every corpus (and the artifacts)
 scanned alone by a modelgate binary, timed with wait4 (wall clock, peak RSS).
 
-    python3 fuzz/worst.py target/release/modelgate [--top 10] [--timeout 60]
+    python3 fuzz/worst.py target/release/modelgate [--top 10] [--timeout 60] [--targets zip,tar]
 
 Prints the slowest and the largest inputs and the totals; libFuzzer's own figures (slowest
 unit, peak RSS of the fuzzing process) are in each run's log.
@@ -16,13 +16,15 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def inputs():
+def inputs(only):
     seen = set()
     for sub in ("corpus", "artifacts"):
         top = os.path.join(HERE, sub)
         if not os.path.isdir(top):
             continue
         for target in sorted(os.listdir(top)):
+            if only and target not in only:
+                continue
             d = os.path.join(top, target)
             for n in sorted(os.listdir(d)):
                 p = os.path.join(d, n)
@@ -55,10 +57,11 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--targets", default="", help="comma-separated targets (default: all)")
     args = ap.parse_args()
     rows = []
     t0 = time.monotonic()
-    for target, path in inputs():
+    for target, path in inputs(set(filter(None, args.targets.split(",")))):
         secs, rss_kb, status = run(args.binary, path, args.timeout)
         rows.append((secs, rss_kb, status, target, path))
     print(f"{len(rows)} inputs in {time.monotonic() - t0:.0f} s")
