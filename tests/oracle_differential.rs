@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn oracle_python() -> Option<PathBuf> {
-    let p = std::env::var_os("MG_ORACLE_PYTHON").map_or_else(|| PathBuf::from("/opt/mg-venv/bin/python"), PathBuf::from);
+    let p =
+        std::env::var_os("MG_ORACLE_PYTHON").map_or_else(|| PathBuf::from("/opt/mg-venv/bin/python"), PathBuf::from);
     let ok = Command::new(&p).args(["-c", "import numpy, joblib, h5py"]).output().is_ok_and(|o| o.status.success());
     ok.then_some(p)
 }

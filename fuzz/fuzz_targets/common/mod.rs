@@ -47,10 +47,6 @@ pub fn scan_stream_as(format: Format, data: &[u8]) -> FileReport {
 /// A panic inside the engine is caught and reported as `internal-error` (libFuzzer's panic
 /// hook aborts first, so this is a second net); a report is always complete.
 pub fn check(r: &FileReport) {
-    assert!(
-        !r.findings.iter().any(|f| f.code == "internal-error"),
-        "internal error: {:?}",
-        r.findings
-    );
+    assert!(!r.findings.iter().any(|f| f.code == "internal-error"), "internal error: {:?}", r.findings);
     assert!(!r.format.is_empty());
 }
