@@ -592,6 +592,20 @@ pub fn scan_data(display: &str, data: Data, size: Option<u64>, opts: &ScanOption
     scan_top(display, vec![display.to_string()], data, size, opts, None)
 }
 
+/// Scan `data` as `format`, skipping detection: for fuzz targets and tests aimed at one parser
+/// (every other step, budgets and the final classification included, is that of a scan).
+pub fn scan_as(display: &str, format: Format, data: Data, opts: &ScanOptions) -> FileReport {
+    FORCED.with(|f| *f.borrow_mut() = Some(format));
+    let report = scan_top(display, data, None, opts, None);
+    FORCED.with(|f| *f.borrow_mut() = None);
+    report
+}
+
+thread_local! {
+    /// The format [`scan_as`] imposes on the next top-level [`dispatch`] of this thread.
+    static FORCED: std::cell::RefCell<Option<Format>> = const { std::cell::RefCell::new(None) };
+}
+
 type ClamavJob = (Arc<crate::clamav::ClamavConfig>, Arc<dyn Source>);
 
 fn scan_top(
@@ -651,6 +665,9 @@ fn scan_top(
 
 /// Detect and scan one piece of data in the current context.
 fn dispatch(scan: &mut Scan<'_>, data: Data, hint: Hint) -> Format {
+    if let Some(format) = FORCED.with(|f| f.borrow_mut().take()) {
+        return crate::formats::scan(scan, format, data, hint);
+    }
     let mut input_data = data;
     let format = match detect::sniff(&mut input_data, hint) {
         Ok(f) => f,
@@ -720,5 +737,18 @@ mod tests {
         s.member = Some("a.zip".into());
         s.finding(Finding::new("x", Severity::Info, "m").member("b.pkl"));
         assert_eq!(s.out_findings[0].member.as_deref(), Some("a.zip!b.pkl"));
+    }
+
+    #[test]
+    fn scan_as_skips_detection_once() {
+        let opts = ScanOptions::default();
+        let call = b"cos\nsystem\n(S'echo'\ntR.".to_vec();
+        let forced = scan_as("x", Format::Npy, Data::bytes(call.clone()), &opts);
+        assert_eq!(forced.format, "numpy");
+        assert_ne!(forced.verdict, Verdict::Dangerous);
+        // the next scan on this thread detects again
+        let sniffed = scan_data("x", Data::bytes(call), None, &opts);
+        assert_eq!(sniffed.format, "pickle");
+        assert_eq!(sniffed.verdict, Verdict::Dangerous);
     }
 }

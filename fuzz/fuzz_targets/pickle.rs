@@ -1,0 +1,12 @@
+//! The pickle emulator: a file read as a pickle (Confident mode, as torch's data.pkl), a stream probed as one, and the find_class calls alone.
+#![no_main]
+#[path = "common/mod.rs"]
+mod common;
+
+use modelgate::detect::Format;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    common::scan_file_as(Format::Pickle, data);
+    common::scan_stream_as(Format::PickleProbe, data);
+    let _ = modelgate::formats::pickle::find_class_calls(data);
+});
