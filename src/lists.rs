@@ -331,7 +331,8 @@ impl Lists {
             ));
         }
         let exact_user_allow = self.user_allow.iter().any(|r| r.pat.is_exact() && r.pat.matches(&resolved_path));
-        for &(m, n) in &paths {
+        let carved_out = paths.iter().all(|(m, n)| DENY_EXCEPTIONS.contains(&format!("{m}.{n}").as_str()));
+        for &(m, n) in paths.iter().filter(|_| !carved_out) {
             if let Some(r) = self.deny_hit(&self.deny, m, n) {
                 if r.core || !exact_user_allow {
                     return Class::Dangerous(r.reason.clone());
@@ -626,6 +627,19 @@ const DENY: &[(&str, &str, bool)] = &[
     ("pathlib.*.write_text pathlib.*.write_bytes pathlib.*.unlink pathlib.*.rmdir pathlib.*.rename pathlib.*.replace pathlib.*.touch pathlib.*.mkdir pathlib.*.chmod pathlib.*.symlink_to pathlib.*.hardlink_to pathlib.*.open", "writes or removes files", false),
 ];
 
+/// Exact names that a built-in deny rule covers but that are data: TorchScript's own pickler
+/// writes them into every archive with list attributes or debug info, torch's C++ unpickler
+/// rebuilds lists and type tags with them (`Unpickler::readGlobal`), and in Python they return
+/// their argument (`torch/jit/_pickle.py`). Allowed below; `torch.jit` stays denied.
+const DENY_EXCEPTIONS: &[&str] = &[
+    "torch.jit._pickle.build_intlist",
+    "torch.jit._pickle.build_tensorlist",
+    "torch.jit._pickle.build_doublelist",
+    "torch.jit._pickle.build_boollist",
+    "torch.jit._pickle.build_tensor_from_id",
+    "torch.jit._pickle.restore_type_tag",
+];
+
 /// Built-in allow rules: what real checkpoints (PyTorch, NumPy, joblib/scikit-learn) import.
 /// Only constructors of data live here; their arguments are checked separately.
 const ALLOW: &[(&str, &str)] = &[
@@ -636,6 +650,11 @@ const ALLOW: &[(&str, &str)] = &[
     // pickled storages: the argument is itself scanned as a (nested) pickle.
     ("torch.storage._load_from_bytes", "storage bytes, scanned as a nested pickle"),
     ("torch.Size torch.device torch.Tensor torch._tensor.Tensor torch.serialization._get_layout", "tensor metadata"),
+    (
+        "torch.jit._pickle.build_intlist torch.jit._pickle.build_tensorlist torch.jit._pickle.build_doublelist
+         torch.jit._pickle.build_boollist torch.jit._pickle.build_tensor_from_id torch.jit._pickle.restore_type_tag",
+        "TorchScript list and type-tag builders (see DENY_EXCEPTIONS)",
+    ),
     ("torch.nn.parameter.Parameter torch.nn.parameter.Buffer torch.nn.parameter.UninitializedParameter torch.nn.parameter.UninitializedBuffer", "parameters"),
     // whole-model pickles: nn.Module classes are rebuilt with __new__ and a state dict.
     ("torch.nn.modules.*.[A-Z]*", "torch.nn module classes"),

@@ -17,6 +17,7 @@ pub mod safetensors;
 pub mod sevenz;
 pub mod tar;
 pub mod tensorflow;
+pub mod torchscript;
 pub mod zip;
 pub mod zstd;
 
