@@ -223,7 +223,7 @@ impl<'p, 'f> Probe<'p, 'f> {
     /// Whether the data, from `skip` on, holds a `c` stream that a reader gets bytes from.
     fn holds(&mut self, c: Compression, skip: usize, hint: Hint) -> bool {
         let Some(fetch) = self.fetch.as_mut() else { return true };
-        let got = self.got.get_or_insert_with(|| fetch());
+        let got = self.got.get_or_insert_with(fetch);
         let Some((bytes, complete)) = got.as_ref() else { return true };
         match crate::formats::compress::trial(c, bytes.get(skip..).unwrap_or(&[])) {
             Trial::Decodes => true,
