@@ -1,6 +1,7 @@
 //! Format detection by content. The file name is never consulted.
 
 use crate::finding::Hint;
+use crate::formats::compress::Trial;
 use crate::source::{read_up_to, Data};
 use std::io::{self, Read};
 
@@ -133,26 +134,11 @@ const TORCH_LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a
 /// Sniff `data`'s format from its first bytes (and, for random sources, its zip end
 /// record). A stream is re-assembled so that no byte is lost.
 pub fn sniff(data: &mut Data, hint: Hint) -> io::Result<Format> {
-    let head = match data {
-        Data::Random(src) => read_up_to(src.as_ref(), 0, HEAD)?,
-        Data::Stream(r, size) => {
-            let mut head = Vec::with_capacity(HEAD);
-            // A stream that fails within the head (a decompressor meeting trailing junk) still
-            // delivers what came before: its reader sees the same error where it happened.
-            let failed = match r.by_ref().take(HEAD as u64).read_to_end(&mut head) {
-                Ok(_) => None,
-                Err(e) if head.is_empty() => return Err(e),
-                Err(e) => Some(e),
-            };
-            let rest = match failed {
-                Some(e) => Box::new(Replay(Some(e))) as Box<dyn Read + Send>,
-                None => std::mem::replace(r, Box::new(io::empty())),
-            };
-            *data = Data::Stream(Box::new(io::Cursor::new(head.clone()).chain(rest)), *size);
-            head
-        }
+    let (head, _) = peek(data, HEAD)?;
+    let mut fmt = {
+        let mut fetch = || peek(data, crate::formats::compress::TRIAL_IN).ok();
+        sniff_in(&head, hint, &mut Probe::new(&mut fetch))
     };
-    let mut fmt = sniff_head(&head, hint);
     // Raw tensor bytes are never opened as an archive: skip the tail read for each storage.
     if (fmt == Format::Unknown || fmt == Format::PickleProbe) && hint != Hint::RawData {
         if let Data::Random(src) = data {
@@ -162,6 +148,35 @@ pub fn sniff(data: &mut Data, hint: Hint) -> io::Result<Format> {
         }
     }
     Ok(fmt)
+}
+
+/// The first `n` bytes of `data`, and whether that is all of it. A stream is re-assembled
+/// so that no byte is lost; one that fails within them (a decompressor meeting trailing
+/// junk) still delivers what came before, and its reader sees the same error where it
+/// happened.
+fn peek(data: &mut Data, n: usize) -> io::Result<(Vec<u8>, bool)> {
+    match data {
+        Data::Random(src) => {
+            let head = read_up_to(src.as_ref(), 0, n)?;
+            let complete = head.len() as u64 >= src.len();
+            Ok((head, complete))
+        }
+        Data::Stream(r, size) => {
+            let mut head = Vec::with_capacity(n);
+            let failed = match r.by_ref().take(n as u64).read_to_end(&mut head) {
+                Ok(_) => None,
+                Err(e) if head.is_empty() => return Err(e),
+                Err(e) => Some(e),
+            };
+            let complete = failed.is_none() && head.len() < n;
+            let rest = match failed {
+                Some(e) => Box::new(Replay(Some(e))) as Box<dyn Read + Send>,
+                None => std::mem::replace(r, Box::new(io::empty())),
+            };
+            *data = Data::Stream(Box::new(io::Cursor::new(head.clone()).chain(rest)), *size);
+            Ok((head, complete))
+        }
+    }
 }
 
 /// A reader that fails as the stream it replaces did (once with the error, then again with
@@ -181,8 +196,55 @@ impl Read for Replay {
     }
 }
 
-/// Detection from the leading bytes alone.
+/// The first bytes of the data for a trial decode, and whether they are all of it.
+type Fetch<'f> = dyn FnMut() -> Option<(Vec<u8>, bool)> + 'f;
+
+/// A compression header that arbitrary bytes match often (zlib's two bytes, an lzma-alone
+/// header, joblib's `ZF` length field) is only half the evidence: which reader would get
+/// anything out of the bytes? Python's readers hand out nothing of a `decompress` call that
+/// raises (see [`crate::formats::compress::trial`]), so data whose stream fails at its start
+/// is no compressed file, and is sniffed on as what else it may be (a MATLAB v4 file, raw array
+/// bytes such as joblib's `*.npy.z` siblings hold). A stream that decodes is one, damaged or not.
+struct Probe<'p, 'f> {
+    fetch: Option<&'p mut Fetch<'f>>,
+    got: Option<Option<(Vec<u8>, bool)>>,
+}
+
+impl<'p, 'f> Probe<'p, 'f> {
+    fn new(fetch: &'p mut Fetch<'f>) -> Self {
+        Probe { fetch: Some(fetch), got: None }
+    }
+
+    /// No trial: a weak header counts as a stream.
+    fn none() -> Self {
+        Probe { fetch: None, got: None }
+    }
+
+    /// Whether the data, from `skip` on, holds a `c` stream that a reader gets bytes from.
+    fn holds(&mut self, c: Compression, skip: usize, hint: Hint) -> bool {
+        let Some(fetch) = self.fetch.as_mut() else { return true };
+        let got = self.got.get_or_insert_with(fetch);
+        let Some((bytes, complete)) = got.as_ref() else { return true };
+        match crate::formats::compress::trial(c, bytes.get(skip..).unwrap_or(&[])) {
+            Trial::Decodes => true,
+            Trial::Fails => false,
+            // Cut short with no error: a reader gets what it decoded (joblib's zlib reader
+            // even takes the cut for the end); nothing there, or nothing any loader reads
+            // (not even another weak header), and the data is not a compressed file.
+            Trial::Exhausted(out) => {
+                !*complete || (!out.is_empty() && sniff_in(&out, hint, &mut Probe::none()) != Format::Unknown)
+            }
+        }
+    }
+}
+
+/// Detection from the leading bytes alone (a weak compression header is tried on them).
 pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
+    let mut fetch = || Some((head.to_vec(), false));
+    sniff_in(head, hint, &mut Probe::new(&mut fetch))
+}
+
+fn sniff_in(head: &[u8], hint: Hint, probe: &mut Probe<'_, '_>) -> Format {
     let starts = |m: &[u8]| head.starts_with(m);
     if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") || starts(b"PK\x07\x08") {
         return Format::Zip;
@@ -215,7 +277,10 @@ pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
         return Format::Wrapped(Compression::Zstd, Box::new(Format::Unknown));
     }
     // joblib.numpy_pickle_compat.read_zfile: any length field `int(x, 16)` accepts
-    if starts(b"ZF") && crate::formats::compress::zf_length(head).is_some() {
+    if starts(b"ZF")
+        && crate::formats::compress::zf_length(head).is_some()
+        && probe.holds(Compression::JoblibZf, 0, hint)
+    {
         return Format::Wrapped(Compression::JoblibZf, Box::new(Format::Unknown));
     }
     // lzip, which lzma.open (FORMAT_AUTO) reads too
@@ -244,11 +309,19 @@ pub fn sniff_head(head: &[u8], hint: Hint) -> Format {
     if head.len() >= 2 && head[0] == 0x80 && head[1] <= 5 {
         return Format::Pickle;
     }
-    if head.len() >= 2 && head[0] == 0x78 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0 {
+    if head.len() >= 2
+        && head[0] == 0x78
+        && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0
+        && probe.holds(Compression::Zlib, 0, hint)
+    {
         return Format::Wrapped(Compression::Zlib, Box::new(Format::Unknown));
     }
-    if lzma_alone_start(head) {
-        return Format::Wrapped(Compression::Lzma, Box::new(Format::Unknown));
+    match lzma_alone_start(head) {
+        Some(Alone::Strong) => return Format::Wrapped(Compression::Lzma, Box::new(Format::Unknown)),
+        Some(Alone::Weak(at)) if probe.holds(Compression::Lzma, at, hint) => {
+            return Format::Wrapped(Compression::Lzma, Box::new(Format::Unknown))
+        }
+        _ => {}
     }
     if hint == Hint::Pickle {
         return Format::Pickle;
@@ -286,19 +359,35 @@ fn alone_header(h: &[u8]) -> bool {
     size == u64::MAX || size < 1 << 38
 }
 
+/// How an lzma-alone stream was recognised.
+#[derive(Debug, PartialEq, Eq)]
+enum Alone {
+    /// By empty streams leading to xz or lzip magic.
+    Strong,
+    /// By a header alone, at this offset (after empty streams): `lzma.open` reads it, but
+    /// arbitrary bytes pass the header rules often. joblib's `]\x00` prefix
+    /// (`joblib.compressor._LZMA_PREFIX`, which `numpy_pickle_utils._detect_compressor` opens
+    /// as lzma whatever follows) is no stronger: where the decoder fails at once, joblib.load
+    /// raises before reading a byte.
+    Weak(usize),
+}
+
 /// The start of an lzma-alone stream. Thirteen zero bytes are one too (an empty stream: 18
 /// zero bytes in all), which `lzma.open` reads past to the next stream; zeros count only when
 /// such empty streams lead, within the head, to a real stream header.
-fn lzma_alone_start(head: &[u8]) -> bool {
+fn lzma_alone_start(head: &[u8]) -> Option<Alone> {
     let mut at = 0;
     while head.get(at..at + 18).is_some_and(|b| b.iter().all(|&x| x == 0)) {
         at += 18;
     }
     let rest = head.get(at..).unwrap_or(&[]);
     if at > 0 && (rest.starts_with(b"\xfd7zXZ\x00") || rest.starts_with(b"LZIP")) {
-        return true;
+        return Some(Alone::Strong);
     }
-    alone_header(rest) && rest.get(..13).is_some_and(|h| h.iter().any(|&x| x != 0))
+    if !(alone_header(rest) && rest.get(..13).is_some_and(|h| h.iter().any(|&x| x != 0))) {
+        return None;
+    }
+    Some(Alone::Weak(at))
 }
 
 #[cfg(test)]

@@ -64,8 +64,18 @@ fn multi_member_streams_are_read_whole() {
 
 #[test]
 fn corrupt_data_is_an_error_with_what_came_before_kept() {
+    // Padding that does not compress: the damage lies past the first reads, where a reader of
+    // a weak header (lzma-alone, zlib) has handed out bytes. Damage within the first read of
+    // such a stream is no stream at all (tests/containers_weak_headers.rs).
+    let mut x = 12345u32;
+    let pad: Vec<u8> = (0..100_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
     for (label, wrap) in WRAPPERS {
-        let z = zip(&[Z::stored("a.npy", &npy_probe()), Z::stored("pad.bin", &vec![9u8; 100_000])]);
+        let z = zip(&[Z::stored("a.npy", &npy_probe()), Z::stored("pad.bin", &pad)]);
         let mut c = wrap(&z);
         // Damage the back half of the compressed stream.
         let n = c.len();

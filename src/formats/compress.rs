@@ -144,6 +144,113 @@ fn decoder(
     })
 }
 
+/// What decoding the start of data whose header is weak evidence found (see [`trial`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trial {
+    /// The stream ended cleanly, or yielded [`TRIAL_OUT`] bytes, or took all the input given
+    /// without an error: it is a stream, and damage further on is an error.
+    Decodes,
+    /// The decoder failed before yielding [`TRIAL_OUT`] bytes: Python's first `decompress`
+    /// call raises, so no reader gets a byte out of it.
+    Fails,
+    /// The input ended first, with no error, after yielding these bytes (what a reader gets
+    /// from a stream cut there).
+    Exhausted(Vec<u8>),
+}
+
+/// Output a trial decode looks at. Python's readers hand out nothing of a `decompress` call
+/// that raises, and their first call takes 8 KiB of input and may yield 8 KiB
+/// (`_compression.DecompressReader.read` with `BUFFER_SIZE` under an 8 KiB `BufferedReader`,
+/// joblib's `BinaryZlibFile._fill_buffer`, `zlib.decompress` all at once): a failure within
+/// half of that is a failure of the first call.
+pub const TRIAL_OUT: usize = 4096;
+/// Input a trial decode is given (the same margin).
+pub const TRIAL_IN: usize = 4096;
+
+/// Decode the start of `input` (at most [`TRIAL_IN`] bytes are looked at) as one stream of
+/// `c`, for headers that arbitrary bytes match often: zlib's two bytes (which joblib's `x`
+/// prefix opens), an lzma-alone header (13 bytes of fields without magic; `lzma.open`
+/// accepts a large share of arbitrary byte strings), the body of a joblib `ZF` file.
+/// Formats with a real magic are not tried: they decode (and fail) in [`scan`].
+pub fn trial(c: Compression, input: &[u8]) -> Trial {
+    let input = input.get(..input.len().min(TRIAL_IN)).unwrap_or(input);
+    match c {
+        Compression::Zlib => trial_zlib(input),
+        Compression::JoblibZf => {
+            // read_zfile: the header, one optional space, then `zlib.decompress` of the rest
+            let mut body = input.get(ZF_HEADER..).unwrap_or(&[]);
+            if body.first() == Some(&b' ') {
+                body = body.get(1..).unwrap_or(&[]);
+            }
+            trial_zlib(body)
+        }
+        Compression::Lzma => trial_alone(input),
+        _ => Trial::Decodes,
+    }
+}
+
+/// zlib as `zlib.decompressobj(15)` (joblib's `BinaryZlibFile`) and `zlib.decompress` read it.
+fn trial_zlib(input: &[u8]) -> Trial {
+    let mut d = flate2::Decompress::new(true);
+    let mut out = vec![0u8; TRIAL_OUT];
+    loop {
+        let (i0, o0) = (d.total_in(), d.total_out());
+        let (ri, ro) = (i0 as usize, o0 as usize);
+        let r = d.decompress(
+            input.get(ri..).unwrap_or(&[]),
+            out.get_mut(ro..).unwrap_or(&mut []),
+            flate2::FlushDecompress::None,
+        );
+        let produced = d.total_out() as usize;
+        match r {
+            Err(_) => return Trial::Fails,
+            Ok(flate2::Status::StreamEnd) => return Trial::Decodes,
+            Ok(_) if produced >= TRIAL_OUT => return Trial::Decodes,
+            Ok(_) if d.total_in() == i0 && d.total_out() == o0 => {
+                out.truncate(produced);
+                return Trial::Exhausted(out);
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// lzma-alone as liblzma's `lzma_alone_decoder` reads it (`lzma.open`, `FORMAT_AUTO`). The
+/// caller has checked the header as the picky decoder does; the dictionary is capped for the
+/// trial, which decodes the same while the output is smaller than the dictionary.
+fn trial_alone(input: &[u8]) -> Trial {
+    let Some(h) = input.get(..13) else { return Trial::Exhausted(Vec::new()) };
+    let dict = h.get(1..5).and_then(|b| <[u8; 4]>::try_from(b).ok()).map_or(0, u32::from_le_bytes).min(1 << 16);
+    let mut header = h.to_vec();
+    header.splice(1..5, dict.to_le_bytes());
+    let body = input.get(13..).unwrap_or(&[]);
+    let Ok(mut d) = liblzma::stream::Stream::new_lzma_decoder(4 << 20) else { return Trial::Decodes };
+    let mut out = vec![0u8; TRIAL_OUT];
+    let mut produced = 0usize;
+    for part in [header.as_slice(), body] {
+        let mut at = 0usize;
+        loop {
+            let (i0, o0) = (d.total_in(), d.total_out());
+            let r = d.process(
+                part.get(at..).unwrap_or(&[]),
+                out.get_mut(produced..).unwrap_or(&mut []),
+                liblzma::stream::Action::Run,
+            );
+            at += (d.total_in() - i0) as usize;
+            produced += (d.total_out() - o0) as usize;
+            match r {
+                Err(_) => return Trial::Fails,
+                Ok(liblzma::stream::Status::StreamEnd) => return Trial::Decodes,
+                Ok(_) if produced >= TRIAL_OUT => return Trial::Decodes,
+                Ok(_) if d.total_in() == i0 && d.total_out() == o0 => break,
+                Ok(_) => {}
+            }
+        }
+    }
+    out.truncate(produced);
+    Trial::Exhausted(out)
+}
+
 /// The length after `ZF` as `int(field, 16)` reads it (`None` where Python raises).
 pub fn zf_length(header: &[u8]) -> Option<i128> {
     py_int16(header.get(2..ZF_HEADER.min(header.len()))?)
@@ -392,6 +499,9 @@ struct Streams<R: BufRead> {
     out: u64,
     memlimit: u64,
     trailing: Note,
+    /// An error met after yielding output in the same call: reported on the next read, so
+    /// that everything decoded before the damage is scanned.
+    failed: Option<io::Error>,
 }
 
 /// The lzip header's coded dictionary size (lzip manual, "File format").
@@ -421,6 +531,7 @@ impl<R: BufRead> Streams<R> {
             out: 0,
             memlimit,
             trailing,
+            failed: None,
         }
     }
 
@@ -484,6 +595,10 @@ impl<R: BufRead> Read for Streams<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
+        }
+        if let Some(e) = self.failed.take() {
+            self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+            return Err(e);
         }
         loop {
             if self.done {
@@ -550,6 +665,10 @@ impl<R: BufRead> Read for Streams<R> {
                     if self.streams > 1 && !self.produced {
                         self.done = true;
                         return Ok(0);
+                    }
+                    if written > 0 {
+                        self.failed = Some(bad(e));
+                        return Ok(written);
                     }
                     return Err(bad(e));
                 }
