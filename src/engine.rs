@@ -26,9 +26,9 @@ pub struct ScanOptions {
     pub max_buffered_bytes: u64,
     /// Members per archive.
     pub max_members: u64,
-    /// Opcodes per pickle stream.
+    /// Pickle opcodes per file (every stream in it, nested pickles included).
     pub max_pickle_opcodes: u64,
-    /// Values tracked per pickle stream (stack + memo + containers).
+    /// Values one pickle stream holds at once (stack, memo and what they reach).
     pub max_pickle_values: usize,
     /// Bytes of one string/bytes constant read to look for a nested pickle.
     pub max_nested_pickle_bytes: u64,
@@ -44,8 +44,8 @@ impl Default for ScanOptions {
             max_expanded_bytes: 16 << 30,
             max_buffered_bytes: 512 << 20,
             max_members: 200_000,
-            max_pickle_opcodes: 50_000_000,
-            max_pickle_values: 4_000_000,
+            max_pickle_opcodes: 100_000_000,
+            max_pickle_values: 8_000_000,
             max_nested_pickle_bytes: 64 << 20,
             clamav: None,
         }
@@ -115,9 +115,13 @@ pub struct Scan<'a> {
     depth: u32,
     expanded: Arc<ExpandBudget>,
     out_imports: Vec<Import>,
+    /// Indices into `out_imports` that a container judged in its own loader's context.
+    in_context: std::collections::HashSet<usize>,
     out_findings: Vec<Finding>,
     /// A member of a model format was seen (so an empty finding list means "safe").
     model: bool,
+    /// Pickle work this file may still cost, shared by every pickle stream in it.
+    pub pickle: crate::formats::pickle::Budget,
 }
 
 impl<'a> Scan<'a> {
@@ -128,8 +132,10 @@ impl<'a> Scan<'a> {
             depth: 0,
             expanded: Arc::new(ExpandBudget::new(opts.max_expanded_bytes)),
             out_imports: Vec::new(),
+            in_context: std::collections::HashSet::new(),
             out_findings: Vec::new(),
             model: false,
+            pickle: crate::formats::pickle::Budget::new(opts),
         }
     }
 
@@ -150,6 +156,24 @@ impl<'a> Scan<'a> {
             i.member = self.member.clone();
         }
         self.out_imports.push(i);
+    }
+
+    /// A mark for [`Scan::imports_since`]: the number of imports recorded so far.
+    pub fn import_mark(&self) -> usize {
+        self.out_imports.len()
+    }
+
+    /// The imports recorded since `mark`, with their index, for a container that judges its
+    /// members' imports in its own loader's context.
+    pub fn imports_since(&self, mark: usize) -> impl Iterator<Item = (usize, &Import)> {
+        self.out_imports.iter().enumerate().skip(mark)
+    }
+
+    /// Leave import `index` out of the allow/deny classification: its container's loader does
+    /// not import it as Python would (TorchScript resolves `__torch__.*` names to classes
+    /// compiled from the archive's own code). It stays in the report's import list.
+    pub fn import_in_context(&mut self, index: usize) {
+        self.in_context.insert(index);
     }
 
     /// Note that a model format was recognised (an empty finding list then means safe).
@@ -310,8 +334,14 @@ fn scan_top(display: &str, data: Data, size: Option<u64>, opts: &ScanOptions, cl
             scan.finding(f);
         }
     }
-    let Scan { out_imports: imports, out_findings: mut findings, model, .. } = scan;
-    findings.extend(opts.lists.classify_all(&imports));
+    let Scan { out_imports: imports, out_findings: mut findings, model, in_context, .. } = scan;
+    if in_context.is_empty() {
+        findings.extend(opts.lists.classify_all(&imports));
+    } else {
+        let judged: Vec<Import> =
+            imports.iter().enumerate().filter(|(i, _)| !in_context.contains(i)).map(|(_, imp)| imp.clone()).collect();
+        findings.extend(opts.lists.classify_all(&judged));
+    }
     let model = model || !imports.is_empty();
     let verdict = Verdict::from_findings(&findings, model);
     FileReport {

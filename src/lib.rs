@@ -34,6 +34,7 @@ pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
     formats::hdf5::CODES,
     formats::keras::CODES,
     formats::tensorflow::CODES,
+    formats::torchscript::CODES,
     formats::onnx::CODES,
     formats::eicar::CODES,
     lists::CODES,
@@ -43,4 +44,4 @@ pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
 ];
 
 /// Engine version: part of cache keys, bumped whenever verdicts for the same bytes may change.
-pub const ENGINE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+engine.1");
+pub const ENGINE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+engine.2");

@@ -45,7 +45,7 @@
 //! prefix allow that could cover a built-in deny rule is refused, and an exact allow may
 //! override a built-in deny rule only when that rule is not "core" (code execution,
 //! process, import and unpickling primitives such as `builtins.eval`, `os`, `subprocess`,
-//! `pickle.loads` can never be allowed). `allow("functools.partial", ..)` works;
+//! `pickle.loads` can never be allowed). `allow("operator.attrgetter", ..)` works;
 //! `allow("os", ..)` and `allow("torch.*", ..)` are refused with an error.
 //!
 //! The allowlist entries are reviewed: each names the source read (library and version) and why
@@ -331,7 +331,8 @@ impl Lists {
             ));
         }
         let exact_user_allow = self.user_allow.iter().any(|r| r.pat.is_exact() && r.pat.matches(&resolved_path));
-        for &(m, n) in &paths {
+        let carved_out = paths.iter().all(|(m, n)| DENY_EXCEPTIONS.contains(&format!("{m}.{n}").as_str()));
+        for &(m, n) in paths.iter().filter(|_| !carved_out) {
             if let Some(r) = self.deny_hit(&self.deny, m, n) {
                 if r.core || !exact_user_allow {
                     return Class::Dangerous(r.reason.clone());
@@ -599,7 +600,7 @@ const DENY: &[(&str, &str, bool)] = &[
     ("inspect", "reaches arbitrary attributes and source", true),
     ("numpy.testing numpy.f2py numpy.distutils numpy.ctypeslib", "numpy gadget that compiles or runs code", true),
     ("operator.attrgetter operator.methodcaller _operator.attrgetter _operator.methodcaller", "calls arbitrary attributes of objects", false),
-    ("functools.partial functools.partialmethod _functools.partial", "binds arguments to arbitrary callables (gadget chains)", false),
+    ("functools.partialmethod", "binds arguments to arbitrary callables (gadget chains)", false),
     ("socket _socket ssl _ssl http httplib urllib urllib2 urllib3 requests aiohttp httpx webbrowser", "network access", false),
     ("ftplib smtplib poplib imaplib nntplib telnetlib xmlrpc socketserver asyncio", "network or subprocess access", false),
     ("shutil tempfile zipfile tarfile glob fileinput dbm sqlite3 mailbox", "file-system access", false),
@@ -626,6 +627,19 @@ const DENY: &[(&str, &str, bool)] = &[
     ("pathlib.*.write_text pathlib.*.write_bytes pathlib.*.unlink pathlib.*.rmdir pathlib.*.rename pathlib.*.replace pathlib.*.touch pathlib.*.mkdir pathlib.*.chmod pathlib.*.symlink_to pathlib.*.hardlink_to pathlib.*.open", "writes or removes files", false),
 ];
 
+/// Exact names that a built-in deny rule covers but that are data: TorchScript's own pickler
+/// writes them into every archive with list attributes or debug info, torch's C++ unpickler
+/// rebuilds lists and type tags with them (`Unpickler::readGlobal`), and in Python they return
+/// their argument (`torch/jit/_pickle.py`). Allowed below; `torch.jit` stays denied.
+const DENY_EXCEPTIONS: &[&str] = &[
+    "torch.jit._pickle.build_intlist",
+    "torch.jit._pickle.build_tensorlist",
+    "torch.jit._pickle.build_doublelist",
+    "torch.jit._pickle.build_boollist",
+    "torch.jit._pickle.build_tensor_from_id",
+    "torch.jit._pickle.restore_type_tag",
+];
+
 /// Built-in allow rules: what real checkpoints (PyTorch, NumPy, joblib/scikit-learn) import.
 /// Only constructors of data live here; their arguments are checked separately.
 const ALLOW: &[(&str, &str)] = &[
@@ -636,6 +650,11 @@ const ALLOW: &[(&str, &str)] = &[
     // pickled storages: the argument is itself scanned as a (nested) pickle.
     ("torch.storage._load_from_bytes", "storage bytes, scanned as a nested pickle"),
     ("torch.Size torch.device torch.Tensor torch._tensor.Tensor torch.serialization._get_layout", "tensor metadata"),
+    (
+        "torch.jit._pickle.build_intlist torch.jit._pickle.build_tensorlist torch.jit._pickle.build_doublelist
+         torch.jit._pickle.build_boollist torch.jit._pickle.build_tensor_from_id torch.jit._pickle.restore_type_tag",
+        "TorchScript list and type-tag builders (see DENY_EXCEPTIONS)",
+    ),
     ("torch.nn.parameter.Parameter torch.nn.parameter.Buffer torch.nn.parameter.UninitializedParameter torch.nn.parameter.UninitializedBuffer", "parameters"),
     // whole-model pickles: nn.Module classes are rebuilt with __new__ and a state dict.
     ("torch.nn.modules.*.[A-Z]*", "torch.nn module classes"),
@@ -687,6 +706,7 @@ const ALLOW: &[(&str, &str)] = &[
     ),
     // protocol 0-2 encodings of bytes and objects.
     ("_codecs.encode copyreg._reconstructor copyreg.__newobj__ copyreg.__newobj_ex__", "protocol 0-2 object and bytes encoding"),
+    ("functools.partial _functools.partial", "judged by the callable it wraps: the pickle scan reports that callable as an import of its own, and a partial it cannot follow as pickle-callable-unresolved"),
     (
         "datetime.datetime datetime.date datetime.time datetime.timedelta datetime.timezone decimal.Decimal
          fractions.Fraction uuid.UUID argparse.Namespace types.SimpleNamespace re._compile
@@ -790,6 +810,19 @@ const ALLOW: &[(&str, &str)] = &[
          pandas.tseries.offsets.[A-Z]*
          pandas.Interval pandas._libs.interval.Interval pandas.NA pandas._libs.missing.NA",
         "pandas scalars and date offsets (pandas 3.1.1 _libs/tslibs/*.pyx, 0.25.3 tseries/offsets.py: values, a unit, a time zone)",
+    ),
+    // CPython 3.11-3.13 Lib/zoneinfo/_zoneinfo.py (and Modules/_zoneinfo.c, the same logic):
+    // ZoneInfo(key) and the classmethod ZoneInfo._unpickle(key, from_cache) (what
+    // ZoneInfo.__reduce__ names, pickled as builtins.getattr(zoneinfo.ZoneInfo, '_unpickle'), e.g.
+    // by pandas for tz-aware timestamps) call ZoneInfo(key) or ZoneInfo.no_cache(key):
+    // _tzpath.find_tzfile validates the key (_validate_tzfile_path: no absolute path, nothing
+    // that normalises outside the search root), opens TZPATH/<key> read-only or reads the
+    // resource <key> of the data-only tzdata package (_common.load_tzdata), and parses it as
+    // TZif. The time-zone database lookup pandas time-zone strings already make; nothing is
+    // evaluated or called. Other names (ZoneInfo.from_file takes a file object) stay denied.
+    (
+        "zoneinfo.ZoneInfo zoneinfo.ZoneInfo._unpickle",
+        "time zones of the time-zone database (CPython 3.11 Lib/zoneinfo/_zoneinfo.py, _tzpath.py: the key is validated)",
     ),
     // CPython 3.11 (Objects/exceptions.c, Python/bltinmodule.c, Lib/*.py).
     (
@@ -921,11 +954,11 @@ mod tests {
         assert!(l.allow("mylib.Thing.__reduce__", "x").is_err());
         assert!(l.allow("bad pattern", "x").is_err());
         assert_eq!(
-            class(&l, "functools", "partial"),
-            Class::Dangerous("binds arguments to arbitrary callables (gadget chains)".into())
+            class(&l, "operator", "attrgetter"),
+            Class::Dangerous("calls arbitrary attributes of objects".into())
         );
-        l.allow("functools.partial", "we use it").unwrap();
-        assert_eq!(class(&l, "functools", "partial"), Class::Allowed);
+        l.allow("operator.attrgetter", "we use it").unwrap();
+        assert_eq!(class(&l, "operator", "attrgetter"), Class::Allowed);
         l.allow("mylib.*", "ours").unwrap();
         assert_eq!(class(&l, "mylib.models", "Net"), Class::Allowed);
         assert_eq!(class(&l, "mylib", "x"), Class::Allowed);
@@ -1008,7 +1041,8 @@ mod tests {
             ("json", "loads"),
             ("gettext", "translation"),
             ("linecache", "getline"),
-            ("zoneinfo", "ZoneInfo"),
+            ("zoneinfo", "ZoneInfo.from_file"),
+            ("zoneinfo", "ZoneInfo.__init_subclass__"),
             ("time", "sleep"),
             ("_io", "open"),
             ("_sqlite3", "connect"),

@@ -66,7 +66,7 @@ fn lfs_scan_prints_verdicts_exits_by_policy_and_feeds_the_cache() {
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["objects"][0]["oid"], bad.as_str());
     assert_eq!(doc["objects"][0]["verdict"], BAD_VERDICT);
-    assert_eq!(doc["objects"][0]["action"], "reject");
+    assert_eq!(doc["objects"][0]["decision"], "reject");
     assert_eq!(doc["objects"][0]["findings"][0]["code"], BAD_CODE);
     assert_eq!(doc["objects"][1]["findings"][0]["code"], "lfs-object-missing");
     assert_eq!(doc["objects"][1]["decided_by"], "policy lfs_missing = reject");
@@ -130,7 +130,7 @@ fn lfs_watch_once_quarantines_rejected_objects_and_waits_for_unfinished_ones() {
     assert_eq!(std::fs::read(q.join(&bad)).unwrap(), BAD);
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(q.join(format!("{bad}.json"))).unwrap()).unwrap();
-    assert_eq!(meta["verdict"]["action"], "reject");
+    assert_eq!(meta["verdict"]["decision"], "reject");
     assert!(object_path(&s.root, &good).exists());
     assert!(s.root.join("tmp").join(&bad).exists(), "temporary files are left alone");
 

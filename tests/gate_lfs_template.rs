@@ -126,10 +126,10 @@ fn lfs_watch_lists_a_template_store_repository_by_repository() {
             .find(|v| v["repo"] == repo && v["oid"] == oid)
             .unwrap_or_else(|| panic!("{repo} {oid}: {lines:#?}"))
     };
-    assert_eq!(find("acme/models", &oid)["action"], "tag");
-    assert_eq!(find("acme/strict", &oid)["action"], "reject");
-    assert_eq!(find("group/sub/project", &oid)["action"], "reject");
-    assert_eq!(find("acme/strict", &good)["action"], "allow");
+    assert_eq!(find("acme/models", &oid)["decision"], "tag");
+    assert_eq!(find("acme/strict", &oid)["decision"], "reject");
+    assert_eq!(find("group/sub/project", &oid)["decision"], "reject");
+    assert_eq!(find("acme/strict", &good)["decision"], "allow");
     // Rejected objects leave their own repository's store only.
     assert!(site.object("acme/models", &oid).exists());
     assert!(!site.object("acme/strict", &oid).exists());

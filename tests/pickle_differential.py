@@ -1,10 +1,11 @@
-"""Reference side of tests/pickle_differential.rs: which find_class calls does CPython's
-C Unpickler make for each case? Nothing real is imported or executed: find_class and
-persistent_load return a harmless stand-in class.
+"""Reference side of tests/pickle_differential.rs: which find_class calls do CPython's two
+unpicklers, the C `_pickle.Unpickler` and the pure-Python `pickle._Unpickler` (the base of
+joblib's NumpyUnpickler), make for each case? Nothing real is imported or executed:
+find_class and persistent_load return a harmless stand-in class.
 
 Input: a file with one hex-encoded case per line. Output: one JSON line per case,
-{"calls": [[module, name], ...]}, for pickles loaded back to back from one BytesIO the
-way modelgate scans them (stop at the first failure).
+{"c": {"calls": [[module, name], ...], "memory": bool}, "py": {...}}, for pickles loaded back
+to back from one BytesIO the way modelgate scans them (stop at the first failure).
 """
 import io
 import json
@@ -46,21 +47,29 @@ def standin():
     )
 
 
-class Recorder(pickle.Unpickler):
-    def __init__(self, f, calls):
-        # latin-1 never fails on protocol-0/1 strings, as modelgate assumes
-        super().__init__(f, encoding="latin1")
-        self.calls = calls
+def recording(base):
+    class Recorder(base):
+        def __init__(self, f, calls):
+            # latin-1 never fails on protocol-0/1 strings, as modelgate assumes
+            super().__init__(f, encoding="latin1")
+            self.calls = calls
 
-    def find_class(self, module, name):
-        self.calls.append([module, name])
-        # names that are no Python module path cannot be imported
-        if not all(c.isidentifier() for c in module.split(".")) or not all(c.isidentifier() for c in name.split(".")):
-            raise ModuleNotFoundError(module)
-        return standin()
+        def find_class(self, module, name):
+            self.calls.append([module, name])
+            # names that are no Python module path cannot be imported
+            if not all(c.isidentifier() for c in module.split(".")) or not all(
+                c.isidentifier() for c in name.split(".")
+            ):
+                raise ModuleNotFoundError(module)
+            return standin()
 
-    def persistent_load(self, pid):
-        return standin()
+        def persistent_load(self, pid):
+            return standin()
+
+    return Recorder
+
+
+UNPICKLERS = {"c": recording(pickle.Unpickler), "py": recording(pickle._Unpickler)}
 
 
 def clean(s):
@@ -68,7 +77,7 @@ def clean(s):
     return s.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
-def run(data):
+def run(data, unpickler):
     """The find_class calls, and whether a MemoryError cut the run short (modelgate
     models a machine without that limit: a memo index of 2**31 is fine to it)."""
     f = io.BytesIO(data)
@@ -79,14 +88,14 @@ def run(data):
         if not first and f.tell() >= len(data):
             break
         try:
-            Recorder(f, calls).load()
+            unpickler(f, calls).load()
         except MemoryError:
             memory = True
             break
         except BaseException:
             break
         first = False
-    return [[clean(m), clean(n)] for m, n in calls], memory
+    return {"calls": [[clean(m), clean(n)] for m, n in calls], "memory": memory}
 
 
 def main():
@@ -96,8 +105,7 @@ def main():
     with open(sys.argv[1]) as cases:
         for line in cases:
             data = bytes.fromhex(line.strip())
-            calls, memory = run(data)
-            out.write(json.dumps({"calls": calls, "memory": memory}) + "\n")
+            out.write(json.dumps({k: run(data, u) for k, u in UNPICKLERS.items()}) + "\n")
 
 
 if __name__ == "__main__":

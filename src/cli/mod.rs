@@ -1,4 +1,4 @@
-//! The command line: `modelgate scan | explain | completions | policy | hook | lfs | install`.
+//! The command line: `modelgate scan | explain | completions | man | policy | hook | lfs | install`.
 
 pub mod gate;
 pub mod scan;
@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use scan::CODES;
 
@@ -32,6 +32,12 @@ pub enum Command {
     Completions {
         /// The shell to complete for
         shell: clap_complete::Shell,
+    },
+    /// Write manual pages (roff): modelgate.1 on stdout, or one page per subcommand into DIR
+    Man {
+        /// Directory for modelgate.1, modelgate-scan.1, ... (created if missing)
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Check a policy file, or print the built-in one
     #[command(subcommand)]
@@ -75,14 +81,26 @@ pub struct ScanArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub format: OutputFormat,
+    /// Write the report to FILE instead of stdout (replaced atomically once the scan is done;
+    /// `-` is stdout)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// No progress bar and no summary line; the report, warnings and the exit code are unchanged
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Leave out paths matching GLOB (repeatable), matched like the policy's `paths`: against
+    /// the path relative to the directory argument, or a file argument as given; a matching
+    /// directory leaves out everything below it. Excluded files are counted in the summary
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
     /// Print every import of every file instead of verdicts (human format)
     #[arg(long)]
     pub list_imports: bool,
     /// Show every finding, ignored findings and the deciding rule
     #[arg(short, long)]
     pub verbose: bool,
-    /// Files scanned in parallel (default: one per core)
-    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 0)]
+    /// Files scanned in parallel (the default is one per core of this machine; 0 also means that)
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = default_jobs())]
     pub jobs: usize,
     /// Files and directories to scan (directories recursively; symlinks are not followed)
     #[arg(required = true, value_name = "PATH")]
@@ -147,6 +165,7 @@ where
             clap_complete::generate(shell, &mut Cli::command(), "modelgate", &mut io::stdout());
             Ok(report::EXIT_OK)
         }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Policy(PolicyCommand::Check { file, deny_warnings }) => gate::policy_check(&file, deny_warnings),
         Command::Policy(PolicyCommand::Test(a)) => gate::policy_test(&a),
         Command::Hook(HookCommand::PreReceive(a)) => {
@@ -170,28 +189,100 @@ where
     }
 }
 
+/// One worker per core, as rayon would start (its `RAYON_NUM_THREADS` included), worked out
+/// without starting rayon's pool: clap computes it for every command line.
+fn default_jobs() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Where `scan` writes its report.
+enum Sink {
+    Stdout,
+    /// A temporary file beside the destination, renamed over it once the report is complete.
+    File {
+        tmp: tempfile::NamedTempFile,
+        dest: PathBuf,
+    },
+}
+
+impl Sink {
+    fn open(output: Option<&Path>) -> anyhow::Result<Sink> {
+        let Some(dest) = output.filter(|p| *p != Path::new("-")) else { return Ok(Sink::Stdout) };
+        if dest.is_dir() {
+            anyhow::bail!("--output {}: is a directory", dest.display());
+        }
+        let dir = match dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".modelgate-report-")
+            .tempfile_in(dir)
+            .with_context(|| format!("--output {}: cannot create a file in {}", dest.display(), dir.display()))?;
+        Ok(Sink::File { tmp, dest: dest.to_path_buf() })
+    }
+
+    /// Put the finished report in place: same permissions as the file it replaces, else 0644.
+    fn commit(self) -> anyhow::Result<()> {
+        let Sink::File { tmp, dest } = self else { return Ok(()) };
+        tmp.as_file().sync_all().with_context(|| format!("cannot write {}", dest.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&dest).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot write {}", dest.display()))?;
+        }
+        tmp.persist(&dest).map_err(|e| e.error).with_context(|| format!("cannot write {}", dest.display()))?;
+        Ok(())
+    }
+}
+
 fn scan_command(a: &ScanArgs) -> anyhow::Result<i32> {
     let policy = match &a.policy {
         Some(p) => Policy::from_file(p)?,
         None => Policy::builtin(),
     };
-    let stdout = io::stdout();
-    let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let mut printer: Box<dyn Printer> = match a.format {
+    let exclude = scan::excludes(&a.exclude)?;
+    let (targets, excluded) = scan::collect_excluding(&a.paths, &exclude);
+    let sink = Sink::open(a.output.as_deref())?;
+    let to_terminal = matches!(sink, Sink::Stdout) && io::stdout().is_terminal();
+    let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut opts = scan::RunOptions::new(a.jobs);
+    opts.progress = !a.quiet && io::stderr().is_terminal() && a.paths.iter().any(|p| p.is_dir());
+    if let Some(ms) = std::env::var("MODELGATE_PROGRESS_AFTER_MS").ok().and_then(|v| v.parse().ok()) {
+        // For tests of the progress bar, which cannot wait for a slow scan.
+        opts.progress_after = std::time::Duration::from_millis(ms);
+    }
+    // Human lines on the terminal the bar is drawn on are written between redraws.
+    let held = (opts.progress && to_terminal && a.format == OutputFormat::Human).then(scan::Held::default);
+    opts.held = held.clone();
+    let out: Box<dyn Write + '_> = match (&sink, held) {
+        (Sink::File { tmp, .. }, _) => Box::new(io::BufWriter::new(tmp.as_file())),
+        (Sink::Stdout, Some(h)) => Box::new(h),
+        (Sink::Stdout, None) => Box::new(io::stdout()),
+    };
+    let err: Box<dyn Write> = if a.quiet { Box::new(io::sink()) } else { Box::new(io::stderr()) };
+    let mut printer: Box<dyn Printer + '_> = match a.format {
         OutputFormat::Human => {
-            let mut h = Human::new(stdout, io::stderr());
+            let mut h = Human::new(out, err);
             h.color = color;
             h.verbose = a.verbose;
             h.list_imports = a.list_imports;
             Box::new(h)
         }
-        OutputFormat::Json => Box::new(Json::new(stdout)),
-        OutputFormat::Sarif => Box::new(Sarif::new(stdout)),
+        OutputFormat::Json => Box::new(Json::new(out)),
+        OutputFormat::Sarif => Box::new(Sarif::new(out)),
     };
-    let targets = scan::collect(&a.paths);
-    let progress = io::stderr().is_terminal() && a.paths.iter().any(|p| p.is_dir());
-    let outcome = scan::run(&policy, &targets, a.jobs, printer.as_mut(), progress)?;
+    let mut outcome = scan::run(&policy, &targets, &opts, printer.as_mut())?;
+    outcome.summary.excluded = excluded;
     printer.finish(&outcome.summary).context("cannot write the report")?;
+    drop(printer);
+    sink.commit()?;
     gate::scan_notes(&policy);
     for (i, e) in policy.exceptions.iter().enumerate() {
         if !outcome.used.contains(&i) {
@@ -202,6 +293,39 @@ fn scan_command(a: &ScanArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(outcome.summary.exit_code())
+}
+
+/// `modelgate man [DIR]`: the top page on stdout, or every page into DIR.
+fn man(dir: Option<&Path>) -> anyhow::Result<i32> {
+    // No page for clap's `help` subcommand, nor a mention of one.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd).render(&mut io::stdout().lock()).context("cannot write the manual page")?;
+        return Ok(report::EXIT_OK);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut pages = Vec::new();
+    write_pages(&cmd, dir, &mut pages)?;
+    let mut out = io::stdout().lock();
+    for p in pages {
+        writeln!(out, "{}", p.display())?;
+    }
+    Ok(report::EXIT_OK)
+}
+
+/// The page of `cmd` and of each of its (visible) subcommands, as `modelgate-hook-pre-receive.1`.
+fn write_pages(cmd: &clap::Command, dir: &Path, pages: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let page = clap_mangen::Man::new(cmd.clone());
+    let path = dir.join(page.get_filename());
+    let mut text = Vec::new();
+    page.render(&mut text).context("cannot render a manual page")?;
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    pages.push(path);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_pages(sub, dir, pages)?;
+    }
+    Ok(())
 }
 
 fn explain(a: &ExplainArgs) -> anyhow::Result<i32> {

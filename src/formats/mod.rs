@@ -17,6 +17,7 @@ pub mod safetensors;
 pub mod sevenz;
 pub mod tar;
 pub mod tensorflow;
+pub mod torchscript;
 pub mod zip;
 pub mod zstd;
 
@@ -121,7 +122,10 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
         Format::Pickle | Format::TorchLegacy => {
             scan.mark_model();
             let mut input = data.into_input();
-            let out = pickle::scan_stream(scan, &mut input, pickle::Mode::Confident);
+            // members a loader reads as pickles (torch's data.pkl, numpy object arrays) go
+            // through the C unpickler; a pickle file may be opened with either one
+            let loader = if hint == Hint::Pickle { pickle::Loader::C } else { pickle::Loader::Any };
+            let out = pickle::scan_stream_as(scan, &mut input, pickle::Mode::Confident, loader);
             if out.joblib {
                 Format::Joblib
             } else {

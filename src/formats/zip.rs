@@ -797,9 +797,16 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
         }
     }
 
+    // A TorchScript archive's code/ is judged by the torchscript module once every member is
+    // scanned (it sees the pickles' imports and keeps the code files it is handed here).
+    let mut script = super::torchscript::Archive::detect(entries.iter().map(|e| e.name.as_str()));
+    let mark = scan.import_mark();
     for (i, local) in located {
         let Some(e) = entries.get(i) else { continue };
-        scan_member(scan, &mut notes, &src, e, &local, &format);
+        scan_member(scan, &mut notes, &src, e, &local, &format, script.as_mut());
+    }
+    if let Some(script) = script {
+        script.finish(scan, mark);
     }
     notes.flush(scan);
     format
@@ -812,6 +819,7 @@ fn scan_member(
     e: &Entry,
     local: &Local,
     format: &Format,
+    script: Option<&mut super::torchscript::Archive>,
 ) {
     let name = e.name.as_str();
     let at = |f: Finding| f.member(name.to_string()).at(e.local);
@@ -921,6 +929,10 @@ fn scan_member(
         } else {
             Data::Stream(reader, Some(e.usize))
         }
+    };
+    let data = match script {
+        Some(s) if s.wants(name) => s.keep(scan, name, data),
+        _ => data,
     };
     let found = scan.member(name, data, hint);
     if let Some(err) = tap.error() {

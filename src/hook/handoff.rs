@@ -28,6 +28,10 @@ pub struct HandoffFile {
     pub blob: String,
     pub places: Vec<HandoffPlace>,
     pub judged: Judged,
+    /// pre-receive's decision (`allow`, `tag`, or `reject` for a bypassed push); `None` when
+    /// post-receive worked the push out itself (it has no policy decision to give).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
 }
 
 /// Where a file appears; path and ref already escaped for display.

@@ -38,6 +38,8 @@ pub struct ObjectVerdict {
     pub verdict: String,
     pub format: String,
     pub size: u64,
+    /// `decision` in JSON, as in every other command's output.
+    #[serde(rename = "decision")]
     pub action: Action,
     /// What decided the action besides the verdict (a rule, `on_error`, `lfs_missing`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,7 +134,7 @@ impl LfsRun<'_> {
                     "repo": o.repo,
                     "verdict": o.verdict,
                     "format": o.format,
-                    "action": o.action.as_str(),
+                    "decision": o.action.as_str(),
                     "codes": codes,
                     "imports": o.imports,
                     "policy": o.decided_by,

@@ -124,6 +124,7 @@ pub fn post_receive(env: &HookEnv, config: &HookConfig, stdin: &mut dyn Read, ou
                 "blob": f.blob,
                 "lfs_oid": j.lfs_oid,
                 "verdict": j.verdict.as_str(),
+                "decision": f.decision,
                 "format": j.format,
                 "codes": j.codes(),
                 "imports": j.imports,
@@ -180,6 +181,7 @@ fn work_out(repo: &GateRepo, updates: &[RefUpdate], config: &HookConfig) -> Resu
                 })
                 .collect(),
             judged,
+            decision: None,
         })
         .collect();
     Ok(Handoff {

@@ -160,6 +160,7 @@ pub fn pre_receive(
     let mut s = Summary { files: judged.len(), new_commits: intro.commits.len(), ..Default::default() };
     let mut rejected: Vec<(&NewBlob, &Judged, Option<String>)> = Vec::new();
     let mut tagged: Vec<(&NewBlob, &Judged, Option<String>)> = Vec::new();
+    let mut decisions: Vec<Action> = Vec::with_capacity(judgements.len());
     for (blob, j) in intro.blobs.iter().zip(&judgements) {
         s.cached += usize::from(j.judged.cached);
         // Every way the file can be checked out is decided; the strictest wins.
@@ -175,6 +176,7 @@ pub fn pre_receive(
                 best = Some((a, why, v));
             }
         }
+        decisions.push(best.as_ref().map_or(Action::Allow, |b| b.0));
         match best {
             Some((Action::Reject, why, v)) => rejected.push((blob, v, why)),
             Some((Action::Tag, why, v)) => tagged.push((blob, v, why)),
@@ -203,14 +205,14 @@ pub fn pre_receive(
         for (blob, j, why) in rejected.iter().take(config.max_reported) {
             describe(out, blob, j, why.as_deref(), &super::gate::Tips::new(&updates, decide, blob, j));
         }
-        let records = records("bypassed", env, &rejected);
+        let records = records("bypassed", Action::Reject, env, &rejected);
         audit(repo.git_dir(), config, &records, out);
-        hand_off(repo.git_dir(), &input, config, &intro, &judged, out);
+        hand_off(repo.git_dir(), &input, config, &intro, (&judged, &decisions), out);
         return Ok(s);
     }
     s.rejected = rejected.len();
     if rejected.is_empty() {
-        hand_off(repo.git_dir(), &input, config, &intro, &judged, out);
+        hand_off(repo.git_dir(), &input, config, &intro, (&judged, &decisions), out);
         if s.files > 0 {
             out.line(&format!(
                 "modelgate: {} new file(s) checked ({} from cache), {} warning(s); push accepted",
@@ -226,7 +228,7 @@ pub fn pre_receive(
     if rejected.len() > config.max_reported {
         out.line(&format!("modelgate: ... and {} more file(s)", rejected.len() - config.max_reported));
     }
-    let records = records("rejected", env, &rejected);
+    let records = records("rejected", Action::Reject, env, &rejected);
     audit(repo.git_dir(), config, &records, out);
     Ok(s)
 }
@@ -247,15 +249,15 @@ fn hand_off(
     input: &[u8],
     config: &HookConfig,
     intro: &git::Introduced,
-    judged: &[Judged],
+    (judged, decisions): (&[Judged], &[Action]),
     out: &mut Out<'_>,
 ) {
     let files = intro
         .blobs
         .iter()
-        .zip(judged)
-        .filter(|(_, j)| j.is_model())
-        .map(|(b, j)| super::handoff::HandoffFile {
+        .zip(judged.iter().zip(decisions))
+        .filter(|(_, (j, _))| j.is_model())
+        .map(|(b, (j, d))| super::handoff::HandoffFile {
             blob: b.id.to_string(),
             places: b
                 .places
@@ -267,6 +269,7 @@ fn hand_off(
                 })
                 .collect(),
             judged: j.clone(),
+            decision: Some(d.as_str().to_string()),
         })
         .collect();
     let h = super::handoff::Handoff {
@@ -281,8 +284,14 @@ fn hand_off(
     }
 }
 
-/// One audit record per place of each file.
-fn records(event: &str, env: &HookEnv, files: &[(&NewBlob, &Judged, Option<String>)]) -> Vec<serde_json::Value> {
+/// One audit record per place of each file, all with the policy's `decision` (a bypassed
+/// file's is still `reject`: the bypass, not the policy, let it in).
+fn records(
+    event: &str,
+    decision: Action,
+    env: &HookEnv,
+    files: &[(&NewBlob, &Judged, Option<String>)],
+) -> Vec<serde_json::Value> {
     files
         .iter()
         .flat_map(|(blob, j, why)| {
@@ -296,6 +305,7 @@ fn records(event: &str, env: &HookEnv, files: &[(&NewBlob, &Judged, Option<Strin
                     "blob": blob.id.to_string(),
                     "lfs_oid": j.lfs_oid,
                     "verdict": j.verdict.as_str(),
+                    "decision": decision.as_str(),
                     "format": j.format,
                     "codes": j.codes(),
                     "imports": j.imports,

@@ -105,9 +105,10 @@ impl<W: Write, E: Write> Printer for Human<W, E> {
                 .map(|v| format!("{} {v}", s.verdict(v)))
                 .collect();
         let n = s.files;
+        let excluded = if s.excluded > 0 { format!("; {} excluded", s.excluded) } else { String::new() };
         writeln!(
             self.err,
-            "{n} file{}: {}; {} rejected, {} tagged, {} allowed",
+            "{n} file{}: {}; {} rejected, {} tagged, {} allowed{excluded}",
             if n == 1 { "" } else { "s" },
             verdicts.join(", "),
             s.action(Action::Reject),

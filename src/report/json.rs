@@ -61,6 +61,8 @@ pub struct RuleOut {
 #[derive(Debug, Serialize)]
 pub struct SummaryOut {
     pub files: u64,
+    /// Files left out by `--exclude`.
+    pub excluded: u64,
     pub safe: u64,
     pub suspicious: u64,
     pub dangerous: u64,
@@ -101,6 +103,7 @@ impl SummaryOut {
     pub fn new(s: &Summary) -> SummaryOut {
         SummaryOut {
             files: s.files,
+            excluded: s.excluded,
             safe: s.verdict(Verdict::Safe),
             suspicious: s.verdict(Verdict::Suspicious),
             dangerous: s.verdict(Verdict::Dangerous),

@@ -34,6 +34,8 @@ pub trait Printer {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     pub files: u64,
+    /// Files left out by `scan --exclude` (not in `files`).
+    pub excluded: u64,
     verdicts: [u64; 5],
     actions: [u64; 3],
 }

@@ -1,7 +1,19 @@
-//! Pickle streams: a symbolic emulation of CPython 3.11's C Unpickler that reports every
-//! `find_class` call (import), reconstructs the calls a load would make as evidence, and
-//! follows pickles hidden in constants, joblib arrays and back-to-back pickle streams.
-//! Nothing is executed and only bounded state is kept, whatever the input.
+//! Pickle streams: a symbolic emulation of CPython 3.11's two unpicklers, the C
+//! `_pickle.Unpickler` (`pickle.load`, `torch.load`, `numpy.load`) and the pure-Python
+//! `pickle._Unpickler` (`joblib.load`, `dill`), that reports every `find_class` call
+//! (import), reconstructs the calls a load would make as evidence, and follows pickles hidden
+//! in constants, joblib arrays and back-to-back pickle streams. Nothing is executed and only
+//! bounded state is kept, whatever the input.
+//!
+//! Which unpickler ([`Loader`]): members a loader reads as pickles (torch's `data.pkl`, numpy
+//! object arrays) follow the C one; any other pickle may be opened with either, so where the
+//! two differ the emulation reads on with the one that accepts the stream (the attacker picks
+//! the loader), and a stream only one of them accepts is `pickle-loader-divergence`.
+//!
+//! Budgets are per file ([`Budget`], shared by every stream of a file: container members and
+//! nested pickles too): opcodes (the work), nested pickles scanned and their bytes; and per
+//! run what is held at once (values, container slots and constant bytes still reachable from
+//! the stack or memo; garbage is collected). Every budget ends in `pickle-budget-exceeded`.
 //!
 //! Decisions on top of the emulation (see `run_stream`):
 //! - A stream is scanned pickle after pickle. The first one decides whether the bytes are a
@@ -15,6 +27,13 @@
 //!   (an opcode crossing a frame end) are reported as `pickle-frame-straddle`.
 //! - Names that cannot be a Python module path end the pickle at `find_class`, as importing
 //!   them would.
+//! - A constant attribute lookup, `builtins.getattr(X, 'name')` or
+//!   `operator.attrgetter('a.b')(X)` with X a global and the name a constant identifier, is the
+//!   global `X.name`: it is reported as that import (the lookup in its evidence), and the lookup
+//!   callable is no import of its own when every use of it was such a lookup. Anything else (a
+//!   computed name or object, a default argument, the callable stored or passed on) leaves it
+//!   an import judged by the lists (dangerous).
+//! - `functools.partial` is judged by the callable it wraps.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod compat;
@@ -28,6 +47,73 @@ use crate::engine::{Import, Scan, ScanOptions};
 use crate::finding::{CodeInfo, Finding, Severity};
 use crate::source::Input;
 use emu::Machine;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Which unpickler reads a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loader {
+    /// CPython's C `_pickle.Unpickler`: `pickle.load(s)`, `torch.load`, `numpy.load`.
+    C,
+    /// The pure-Python `pickle._Unpickler`: `joblib.load` (`NumpyUnpickler`), `dill`, `pickle._loads`.
+    Python,
+    /// Either one: where they differ, the one that reads on is followed.
+    Any,
+}
+
+/// Pickle work one file may cost, shared by every pickle stream in it (archive members,
+/// pickles nested in constants or passed to loaders).
+#[derive(Debug)]
+pub struct Budget {
+    opcodes: AtomicU64,
+    nested: AtomicU64,
+    nested_bytes: AtomicU64,
+}
+
+/// Nested pickles scanned per file.
+pub(crate) const NESTED_SCANS_MAX: u64 = 1000;
+
+impl Budget {
+    pub fn new(opts: &ScanOptions) -> Budget {
+        Budget {
+            opcodes: AtomicU64::new(opts.max_pickle_opcodes),
+            nested: AtomicU64::new(NESTED_SCANS_MAX),
+            nested_bytes: AtomicU64::new(opts.max_nested_pickle_bytes.saturating_mul(4)),
+        }
+    }
+
+    fn opcodes_left(&self) -> u64 {
+        self.opcodes.load(Ordering::Relaxed)
+    }
+
+    /// Charge `n` opcodes; false when the budget did not cover them (it is then spent).
+    fn spend_opcodes(&self, n: u64) -> bool {
+        match self.opcodes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(n)) {
+            Ok(_) => true,
+            Err(_) => {
+                self.opcodes.store(0, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Take one nested scan of `bytes` bytes; false (nothing taken) when the file has spent its share.
+    fn take_nested(&self, bytes: u64) -> bool {
+        if self.nested.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1)).is_err() {
+            return false;
+        }
+        self.take_bytes(bytes)
+    }
+
+    /// Bytes of nested pickles the file may still decode and scan.
+    fn nested_bytes_left(&self) -> u64 {
+        self.nested_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Charge `n` decoded bytes; false (nothing taken) when they do not fit.
+    fn take_bytes(&self, n: u64) -> bool {
+        self.nested_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(n)).is_ok()
+    }
+}
 
 /// How sure the caller is that the bytes are a pickle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +168,12 @@ pub const CODES: &[CodeInfo] = &[
         fix: "do not load the file; it rewrites library code so that later imports run something else",
     },
     CodeInfo {
+        code: "pickle-callable-unresolved",
+        severity: Severity::Dangerous,
+        summary: "functools.partial wraps a callable computed at load time, or the class is used in a way the scan cannot follow",
+        fix: "do not load the file; a partial of a known function is judged by that function, this one cannot be",
+    },
+    CodeInfo {
         code: "pickle-embedded",
         severity: Severity::Suspicious,
         summary: "a string or bytes constant holds another pickle (raw, hex or base64)",
@@ -100,6 +192,12 @@ pub const CODES: &[CodeInfo] = &[
         fix: "do not load the file; picklers never write such frames, it is built to fool scanners",
     },
     CodeInfo {
+        code: "pickle-loader-divergence",
+        severity: Severity::Dangerous,
+        summary: "one of CPython's unpicklers (C or pure-Python) rejects the stream where the other reads on",
+        fix: "do not load the file; picklers never write such streams, they are built so that scanners and loaders disagree",
+    },
+    CodeInfo {
         code: "pickle-trailing-data",
         severity: Severity::Info,
         summary: "bytes that are not a pickle follow the last pickle stream",
@@ -108,7 +206,7 @@ pub const CODES: &[CodeInfo] = &[
     CodeInfo {
         code: "pickle-budget-exceeded",
         severity: Severity::Error,
-        summary: "the pickle exceeds a scan budget (opcodes, tracked values, line length, nesting)",
+        summary: "the pickle exceeds a scan budget (opcodes or nested pickles per file, values held at once, line length, nesting)",
         fix: "raise the pickle budgets in the policy if the file is trusted, or re-export it as safetensors",
     },
     CodeInfo {
@@ -130,10 +228,17 @@ pub fn is_opcode(b: u8) -> bool {
     matches!(b, 0x80..=0x98) || b"(.012FIJKLMNPQRSTUVXabcdeghijlmopqrstu})]GBC".contains(&b)
 }
 
-/// Scan every pickle in `input`, back to back, until the data ends or stops being a pickle.
+/// Scan every pickle in `input`, back to back, until the data ends or stops being a pickle,
+/// as either unpickler may read it ([`Loader::Any`]).
 pub fn scan_stream(scan: &mut Scan<'_>, input: &mut Input, mode: Mode) -> Outcome {
+    scan_stream_as(scan, input, mode, Loader::Any)
+}
+
+/// [`scan_stream`] for data that `loader` reads.
+pub fn scan_stream_as(scan: &mut Scan<'_>, input: &mut Input, mode: Mode, loader: Loader) -> Outcome {
     let mut sink = Sink::default();
-    let info = run_stream(scan.opts, 0, None, input, mode, false, &mut sink);
+    let env = Env { opts: scan.opts, budget: &scan.pickle, loader };
+    let info = run_stream(env, 0, None, input, mode, false, &mut sink);
     deliver(scan, sink);
     info.outcome
 }
@@ -150,25 +255,29 @@ pub enum Simple {
 }
 
 /// Scan exactly one pickle (up to its STOP) from `input`, leaving `input` just after it.
+/// `torch.load` reads these (the legacy tar layout) with the C unpickler.
 pub fn scan_one(scan: &mut Scan<'_>, input: &mut Input, mode: Mode) -> (Outcome, Option<Simple>) {
     let mut sink = Sink::default();
-    let info = run_stream(scan.opts, 0, None, input, mode, true, &mut sink);
+    let env = Env { opts: scan.opts, budget: &scan.pickle, loader: Loader::C };
+    let info = run_stream(env, 0, None, input, mode, true, &mut sink);
     deliver(scan, sink);
     (info.outcome, info.top)
 }
 
-/// The raw `(module, name)` of every `find_class` call the emulator makes for `data`: pickles
-/// back to back, up to the first failure, without following nested pickles or deciding
-/// whether the bytes are a pickle at all. For the differential test against CPython.
+/// The raw `(module, name)` of every `find_class` call the emulator of `loader` makes for
+/// `data`: pickles back to back, up to the first failure, without following nested pickles
+/// or deciding whether the bytes are a pickle at all. For the differential test against CPython.
 #[doc(hidden)]
-pub fn find_class_calls(data: &[u8]) -> Vec<(String, String)> {
+pub fn find_class_calls(data: &[u8], loader: Loader) -> Vec<(String, String)> {
     let opts = ScanOptions::default();
+    let budget = Budget::new(&opts);
+    let env = Env { opts: &opts, budget: &budget, loader };
     let mut input = crate::source::Data::bytes(data.to_vec()).into_input();
     let mut out = Vec::new();
     let mut first = true;
     while first || input.peek(1).is_ok_and(|b| !b.is_empty()) {
         first = false;
-        let mut m = Machine::new(&opts, 0, None, opts.max_pickle_opcodes);
+        let mut m = Machine::new(env, 0, None);
         let res = m.run(&mut input);
         out.extend(
             m.imports
@@ -220,9 +329,17 @@ struct StreamInfo {
     first_len: u64,
 }
 
+/// What every run needs: the options, the file's budget and the unpickler emulated.
+#[derive(Clone, Copy)]
+pub(crate) struct Env<'o> {
+    pub opts: &'o ScanOptions,
+    pub budget: &'o Budget,
+    pub loader: Loader,
+}
+
 /// Run pickles back to back from `inp` (one only when `single`), collecting into `sink`.
 fn run_stream(
-    opts: &ScanOptions,
+    env: Env<'_>,
     depth: u32,
     suffix: Option<String>,
     inp: &mut Input,
@@ -230,8 +347,8 @@ fn run_stream(
     single: bool,
     sink: &mut Sink,
 ) -> StreamInfo {
+    let opts = env.opts;
     let mut info = StreamInfo::default();
-    let mut left = opts.max_pickle_opcodes;
     let mut first = true;
     loop {
         let start = inp.pos();
@@ -248,9 +365,8 @@ fn run_stream(
                 }
             }
         }
-        let mut m = Machine::new(opts, depth, suffix.clone(), left);
+        let mut m = Machine::new(env, depth, suffix.clone());
         let res = m.run(inp);
-        left = left.saturating_sub(m.opcodes);
         info.outcome.joblib |= m.joblib;
         match res {
             Ok(top) => {
@@ -262,7 +378,7 @@ fn run_stream(
                 info.outcome.streams += 1;
                 info.halted = false;
                 if first {
-                    info.top = Some(m.simple(top, 0));
+                    info.top = Some(m.simple(top));
                 }
                 m.finish(sink);
             }
@@ -280,8 +396,10 @@ fn run_stream(
                                 crate::lists::Class::Dangerous(_) | crate::lists::Class::Denied(_)
                             )
                         }));
-                // budgets count for the first pickle; after it, bytes that never import are just data
-                if ran || confident_first || (first && halt.always_reported()) {
+                // budgets count for the first pickle; after it, bytes that never import are
+                // just data, unless the file's opcodes ran out (that is never the data's fault)
+                let file_budget = matches!(halt, emu::Halt::Budget { .. }) && env.budget.opcodes_left() == 0;
+                if ran || confident_first || (first && halt.always_reported()) || file_budget {
                     info.outcome.is_pickle = true;
                     if ran || confident_first {
                         info.outcome.streams += 1;
@@ -333,18 +451,47 @@ fn compat_map(module: &str, name: &str) -> (String, String) {
     (module.to_string(), name.to_string())
 }
 
-/// Loaders that unpickle their first argument: `Some(false)` takes bytes, `Some(true)` a file.
-fn trampoline_kind(module: &str, name: &str) -> Option<bool> {
+/// Loaders that unpickle their first argument: whether it is a file (else bytes), and which
+/// unpickler they use.
+fn trampoline_kind(module: &str, name: &str) -> Option<(bool, Loader)> {
     match (module, name) {
-        ("pickle" | "_pickle", "loads" | "_loads")
-        | ("dill" | "dill._dill", "loads")
+        ("pickle" | "_pickle", "loads")
         | ("cloudpickle" | "cloudpickle.cloudpickle" | "joblib.externals.cloudpickle", "loads")
-        | ("torch.storage", "_load_from_bytes") => Some(false),
-        ("pickle" | "_pickle", "load" | "_load")
-        | ("dill" | "dill._dill", "load")
-        | ("torch" | "torch.serialization", "load")
-        | ("joblib" | "joblib.numpy_pickle", "load")
-        | ("pandas" | "pandas.io.pickle", "read_pickle") => Some(true),
+        | ("torch.storage", "_load_from_bytes") => Some((false, Loader::C)),
+        // `pickle._loads` and dill run the pure-Python `pickle._Unpickler`
+        ("pickle", "_loads") | ("dill" | "dill._dill", "loads") => Some((false, Loader::Python)),
+        ("pickle" | "_pickle", "load") | ("torch" | "torch.serialization", "load") => Some((true, Loader::C)),
+        ("pickle", "_load") | ("dill" | "dill._dill", "load") | ("joblib" | "joblib.numpy_pickle", "load") => {
+            Some((true, Loader::Python))
+        }
+        // pandas falls back to its pure-Python compat unpickler when `pickle.load` fails
+        ("pandas" | "pandas.io.pickle", "read_pickle") => Some((true, Loader::Any)),
+        _ => None,
+    }
+}
+
+/// `functools.partial`: binds arguments to another callable, so a use is judged by the
+/// callable it wraps (`partial_new`, `partial_setstate` in Modules/_functoolsmodule.c).
+fn is_binder(module: &str, name: &str) -> bool {
+    matches!((module, name), ("functools" | "_functools", "partial"))
+}
+
+/// Callables that look an attribute up by name: with a constant object and a constant name
+/// their result is that attribute, judged as the global `object.name` would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LookupKind {
+    /// `builtins.getattr(obj, name)` (`builtin_getattr` in Python/bltinmodule.c): one
+    /// attribute, the name taken literally (a dot is part of the name, not a walk).
+    Getattr,
+    /// `operator.attrgetter(path)(obj)` (`attrgetter_new`, `dotted_getattr` in
+    /// Modules/_operator.c): the path is split at dots and walked.
+    Attrgetter,
+}
+
+fn lookup_kind(module: &str, name: &str) -> Option<LookupKind> {
+    match (module, name) {
+        ("builtins", "getattr") => Some(LookupKind::Getattr),
+        ("operator" | "_operator", "attrgetter") => Some(LookupKind::Attrgetter),
         _ => None,
     }
 }
@@ -376,9 +523,11 @@ mod tests {
 
     fn one(bytes: &[u8], mode: Mode) -> (StreamInfo, Sink, u64) {
         let opts = ScanOptions::default();
+        let budget = Budget::new(&opts);
+        let env = Env { opts: &opts, budget: &budget, loader: Loader::Any };
         let mut sink = Sink::default();
         let mut input = crate::source::Data::bytes(bytes.to_vec()).into_input();
-        let info = run_stream(&opts, 0, None, &mut input, mode, true, &mut sink);
+        let info = run_stream(env, 0, None, &mut input, mode, true, &mut sink);
         (info, sink, input.pos())
     }
 

@@ -1,6 +1,8 @@
 //! Protocol-0 argument decoding, byte for byte as CPython 3.11's `_pickle.c` does it:
 //! `strtol`, `PyLong_FromString`, `PyOS_string_to_double`, `PyBytes_DecodeEscape` and
-//! the raw-unicode-escape codec. Lines arrive without their trailing newline.
+//! the raw-unicode-escape codec; and as `pickle._Unpickler` (Lib/pickle.py) does it, where
+//! `int()` and `float()` read the bytes (the `_py` functions). Lines arrive without their
+//! trailing newline.
 
 /// An integer as the unpickler would build it: small ones exactly, big ones only validated.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,6 +49,123 @@ pub(super) fn parse_memo_key(line: &[u8]) -> Option<i64> {
         Num::Bool(b) => Some(i64::from(b)),
         Num::Big { .. } => None,
     }
+}
+
+/// `INT` in `pickle._Unpickler.load_int`: the line with its newline is compared with
+/// `b"00\n"` and `b"01\n"` (bools), anything else is `int(data, 0)` on the bytes. `newline`
+/// is false when the data ended first (a file's `readline` then returns what is left).
+pub(super) fn parse_int_line_py(line: &[u8], newline: bool) -> Option<Num> {
+    match (line, newline) {
+        (b"00", true) => Some(Num::Bool(false)),
+        (b"01", true) => Some(Num::Bool(true)),
+        // the newline is trailing whitespace to int()
+        _ => py_int_bytes(line, 0),
+    }
+}
+
+/// `LONG` in `pickle._Unpickler.load_long`: one trailing `L` is dropped, then `int(val, 0)`.
+pub(super) fn parse_long_line_py(line: &[u8]) -> Option<Num> {
+    let s = match line.split_last() {
+        Some((b'L', rest)) => rest,
+        _ => line,
+    };
+    py_int_bytes(s, 0)
+}
+
+/// A memo key of `pickle._Unpickler` (`GET`/`PUT`: `int(line)`), whose memo is a dict: any
+/// integer is a key. Keys beyond `u64` are kept as their decimal digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum PyKey {
+    Small(u64),
+    Huge(Vec<u8>),
+    Negative,
+}
+
+pub(super) fn parse_memo_key_py(line: &[u8]) -> Option<PyKey> {
+    match py_int_bytes(line, 10)? {
+        Num::Int(i) => Some(u64::try_from(i).map_or(PyKey::Negative, PyKey::Small)),
+        Num::Bool(b) => Some(PyKey::Small(u64::from(b))),
+        Num::Big { neg: true, .. } => Some(PyKey::Negative),
+        Num::Big { neg: false, .. } => {
+            let digits: Vec<u8> = line.iter().copied().filter(u8::is_ascii_digit).skip_while(|&d| d == b'0').collect();
+            match std::str::from_utf8(&digits).ok().and_then(|d| d.parse::<u64>().ok()) {
+                Some(v) => Some(PyKey::Small(v)),
+                None => Some(PyKey::Huge(digits)),
+            }
+        }
+    }
+}
+
+/// `int(b, base)` on bytes: `PyLong_FromString` over the whole bytes, so a NUL is an error.
+fn py_int_bytes(s: &[u8], base: u32) -> Option<Num> {
+    if s.contains(&0) {
+        return None;
+    }
+    py_long(s, base)
+}
+
+/// `FLOAT` in `pickle._Unpickler.load_float`: `float(data)` on the bytes, as
+/// `PyFloat_FromString` reads them: underscores only between digits
+/// (`_Py_string_to_number_with_underscores`), surrounding whitespace, the `inf`/`nan` words,
+/// overflow to infinity (no error), and no NUL byte.
+pub(super) fn parse_float_line_py(line: &[u8]) -> Option<f64> {
+    if line.contains(&0) {
+        return None;
+    }
+    let mut s = Vec::with_capacity(line.len());
+    if line.contains(&b'_') {
+        let mut prev = 0u8;
+        for &c in line {
+            if c == b'_' {
+                if !prev.is_ascii_digit() {
+                    return None;
+                }
+            } else {
+                if prev == b'_' && !c.is_ascii_digit() {
+                    return None;
+                }
+                s.push(c);
+            }
+            prev = c;
+        }
+        if prev == b'_' {
+            return None;
+        }
+    } else {
+        s.extend_from_slice(line);
+    }
+    // float_from_string_inner: strip leading, then trailing whitespace (never the last byte)
+    let start = s.iter().take_while(|&&c| is_c_space(c)).count();
+    if start == s.len() {
+        return None;
+    }
+    let mut end = s.len();
+    while end > start + 1 && s.get(end - 1).is_some_and(|&c| is_c_space(c)) {
+        end -= 1;
+    }
+    let body = s.get(start..end)?;
+    let n = float_prefix(body)?;
+    if n != body.len() {
+        return None;
+    }
+    float_value(body)
+}
+
+/// The value of a string `float_prefix` accepted whole (overflow gives infinity).
+fn float_value(s: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(s).ok()?;
+    let lower = text.to_ascii_lowercase();
+    let t = lower.trim_start_matches(['+', '-']);
+    if t == "inf" || t == "infinity" || t == "nan" {
+        let neg = lower.starts_with('-');
+        return Some(match (t, neg) {
+            ("nan", true) => -f64::NAN,
+            ("nan", false) => f64::NAN,
+            (_, true) => f64::NEG_INFINITY,
+            (_, false) => f64::INFINITY,
+        });
+    }
+    text.parse().ok()
 }
 
 /// The line as the C string CPython sees: it ends at the first NUL byte.
@@ -213,20 +332,9 @@ pub(super) fn parse_float_line(line: &[u8]) -> Option<f64> {
     if end != s.len() {
         return None;
     }
-    let text = std::str::from_utf8(s.get(..end)?).ok()?;
-    let lower = text.to_ascii_lowercase();
-    let t = lower.trim_start_matches(['+', '-']);
-    if t == "inf" || t == "infinity" || t == "nan" {
-        let neg = lower.starts_with('-');
-        return Some(match (t, neg) {
-            ("nan", true) => -f64::NAN,
-            ("nan", false) => f64::NAN,
-            (_, true) => f64::NEG_INFINITY,
-            (_, false) => f64::INFINITY,
-        });
-    }
-    let v: f64 = text.parse().ok()?;
-    if v.is_infinite() {
+    let v = float_value(s.get(..end)?)?;
+    let word = s.iter().any(|c| c.is_ascii_alphabetic() && !matches!(c, b'e' | b'E'));
+    if v.is_infinite() && !word {
         return None; // OverflowError
     }
     Some(v)
@@ -473,6 +581,45 @@ mod tests {
         assert_eq!(parse_memo_key(b"0x1"), None);
         assert_eq!(parse_long_line(&[b'1'; 4301]), None);
         assert!(parse_long_line(&[b'1'; 4300]).is_some());
+    }
+
+    #[test]
+    fn python_unpickler_numbers() {
+        // int(data, 0): no octal, no NUL, bools only for the exact lines 00 and 01
+        assert_eq!(parse_int_line_py(b"01", true), Some(Num::Bool(true)));
+        assert_eq!(parse_int_line_py(b"01", false), None);
+        assert_eq!(parse_int_line_py(b" 1", true), Some(Num::Int(1)));
+        assert_eq!(parse_int_line(b" 1"), Some(Num::Bool(true)));
+        assert_eq!(parse_int_line_py(b"010", true), None);
+        assert_eq!(parse_int_line(b"010"), Some(Num::Int(8)));
+        assert_eq!(parse_int_line_py(b"12\x00zz", true), None);
+        assert_eq!(parse_int_line_py(b"0x_1f", true), Some(Num::Int(31)));
+        assert_eq!(parse_int_line_py(b"5", false), Some(Num::Int(5)));
+        assert_eq!(parse_long_line_py(b"12L"), Some(Num::Int(12)));
+        assert_eq!(parse_long_line_py(b"1\x002"), None);
+        assert_eq!(parse_long_line(b"1\x002"), Some(Num::Int(1)));
+        // float(data): spaces, underscores, overflow to inf
+        assert_eq!(parse_float_line_py(b" 1.5 "), Some(1.5));
+        assert_eq!(parse_float_line(b" 1.5"), None);
+        assert_eq!(parse_float_line_py(b"1_0.2_5"), Some(10.25));
+        assert_eq!(parse_float_line(b"1_0.25"), None);
+        assert_eq!(parse_float_line_py(b"1__0"), None);
+        assert_eq!(parse_float_line_py(b"1_"), None);
+        assert_eq!(parse_float_line_py(b"_1"), None);
+        assert_eq!(parse_float_line_py(b"1_e5"), None);
+        assert_eq!(parse_float_line_py(b"1e1_0"), Some(1e10));
+        assert_eq!(parse_float_line_py(b"1e999"), Some(f64::INFINITY));
+        assert_eq!(parse_float_line_py(b"-InFiNiTy\r"), Some(f64::NEG_INFINITY));
+        assert!(parse_float_line_py(b"nan").is_some_and(f64::is_nan));
+        assert_eq!(parse_float_line_py(b"2\x00"), None);
+        assert_eq!(parse_float_line_py(b""), None);
+        assert_eq!(parse_float_line_py(b"  "), None);
+        assert_eq!(parse_float_line(b"inf"), Some(f64::INFINITY));
+        // memo keys: any integer
+        assert_eq!(parse_memo_key_py(b"+1_0"), Some(PyKey::Small(10)));
+        assert_eq!(parse_memo_key_py(b"-3"), Some(PyKey::Negative));
+        assert_eq!(parse_memo_key_py(b"0099999999999999999999"), Some(PyKey::Huge(b"99999999999999999999".to_vec())));
+        assert_eq!(parse_memo_key_py(b"0x1"), None);
     }
 
     #[test]

@@ -7,22 +7,64 @@ use crate::engine::Import;
 pub(super) type Id = u32;
 /// "No value" in id fields.
 pub(super) const NIL: Id = u32::MAX;
+/// Ids from here up (but [`NIL`]) are values without an arena slot: `None`, `False`, `True`
+/// and small non-negative ints, which are most of what big lists and tuples hold.
+const IMM: Id = 0xC000_0000;
+const IMM_INT: Id = IMM + 3;
+
+/// The id of a value that needs no arena slot.
+pub(super) fn immediate(v: &Value) -> Option<Id> {
+    match *v {
+        Value::None => Some(IMM),
+        Value::Bool(b) => Some(IMM + 1 + Id::from(b)),
+        Value::Int(i) if (0..i64::from(NIL - IMM_INT)).contains(&i) => Some(IMM_INT + i as Id),
+        _ => None,
+    }
+}
+
+/// Ids of immediate values (and [`NIL`]) stay what they are when the arena is collected.
+pub(super) fn is_immediate(id: Id) -> bool {
+    id >= IMM
+}
 
 /// Elements kept per list/set (dicts keep twice as many slots: key and value).
 pub(super) const KEEP: u16 = 8;
 /// Elements kept per tuple (a joblib shape or dtype state needs them all).
 pub(super) const KEEP_TUPLE: u16 = 40;
 
-/// Bytes of a string or bytes constant: `held` of its `len` bytes live in the heap.
+/// Bytes of a string or bytes constant: `held` of its `len()` bytes live in the heap.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Text {
     pub at: u32,
     pub held: u32,
-    pub len: u64,
-    /// Index of the nested-pickle result found in this constant, or [`NIL`].
-    pub nested: u32,
-    /// The whole constant is held (not just a prefix).
-    pub full: bool,
+    /// The length, and in the top bit whether the whole constant is held.
+    meta: u64,
+}
+
+const FULL: u64 = 1 << 63;
+
+impl Text {
+    pub fn new(at: u32, held: u32, len: u64, full: bool) -> Text {
+        Text { at, held, meta: (len & !FULL) | if full { FULL } else { 0 } }
+    }
+
+    /// Length of the constant (bytes, or UTF-8 bytes of a str).
+    pub fn len(&self) -> u64 {
+        self.meta & !FULL
+    }
+
+    /// The whole constant is held, not just a prefix.
+    pub fn full(&self) -> bool {
+        self.meta & FULL != 0
+    }
+
+    pub fn set_len(&mut self, len: u64) {
+        self.meta = (len & !FULL) | (self.meta & FULL);
+    }
+
+    pub fn set_full(&mut self, full: bool) {
+        self.meta = self.len() | if full { FULL } else { 0 };
+    }
 }
 
 /// A container: `kept` of `count` elements are stored at `items[at..at + kept]`.
@@ -129,7 +171,14 @@ pub(super) struct Arena {
 
 impl Arena {
     pub fn get(&self, id: Id) -> Value {
-        self.vals.get(id as usize).copied().unwrap_or(Value::None)
+        match id {
+            NIL => Value::None,
+            IMM => Value::None,
+            _ if id == IMM + 1 => Value::Bool(false),
+            _ if id == IMM + 2 => Value::Bool(true),
+            _ if id >= IMM_INT => Value::Int(i64::from(id - IMM_INT)),
+            _ => self.vals.get(id as usize).copied().unwrap_or(Value::None),
+        }
     }
 
     pub fn set(&mut self, id: Id, v: Value) {
@@ -191,7 +240,11 @@ impl Arena {
 
     pub fn hashable(&self, id: Id) -> bool {
         match self.get(id) {
-            Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::Bytes(_, BytesKind::ByteArray) => false,
+            // a read-only memoryview of a bytearray is unhashable too ("unhashable type: 'bytearray'")
+            Value::List(_)
+            | Value::Dict(_)
+            | Value::Set(_)
+            | Value::Bytes(_, BytesKind::ByteArray | BytesKind::View) => false,
             Value::Tuple(_, unhashable) => !unhashable,
             _ => true,
         }
@@ -199,7 +252,7 @@ impl Arena {
 
     pub fn as_str(&self, id: Id) -> Option<String> {
         match self.get(id) {
-            Value::Str(t) if t.full => Some(String::from_utf8_lossy(self.text(&t)).into_owned()),
+            Value::Str(t) if t.full() => Some(String::from_utf8_lossy(self.text(&t)).into_owned()),
             _ => None,
         }
     }
@@ -232,6 +285,166 @@ impl Arena {
             Value::Tuple(c, _) if u64::from(c.kept) == c.count => Some(self.items(&c)),
             _ => None,
         }
+    }
+
+    /// The values a call would receive from `*args` when every one is known: the items of a
+    /// tuple or list, the keys of a dict (the pure-Python unpickler accepts any iterable).
+    pub fn arg_items(&self, id: Id) -> Option<Vec<Id>> {
+        match self.get(id) {
+            Value::Tuple(c, _) | Value::List(c) if u64::from(c.kept) == c.count => Some(self.items(&c).to_vec()),
+            Value::Dict(c) if u64::from(c.kept) == c.count => Some(self.items(&c).iter().step_by(2).copied().collect()),
+            Value::Set(c) | Value::FrozenSet(c) if c.count <= 1 => Some(self.items(&c).to_vec()),
+            _ => None,
+        }
+    }
+
+    /// The first value `*args` passes, when it is known.
+    pub fn first_arg(&self, id: Id) -> Option<Id> {
+        match self.get(id) {
+            Value::Tuple(c, _) | Value::List(c) | Value::Dict(c) if c.kept > 0 => self.items(&c).first().copied(),
+            Value::Set(c) | Value::FrozenSet(c) if c.count == 1 => self.items(&c).first().copied(),
+            _ => None,
+        }
+    }
+
+    /// Garbage collection: keep only the values reachable from `roots`, their container slots
+    /// and constant bytes, compacted in place in their order. Returns the map from old to new
+    /// ids ([`NIL`] for collected values).
+    pub fn collect(&mut self, roots: impl Iterator<Item = Id>) -> Vec<Id> {
+        let n = self.vals.len();
+        // mark: MARKED in the map (iteratively, chains can be a million deep)
+        const MARKED: Id = 0;
+        let mut map = vec![NIL; n];
+        let mut work: Vec<Id> = roots.filter(|&r| (r as usize) < n).collect();
+        while let Some(id) = work.pop() {
+            match map.get_mut(id as usize) {
+                Some(slot) if *slot == NIL => *slot = MARKED,
+                _ => continue,
+            }
+            match self.get(id) {
+                Value::List(c) | Value::Tuple(c, _) | Value::Dict(c) | Value::Set(c) | Value::FrozenSet(c) => {
+                    work.extend(self.items(&c).iter().copied().filter(|&i| (i as usize) < n));
+                }
+                Value::Call(c) => {
+                    work.extend([c.func, c.args, c.kwargs, c.state].into_iter().filter(|&i| (i as usize) < n));
+                }
+                _ => {}
+            }
+        }
+        let mut next: Id = 0;
+        for slot in map.iter_mut() {
+            if *slot == MARKED {
+                *slot = next;
+                next += 1;
+            }
+        }
+        let remap =
+            |map: &[Id], id: Id| if is_immediate(id) { id } else { map.get(id as usize).copied().unwrap_or(NIL) };
+        // constant bytes: live ranges in address order (allocation order already, but for
+        // views sharing a bytearray's bytes), moved down in place
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for (old, &new) in map.iter().enumerate() {
+            if new == NIL {
+                continue;
+            }
+            if let Some(Value::Str(t) | Value::Bytes(t, _)) = self.vals.get(old) {
+                if t.held > 0 {
+                    ranges.push((t.at, t.held));
+                }
+            }
+        }
+        if !ranges.windows(2).all(|w| matches!(w, [a, b] if a <= b)) {
+            ranges.sort_unstable();
+        }
+        ranges.dedup();
+        let mut dsts: Vec<u32> = Vec::with_capacity(ranges.len());
+        let mut top = 0usize;
+        // the previous range: old start, old end, new start
+        let mut prev: Option<(usize, usize, usize)> = None;
+        for &(at, held) in &ranges {
+            let (start, end) = (at as usize, at as usize + held as usize);
+            if end > self.heap.len() {
+                dsts.push(0);
+                continue;
+            }
+            let dst = match prev {
+                // overlapping the previous range (same bytes seen twice): the same shift
+                Some((ps, pe, pd)) if start < pe => {
+                    let dst = pd + (start - ps);
+                    if end > pe {
+                        self.heap.copy_within(pe..end, pd + (pe - ps));
+                        prev = Some((ps, end, pd));
+                    }
+                    dst
+                }
+                _ => {
+                    if top < start {
+                        self.heap.copy_within(start..end, top);
+                    }
+                    prev = Some((start, end, top));
+                    top
+                }
+            };
+            dsts.push(dst as u32);
+            top = top.max(dst + (end - start));
+        }
+        self.heap.truncate(top);
+        // where a range went: the next one in order, else a search
+        let mut cursor = 0usize;
+        let mut moved = |at: u32, held: u32| -> u32 {
+            if ranges.get(cursor) == Some(&(at, held)) {
+                cursor += 1;
+                return dsts.get(cursor - 1).copied().unwrap_or(0);
+            }
+            match ranges.binary_search(&(at, held)) {
+                Ok(i) => {
+                    cursor = i + 1;
+                    dsts.get(i).copied().unwrap_or(0)
+                }
+                Err(_) => 0,
+            }
+        };
+        // values and container slots (slots go to a fresh vector: their order is not the ids')
+        let mut items: Vec<Id> = Vec::new();
+        let mut w = 0usize;
+        for old in 0..n {
+            if map.get(old).copied().unwrap_or(NIL) == NIL {
+                continue;
+            }
+            let mut v = self.vals.get(old).copied().unwrap_or(Value::None);
+            match &mut v {
+                Value::Str(t) | Value::Bytes(t, _) => {
+                    t.at = if t.held == 0 { 0 } else { moved(t.at, t.held) };
+                }
+                Value::List(c) | Value::Tuple(c, _) | Value::Dict(c) | Value::Set(c) | Value::FrozenSet(c)
+                    if c.at != NIL =>
+                {
+                    let at = items.len() as u32;
+                    let start = c.at as usize;
+                    for k in 0..usize::from(c.cap) {
+                        let id = self.items.get(start + k).copied().unwrap_or(NIL);
+                        items.push(if k < usize::from(c.kept) { remap(&map, id) } else { NIL });
+                    }
+                    c.at = at;
+                }
+                Value::Call(c) => {
+                    for f in [&mut c.func, &mut c.args, &mut c.kwargs, &mut c.state] {
+                        if *f != NIL {
+                            *f = remap(&map, *f);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Some(slot) = self.vals.get_mut(w) {
+                *slot = v;
+            }
+            w += 1;
+        }
+        self.vals.truncate(w);
+        self.vals.shrink_to(w.saturating_mul(2));
+        self.items = items;
+        map
     }
 }
 
@@ -450,12 +663,12 @@ fn repr_text(b: &[u8], t: Text, bytes: bool, out: &mut String) {
             shown += 1;
         }
     }
-    if cut || !t.full {
+    if cut || !t.full() {
         out.push_str("...");
     }
     out.push(quote);
-    if cut || !t.full {
-        let _ = write!(out, " ({} bytes)", t.len);
+    if cut || !t.full() {
+        let _ = write!(out, " ({} bytes)", t.len());
     }
 }
 
@@ -495,6 +708,50 @@ pub(super) fn py_float(f: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn collection_keeps_what_is_reachable() {
+        use super::*;
+        let mut a = Arena::default();
+        let push = |a: &mut Arena, v: Value| {
+            a.vals.push(v);
+            (a.vals.len() - 1) as Id
+        };
+        let text = |a: &mut Arena, s: &[u8]| {
+            let at = a.heap.len() as u32;
+            a.heap.extend_from_slice(s);
+            Text::new(at, s.len() as u32, s.len() as u64, true)
+        };
+        let t0 = text(&mut a, b"garbage");
+        push(&mut a, Value::Str(t0));
+        let t1 = text(&mut a, b"kept");
+        let s1 = push(&mut a, Value::Str(t1));
+        let t2 = text(&mut a, b"shared");
+        let b2 = push(&mut a, Value::Bytes(t2, BytesKind::ByteArray));
+        let v2 = push(&mut a, Value::Bytes(t2, BytesKind::View));
+        push(&mut a, Value::Float(1.0));
+        let c = a.cont(KEEP, &[s1, immediate(&Value::Int(7)).unwrap_or(NIL), v2]);
+        let list = push(&mut a, Value::List(c));
+        let map = a.collect([list, b2].into_iter());
+        assert_eq!(a.vals.len(), 4);
+        assert_eq!(a.heap, b"keptshared");
+        let list = map[list as usize];
+        let Value::List(c) = a.get(list) else { panic!("not a list") };
+        let items = a.items(&c).to_vec();
+        assert_eq!(a.as_str(items[0]).as_deref(), Some("kept"));
+        assert_eq!(a.as_int(items[1]), Some(7));
+        let (Value::Bytes(tb, _), Value::Bytes(tv, _)) = (a.get(map[b2 as usize]), a.get(items[2])) else {
+            panic!("not bytes")
+        };
+        assert_eq!((a.text(&tb), a.text(&tv)), (&b"shared"[..], &b"shared"[..]));
+        assert_eq!(map[0], NIL);
+    }
+
+    #[test]
+    fn values_are_small() {
+        // what the value budget weighs: a value is three words at most
+        assert!(std::mem::size_of::<super::Value>() <= 24);
+    }
+
     use super::*;
 
     #[test]
