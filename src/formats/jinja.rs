@@ -1747,6 +1747,8 @@ fn push_issues(out: &mut Findings, issues: Vec<Issue>, origin: &str, text: &str)
 
 /// The dunder attributes every sandbox escape passes through to reach code: from an object to
 /// its functions' globals, the builtins or every class (`__subclasses__`), or an import.
+/// (Method names Python classes define, `__init__`, `__reduce__`, `__call__`, are no gadgets
+/// by themselves: Cython's Tempita sources are full of them.)
 const GADGET_DUNDERS: &[&str] = &[
     "__globals__",
     "__builtins__",
@@ -1755,13 +1757,6 @@ const GADGET_DUNDERS: &[&str] = &[
     "__mro__",
     "__base__",
     "__bases__",
-    "__getattribute__",
-    "__code__",
-    "__closure__",
-    "__loader__",
-    "__spec__",
-    "__reduce__",
-    "__reduce_ex__",
 ];
 
 /// Fallback when the template does not parse: dunder words anywhere, with string escapes
