@@ -1749,15 +1749,8 @@ fn push_issues(out: &mut Findings, issues: Vec<Issue>, origin: &str, text: &str)
 /// its functions' globals, the builtins or every class (`__subclasses__`), or an import.
 /// (Method names Python classes define, `__init__`, `__reduce__`, `__call__`, are no gadgets
 /// by themselves: Cython's Tempita sources are full of them.)
-const GADGET_DUNDERS: &[&str] = &[
-    "__globals__",
-    "__builtins__",
-    "__subclasses__",
-    "__import__",
-    "__mro__",
-    "__base__",
-    "__bases__",
-];
+const GADGET_DUNDERS: &[&str] =
+    &["__globals__", "__builtins__", "__subclasses__", "__import__", "__mro__", "__base__", "__bases__"];
 
 /// Fallback when the template does not parse: dunder words anywhere, with string escapes
 /// decoded; in `standalone` text (no loader's template; Cython's Tempita sources define
