@@ -102,6 +102,10 @@ const BENIGN: &[&str] = &[
     "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] }}{% if (loop.last and add_generation_prompt) or not loop.last %}{{ '<|im_end|>' + '\\n' }}{% endif %}{% endfor %}",
     "{%- set ns = namespace(sys='', n=0) -%}{%- for m in messages -%}{%- if m.role == 'system' -%}{%- set ns.sys = ns.sys ~ m.content -%}{%- else -%}{%- set ns.n = ns.n + 1 -%}{%- endif -%}{%- endfor -%}{{ '[SYS]' ~ ns.sys ~ '[/SYS]' if ns.sys }}{%- for m in messages if m.role != 'system' -%}{{ '<' ~ m.role|upper ~ '>' ~ m.content.split('</think>')[-1]|trim ~ '</' ~ m.role ~ '>' }}{%- if not loop.last %}\\n{% endif -%}{%- endfor -%}{{ '{:>3}'.format(ns.n) }}{% if add_generation_prompt %}<ASSISTANT>{% endif %}",
     "{% macro render(m) %}{{ m['role'] }}: {{ m['content'] }}{% endmacro %}{% set roles = {'user': 'U', 'assistant': 'A', 'system': 'S'} %}{% for m in messages %}{{ roles[m['role']] ~ '|' ~ render(m) }}{% if loop.index0 % 2 == 0 %}{{ loop.cycle('a', 'b') }}{% endif %}{% endfor %}{{ messages|map(attribute='role')|join(',') }}{{ messages|selectattr('role', 'equalto', 'user')|list|length }}{{ strftime_now('%Y') }}{{ tools|tojson if tools }}",
+    // tool use as llama.cpp's Hermes / Command-R / functionary templates write it: a type map
+    // looked up by a schema's `type`, a recursive macro over `items` / `additionalProperties`,
+    // fields named by a list of pairs
+    "{%- macro py_type(json_spec) %}{%- set basic_type_map = {'string': 'str', 'number': 'float', 'integer': 'int', 'boolean': 'bool'} %}{%- if basic_type_map[json_spec.type] is defined %}{{- basic_type_map[json_spec.type] }}{%- elif json_spec.type == 'array' %}{{- 'list[' + py_type(json_spec['items']) + ']' }}{%- elif json_spec.type == 'object' %}{%- if json_spec.additionalProperties is defined %}{{- 'dict[str, ' + py_type(json_spec.additionalProperties) + ']' }}{%- else %}{{- 'dict' }}{%- endif %}{%- else %}{{- 'Any' }}{%- endif %}{%- endmacro %}{%- for tool in tools %}{%- set fn = tool.function if tool.function is defined else tool %}{{- fn.name + '(' }}{%- for param_name, param_fields in fn.parameters.properties|items %}{{- param_name + ': ' + py_type(param_fields) }}{%- for field, field_name in [('maximum', 'Maximum'), ('minimum', 'Minimum'), ('maxLength', 'Maximum length')] %}{%- if field in param_fields %}{{ ' ' + field_name ~ '=' ~ param_fields[field] }}{%- endif %}{%- endfor %}{%- if param_name in fn.parameters.required %} (required){%- endif %}{%- if not loop.last %}{{- ', ' }}{%- endif %}{%- endfor %}{{- ') -> ' + (py_type(fn['return']) if fn['return'] is defined else 'None') + '\\n' }}{%- set defs = fn.parameter_definitions if fn.parameter_definitions is defined else {} %}{%- for k, v in defs|items %}{{ k ~ basic_type_map[v.type] }}{%- endfor %}{%- endfor %}{%- for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}<|assistant|>{%- endif %}",
 ];
 
 fn jinja_dirs() -> Vec<std::path::PathBuf> {
@@ -240,4 +244,41 @@ fn oversized_templates_are_errors() {
     let r = scan(&tokenizer_config(&big));
     assert_eq!(r.verdict, Verdict::Error, "{:?}", r.findings);
     assert!(has(&r, "chat-template-unparsed"));
+}
+
+/// Text with `{{ }}` that renders no chat variable is no model file unless it escapes through
+/// `_`-prefixed names: CI workflows (`matrix.os`), Tempita / Cython sources (which jinja2
+/// cannot parse, and which define `__init__`), web templates with includes. A chat template
+/// with the same constructs stays judged, and escape gadgets stay dangerous in any text.
+#[test]
+fn text_that_is_no_chat_template_is_not_a_model() {
+    for t in [
+        "name: CI\non: [push]\njobs:\n  build:\n    runs-on: ${{ matrix.os }}\n    strategy:\n      matrix:\n        os: [ubuntu-latest, macos-latest]\n    steps:\n      - run: echo ${{ runner.os }} ${{ env.popen }}\n      - if: ${{ github.event_name == 'push' && contains(github.ref, 'main') }}\n        run: make\n",
+        "\"\"\"\nTemplate for each dtype\n\"\"\"\n{{py:\n\ndtypes = [('float64', 'Float64'), ('int64', 'Int64')]\n}}\n\n{{for name, dtype in dtypes}}\ncdef class {{name}}HashTable:\n    def __cinit__(self, size_hint=1):\n        pass\n    def __init__(self):\n        self.__class__.__name__\n    def __call__(self): pass\n{{endfor}}\n",
+        "<html>{% include 'header.html' %}{% for item in items %}<p>{{ item.title|e }} {{ item[key] }}</p>{% endfor %}{{ config.os }}{{ eval }}</html>",
+        "{% extends 'base.html' %}{% block body %}{{ self.title|attr(name) }}{% endblock %}",
+    ] {
+        let r = scan(t.as_bytes());
+        assert_eq!(r.verdict, Verdict::Unsupported, "{t}: {r:#?}");
+        assert_eq!(r.format, "unknown", "{t}");
+        assert_eq!(scan_stream(t.as_bytes()).verdict, Verdict::Unsupported, "{t}");
+    }
+    // escapes through dunders stay dangerous in any text, parsed or not
+    for t in [
+        "name: CI\nruns-on: ${{ matrix.os }}\nrun: ${{ cycler.__init__.__globals__.os.popen('id').read() }}\n",
+        "{{py: x = 1}}\n{{ joiner.__init__.__globals__ }}\n",
+        "{{py:\n}}{% set x = ''.__class__.__mro__[1].__subclasses__() %}",
+        "Hello {{ (lipsum|string)[18] }} {{ x|attr(('%c'|format(95))*2 ~ 'class' ~ ('%c'|format(95))*2) }}",
+    ] {
+        let r = scan(t.as_bytes());
+        assert_eq!(r.verdict, Verdict::Dangerous, "{t}: {r:#?}");
+    }
+    // the same names in a chat template are judged
+    let t = "{% for message in messages %}{{ message.os.popen('id') }}{% endfor %}";
+    assert_eq!(scan(t.as_bytes()).verdict, Verdict::Dangerous);
+    let t = "{% include 'x' %}{% for message in messages %}{{ message.content }}{% endfor %}";
+    assert_eq!(scan(t.as_bytes()).verdict, Verdict::Suspicious);
+    // dynamic names built to reach a dunder stay flagged in chat templates
+    let t = "{% for message in messages %}{{ message|attr(message.content ~ 'globals' ~ message.role) }}{% endfor %}";
+    assert_eq!(scan(t.as_bytes()).verdict, Verdict::Dangerous);
 }

@@ -1,6 +1,6 @@
 mod formats_common;
 use formats_common::*;
-use modelgate::finding::Verdict;
+use modelgate::finding::{Severity, Verdict};
 use serde_json::json;
 
 fn layer(module: &str, class: &str, config: serde_json::Value) -> serde_json::Value {
@@ -158,11 +158,31 @@ fn unreadable_configs_fail_closed() {
         format!(r#"{{"class_name": "Sequential", "config": {{"layers": [{LAMBDA},]}}}}"#),
         r#"{"class_name": "Lambda", "config": {"function": "x"}"#.to_string(),
         format!(r#"{{"class_name": "Sequential", "config": {}1{}}}"#, "[".repeat(2000), "]".repeat(2000)),
-        r#"{"a": "#.to_string(),
         r#"{"chat_template": "{{ x }}", }"#.to_string(),
+        // a key a loader reads, hidden in an escape
+        r#"{"chat\u005ftemplate": "{{ x }}", }"#.to_string(),
+        r#"{"model_type": "llama", "auto_map": {"AutoModel": "m.M"},}"#.to_string(),
     ] {
         let r = scan(d.as_bytes());
         assert_eq!(r.verdict, Verdict::Error, "{d:.80}: {r:#?}");
+        assert!(has(&r, "json-malformed"), "{r:#?}");
+    }
+}
+
+/// JSON-like documents json.loads refuses that name no key a model loader reads (tool
+/// configs with comments or trailing commas: tsconfig, pyrightconfig, VS Code settings) are
+/// no model files: unsupported, with an info finding saying why.
+#[test]
+fn unreadable_tool_configs_are_not_models() {
+    for d in [
+        "{\n  \"extends\": \"./tsconfig.json\",\n  // comment\n  \"compilerOptions\": {\"strict\": true,},\n}\n",
+        "{\n  \"pythonVersion\": \"3.9\",\n  \"reportDeprecated\": \"warning\", // TODO\n  \"executionEnvironments\": [{ /* x */ \"root\": \".\" }]\n}\n",
+        r#"{"a": "#,
+    ] {
+        let r = scan(d.as_bytes());
+        assert_eq!(r.verdict, Verdict::Unsupported, "{d:.80}: {r:#?}");
+        assert_eq!(r.findings.iter().map(|f| f.code).collect::<Vec<_>>(), ["json-unreadable"], "{r:#?}");
+        assert_eq!(r.findings[0].severity, Severity::Info);
     }
 }
 

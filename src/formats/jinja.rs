@@ -212,10 +212,9 @@ impl Val {
                 k.collect_frags(out, depth + 1);
                 v.collect_frags(out, depth + 1);
             }),
-            Val::Method(r, n) => {
-                r.collect_frags(out, depth + 1);
-                out.push(n.clone());
-            }
+            // The value of `r.n` is whatever `r` holds there: its text is not made of `n`
+            // (`json_spec.type` is no string "type").
+            Val::Method(r, _) => r.collect_frags(out, depth + 1),
             Val::Unknown { frags, .. } => out.extend(frags.iter().take(MAX_FRAGS - out.len()).cloned()),
         }
     }
@@ -281,6 +280,10 @@ fn join(a: Val, b: Val) -> Val {
         return a;
     }
     match (a, b) {
+        // one of two lists of one length (`for a, b in [(..), (..)]`): item by item
+        (Val::List(x), Val::List(y)) if x.len() == y.len() => {
+            Val::List(x.into_iter().zip(y).map(|(p, q)| join(p, q)).collect())
+        }
         (Val::Strs(mut x), Val::Strs(y)) => {
             for s in y {
                 if !x.contains(&s) {
@@ -294,7 +297,11 @@ fn join(a: Val, b: Val) -> Val {
             }
         }
         (a, b) => {
-            let built = a.is_built() || b.is_built();
+            // A list or dict literal is no text: joined with data (`x if x is defined else {}`),
+            // iterating the result yields the data's items or the literal's, not characters
+            // of a string the template made. Its constants stay in the fragments.
+            let container = |v: &Val| matches!(v, Val::List(_) | Val::Dict(_));
+            let built = (a.is_built() && !container(&a)) || (b.is_built() && !container(&b));
             let mut frags = a.frags();
             frags.extend(b.frags());
             frags.dedup();
@@ -504,14 +511,23 @@ struct Issue {
     code: &'static str,
     severity: Severity,
     what: String,
+    /// A dangerous name alone (`x.os`, `eval(...)`), with no `_`-prefixed hop: no renderer's
+    /// context object has such an attribute, so it escapes nothing by itself. Text that is
+    /// no chat template (a CI workflow's `{{ matrix.os }}`) is not judged for it.
+    weak: bool,
 }
 
 fn escape(what: String) -> Issue {
-    Issue { code: "chat-template-sandbox-escape", severity: Severity::Dangerous, what }
+    Issue { code: "chat-template-sandbox-escape", severity: Severity::Dangerous, what, weak: false }
+}
+
+/// [`escape`] for a dangerous name without an underscore (see [`Issue::weak`]).
+fn named(what: String) -> Issue {
+    Issue { weak: true, ..escape(what) }
 }
 
 fn computed(what: String) -> Issue {
-    Issue { code: "chat-template-computed-attribute", severity: Severity::Suspicious, what }
+    Issue { code: "chat-template-computed-attribute", severity: Severity::Suspicious, what, weak: false }
 }
 
 /// A parsed template: every tag's expressions, and what the fixpoint needs.
@@ -1367,7 +1383,8 @@ impl Checker<'_, '_> {
                 for n in names {
                     for part in [n.as_str(), n.trim()] {
                         if bad_name(part) {
-                            self.issues.push(escape(format!("accesses attribute {part:?} ({how})")));
+                            let what = format!("accesses attribute {part:?} ({how})");
+                            self.issues.push(if part.starts_with('_') { escape(what) } else { named(what) });
                             break;
                         }
                     }
@@ -1377,19 +1394,23 @@ impl Checker<'_, '_> {
                 }
             }
             Val::Num(_) => {}
-            other if other.is_plain() => {
-                if how == "|attr filter" {
-                    self.issues.push(computed("|attr filter with an attribute name from a variable".into()));
-                }
-            }
             other => {
                 let Val::Unknown { frags, harvest, .. } = other.derived(&[]) else { return };
                 let joined = frags.concat().to_lowercase();
-                if harvest
+                let plain = other.is_plain();
+                // Context data may hold constants of the template (`x if c else {'a': '__class__'}`):
+                // a dunder or a dangerous name among them counts; stems only in text the template built.
+                let escapes = harvest
                     || joined.contains("__")
-                    || DUNDER_STEMS.iter().any(|s| joined.contains(s))
                     || frags.iter().any(|f| bad_name(f))
-                {
+                    || (!plain && DUNDER_STEMS.iter().any(|s| joined.contains(s)));
+                if plain && !escapes {
+                    if how == "|attr filter" {
+                        self.issues.push(computed("|attr filter with an attribute name from a variable".into()));
+                    }
+                    return;
+                }
+                if escapes {
                     self.issues.push(escape(format!(
                         "builds an attribute name at run time ({how}) from {}",
                         if harvest {
@@ -1451,7 +1472,8 @@ impl Checker<'_, '_> {
                 if n.starts_with("__")
                     || matches!(n.as_str(), "os" | "subprocess" | "builtins" | "sys" | "importlib") =>
             {
-                self.issues.push(escape(format!("uses the name {n:?}")));
+                let what = format!("uses the name {n:?}");
+                self.issues.push(if n.starts_with('_') { escape(what) } else { named(what) });
             }
             Expr::Str(s, _) => {
                 if let Some(f) = bad_format_field(s) {
@@ -1479,7 +1501,7 @@ impl Checker<'_, '_> {
                 };
                 if let Some(n) = callee {
                     if DANGEROUS_CALLS.contains(&n) {
-                        self.issues.push(escape(format!("calls {n}()")));
+                        self.issues.push(named(format!("calls {n}()")));
                     }
                 }
                 let _ = args;
@@ -1543,6 +1565,14 @@ fn jinja_lex_depth() -> u32 {
 
 /// Check a template; `origin` (e.g. `tokenizer.chat_template`) prefixes evidence.
 pub fn check_template(src: &str, origin: &str) -> Vec<Finding> {
+    check(src, origin, false).0
+}
+
+/// Check `src`; `standalone` for text no loader names as a template (see [`scan_text`]):
+/// dangerous names without an `_` hop are not reported, and text that does not parse is
+/// searched for escape gadgets only. Also says whether the parsed template renders a chat
+/// variable ([`CHAT_WORDS`]; `None` when it did not parse).
+fn check(src: &str, origin: &str, standalone: bool) -> (Vec<Finding>, Option<bool>) {
     let mut end = src.len().min(MAX_TEMPLATE);
     while !src.is_char_boundary(end) {
         end -= 1;
@@ -1561,22 +1591,24 @@ pub fn check_template(src: &str, origin: &str) -> Vec<Finding> {
         Ok(n) => n,
         Err(at) => {
             out.push(unparsed(origin, src, at));
-            token_scan(src, origin, &mut out);
-            return out.finish();
+            token_scan(src, origin, standalone, &mut out);
+            return (out.finish(), None);
         }
     };
     let model = match build_model(src, &nodes) {
         Ok(m) => m,
         Err(at) => {
             out.push(unparsed(origin, src, at));
-            token_scan(src, origin, &mut out);
-            return out.finish();
+            token_scan(src, origin, standalone, &mut out);
+            return (out.finish(), None);
         }
     };
     let mut calls = Vec::new();
+    let mut chat = false;
     for (exprs, _, _) in &model.tags {
         for e in exprs {
             collect_calls(e, &mut calls, 0);
+            chat = chat || uses_name(e, CHAT_WORDS, 0);
         }
     }
     let mut ev = Eval { env: HashMap::new(), model: &model };
@@ -1616,6 +1648,7 @@ pub fn check_template(src: &str, origin: &str) -> Vec<Finding> {
                 code: "chat-template-include",
                 severity: Severity::Suspicious,
                 what: "loads another template".into(),
+                weak: false,
             }],
             *start,
             *end,
@@ -1629,7 +1662,10 @@ pub fn check_template(src: &str, origin: &str) -> Vec<Finding> {
             }
         }
     }
-    for (issues, start, end) in per_tag {
+    for (mut issues, start, end) in per_tag {
+        if standalone {
+            issues.retain(|i| !i.weak);
+        }
         push_issues(&mut out, issues, origin, src.get(start..end).unwrap_or(""));
     }
     if let Some((s, field)) = ck.bad_formats.first() {
@@ -1650,7 +1686,18 @@ pub fn check_template(src: &str, origin: &str) -> Vec<Finding> {
             format!("{origin}: expressions nested too deep to check"),
         ));
     }
-    out.finish()
+    (out.finish(), Some(chat))
+}
+
+/// Whether `e` reads one of the variables `names`.
+fn uses_name(e: &Expr, names: &[&str], depth: u32) -> bool {
+    if depth > MAX_EVAL_DEPTH * 8 {
+        return false;
+    }
+    match e {
+        Expr::Name(n) => names.contains(&n.as_str()),
+        _ => children(e).into_iter().any(|x| uses_name(x, names, depth + 1)),
+    }
 }
 
 /// Findings kept per severity (at most [`MAX_FINDINGS`] each, worst first).
@@ -1698,14 +1745,22 @@ fn push_issues(out: &mut Findings, issues: Vec<Issue>, origin: &str, text: &str)
     }
 }
 
-/// Fallback when the template does not parse: dunder words and dangerous names anywhere,
-/// with string escapes decoded.
-fn token_scan(src: &str, origin: &str, out: &mut Findings) {
+/// The dunder attributes every sandbox escape passes through to reach code: from an object to
+/// its functions' globals, the builtins or every class (`__subclasses__`), or an import.
+/// (Method names Python classes define, `__init__`, `__reduce__`, `__call__`, are no gadgets
+/// by themselves: Cython's Tempita sources are full of them.)
+const GADGET_DUNDERS: &[&str] =
+    &["__globals__", "__builtins__", "__subclasses__", "__import__", "__mro__", "__base__", "__bases__"];
+
+/// Fallback when the template does not parse: dunder words anywhere, with string escapes
+/// decoded; in `standalone` text (no loader's template; Cython's Tempita sources define
+/// `__init__`) only the gadgets of [`GADGET_DUNDERS`].
+fn token_scan(src: &str, origin: &str, standalone: bool, out: &mut Findings) {
     let decoded = crate::formats::jinja_lex::unicode_escape(src).map_or_else(|| src.to_string(), |d| d.0);
     let mut issues = Vec::new();
     for text in [src, decoded.as_str()] {
         for w in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-            if w.len() > 4 && w.starts_with("__") && w.ends_with("__") {
+            if w.len() > 4 && w.starts_with("__") && w.ends_with("__") && (!standalone || GADGET_DUNDERS.contains(&w)) {
                 issues.push(escape(format!("names {w:?} (template not parsed)")));
             }
         }
@@ -1769,24 +1824,34 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
 const CHAT_WORDS: &[&str] = &["messages", "add_generation_prompt", "bos_token", "eos_token", "raise_exception"];
 
 /// Judge text that may be a standalone template (`chat_template.jinja`, a member sniffed by
-/// [`sniff`]). A template that escapes is dangerous whatever it is for; one that parses and
-/// renders chat `messages` is a chat template (a model file); other text with tags is not a
-/// model (`None` when nothing was found). A chat template that cannot be parsed is an error.
+/// [`sniff`]). The name of a file is never consulted, so what a loader would render is told by
+/// content: a template that renders a chat variable ([`CHAT_WORDS`]: transformers'
+/// `apply_chat_template` and llama.cpp pass them) is a chat template, a model file, judged in
+/// full, and one that cannot be parsed is an error. Other text with `{{ }}` (a CI workflow, a
+/// Tempita or Flask source) is no model file (`None`) unless it holds a sandbox escape through
+/// `_`-prefixed names, the payload a template exists for whatever it renders; names such as
+/// `matrix.os` alone, includes and computed names are not judged in it, nor text that does not
+/// parse as Jinja (jinja2 refuses to compile it; a gadget dunder in it still counts).
 pub fn scan_text(scan: &mut Scan<'_>, bytes: &[u8]) -> Option<Format> {
     let text = std::str::from_utf8(bytes.get(..bytes.len().min(MAX_TEMPLATE + 4))?).ok().or_else(|| {
         // A cut at MAX_TEMPLATE may split a character.
         std::str::from_utf8(bytes.get(..MAX_TEMPLATE)?).ok()
     })?;
     sniff(text.as_bytes().get(..text.len().min(crate::detect::HEAD * 8)).unwrap_or_default())?;
-    let chat = CHAT_WORDS.iter().any(|w| text.contains(w));
-    let findings = check_template(text, "template");
-    let unparsed = findings.iter().any(|f| f.code == "chat-template-unparsed");
+    let (findings, chat) = match check(text, "template", true) {
+        // parsed: chat variables decide; a chat template is checked in full
+        (_, Some(true)) => (check_template(text, "template"), true),
+        (f, Some(false)) => (f, false),
+        // not parsed: chat words in the text keep it a chat template that cannot be judged
+        (_, None) if CHAT_WORDS.iter().any(|w| text.contains(w)) => (check_template(text, "template"), true),
+        (f, None) => (f, false),
+    };
     let worst = findings.iter().map(|f| f.severity).max();
-    if chat || worst == Some(Severity::Dangerous) || (!unparsed && worst == Some(Severity::Suspicious)) {
+    if chat || worst == Some(Severity::Dangerous) {
         scan.mark_model();
         for f in findings {
-            // Text that is no template at all (a parse error, no chat variables) is not judged.
-            if f.code == "chat-template-unparsed" && !chat {
+            // Text that is no chat template is judged for its escapes only.
+            if !chat && f.severity != Severity::Dangerous {
                 continue;
             }
             scan.finding(f);

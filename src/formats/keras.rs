@@ -82,12 +82,21 @@ pub const CODES: &[CodeInfo] = &[
         fix: "re-save the file with json.dump; a config that cannot be parsed cannot be judged",
     },
     CodeInfo {
+        code: "json-unreadable",
+        severity: Severity::Info,
+        summary: "a json-like document that python's json.loads refuses and that names no key a model loader reads (class_name, chat_template): not a model file",
+        fix: "nothing to do for a tool config (tsconfig, pyrightconfig); a model config must be plain json",
+    },
+    CodeInfo {
         code: "keras-findings-elided",
         severity: Severity::Info,
         summary: "a keras config has more findings of each kind than are listed",
         fix: "nothing beyond the findings listed; the verdict already reflects the worst of them",
     },
 ];
+
+/// Keys whose presence makes a JSON document one a model loader acts on (see [`not_json`]).
+const LOADER_KEYS: &[&str] = &["\"class_name\"", "\"chat_template\"", "\"config\"", "\"model_type\"", "\"auto_map\""];
 
 /// Largest JSON document read; a larger one that starts like a JSON object is an error.
 pub const MAX_JSON: u64 = 256 << 20;
@@ -173,7 +182,8 @@ pub fn scan_json(scan: &mut Scan<'_>, data: Data) -> Format {
 }
 
 /// Bytes sniffed as JSON that `json.loads` cannot read: a Jinja template is judged as one;
-/// a document that began as a JSON object (`{"key"`) is an error; anything else is unknown.
+/// a document that began as a JSON object (`{"key"`) and names a key a model loader reads is
+/// an error, one that names none is unknown with an info finding; anything else is unknown.
 fn not_json(scan: &mut Scan<'_>, text: &[u8], e: &pyjson::Error) -> Format {
     if e.kind == pyjson::ErrorKind::Budget {
         scan.finding(Finding::new("json-malformed", Severity::Error, format!("json document cannot be checked: {e}")));
@@ -187,12 +197,26 @@ fn not_json(scan: &mut Scan<'_>, text: &[u8], e: &pyjson::Error) -> Format {
     let object_member =
         rest.next() == Some('{') && rest.as_str().trim_start_matches([' ', '\t', '\n', '\r']).starts_with('"');
     if object_member {
+        // What modelgate judges in JSON is what a loader acts on: a Keras config
+        // (`class_name`) or a tokenizer config's `chat_template`. A document naming neither
+        // (a tsconfig or pyrightconfig with comments, JSON5) is no model file: no model loader
+        // opens it, and json.loads would refuse it anyway. One that names them, or hides key
+        // names in escapes, cannot be judged: an error.
+        let all = pyjson::head_text(text);
+        if LOADER_KEYS.iter().any(|k| all.contains(k)) || all.contains("\\u") {
+            scan.finding(Finding::new(
+                "json-malformed",
+                Severity::Error,
+                format!("document starts like a json object but python's json.loads refuses it: {e}"),
+            ));
+            return Format::JsonProbe;
+        }
         scan.finding(Finding::new(
-            "json-malformed",
-            Severity::Error,
-            format!("document starts like a json object but python's json.loads refuses it: {e}"),
+            "json-unreadable",
+            Severity::Info,
+            format!("not a model file: a json-like document that python's json.loads refuses ({e}) and that names no key a model loader reads"),
         ));
-        return Format::JsonProbe;
+        return Format::Unknown;
     }
     Format::Unknown
 }
