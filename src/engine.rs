@@ -596,7 +596,7 @@ pub fn scan_data(display: &str, data: Data, size: Option<u64>, opts: &ScanOption
 /// (every other step, budgets and the final classification included, is that of a scan).
 pub fn scan_as(display: &str, format: Format, data: Data, opts: &ScanOptions) -> FileReport {
     FORCED.with(|f| *f.borrow_mut() = Some(format));
-    let report = scan_top(display, data, None, opts, None);
+    let report = scan_top(display, vec![display.to_string()], data, None, opts, None);
     FORCED.with(|f| *f.borrow_mut() = None);
     report
 }
