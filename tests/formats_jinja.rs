@@ -282,3 +282,20 @@ fn text_that_is_no_chat_template_is_not_a_model() {
     let t = "{% for message in messages %}{{ message|attr(message.content ~ 'globals' ~ message.role) }}{% endfor %}";
     assert_eq!(scan(t.as_bytes()).verdict, Verdict::Dangerous);
 }
+
+/// A template's first byte may also be a pickle opcode (`c`, `r`, `t`, `S`, `(`, ...): once the
+/// pickle probe finds no pickle, the text is still judged as a template (transformers reads
+/// `chat_template.jinja` whatever it starts with).
+#[test]
+fn templates_that_start_like_a_pickle_opcode_are_judged() {
+    for lead in ["c", "r", "t", "S", "(", "]", "}", "I", "L", "F", "V", "X", "0", "."] {
+        let t = format!("{lead}{{{{ cycler.__init__.__globals__.os.popen('id').read() }}}}");
+        let r = scan(t.as_bytes());
+        assert_eq!(r.verdict, Verdict::Dangerous, "{t}: {r:#?}");
+        assert_eq!(r.format, "chat-template", "{t}");
+        let t = format!("{lead} {{% for message in messages %}}{{{{ message['content'] }}}}{{% endfor %}}");
+        let r = scan(t.as_bytes());
+        assert_eq!(r.format, "chat-template", "{t}: {r:#?}");
+        assert_eq!(r.verdict, Verdict::Safe, "{t}: {r:#?}");
+    }
+}

@@ -1805,16 +1805,22 @@ pub fn scan_tokenizer_config(scan: &mut Scan<'_>, v: &serde_json::Value) -> bool
 /// True when `head` looks like the start of a Jinja template: text (UTF-8, no NUL or other
 /// control bytes but tab and newlines) with a `{{`, `{%` or `{#` tag opening.
 pub fn sniff(head: &[u8]) -> Option<Format> {
+    // Text that starts with a pickle opcode is probed as a pickle first; the engine comes back
+    // to [`scan_source`] when it is none.
+    if head.first().is_some_and(|&b| crate::formats::pickle::is_opcode(b)) {
+        return None;
+    }
+    template_text(head)
+}
+
+/// Whether `head` is text with Jinja delimiters, whatever its first byte.
+fn template_text(head: &[u8]) -> Option<Format> {
     let text = match std::str::from_utf8(head) {
         Ok(t) => t,
         Err(e) if e.error_len().is_none() => std::str::from_utf8(head.get(..e.valid_up_to())?).ok()?,
         Err(_) => return None,
     };
     if text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
-        return None;
-    }
-    // Text that starts with a pickle opcode is probed as a pickle first (see `scan_source`).
-    if head.first().is_some_and(|&b| crate::formats::pickle::is_opcode(b)) {
         return None;
     }
     (text.contains("{{") || text.contains("{%")).then_some(Format::ChatTemplate)
@@ -1837,7 +1843,7 @@ pub fn scan_text(scan: &mut Scan<'_>, bytes: &[u8]) -> Option<Format> {
         // A cut at MAX_TEMPLATE may split a character.
         std::str::from_utf8(bytes.get(..MAX_TEMPLATE)?).ok()
     })?;
-    sniff(text.as_bytes().get(..text.len().min(crate::detect::HEAD * 8)).unwrap_or_default())?;
+    template_text(text.as_bytes().get(..text.len().min(crate::detect::HEAD * 8)).unwrap_or_default())?;
     let (findings, chat) = match check(text, "template", true) {
         // parsed: chat variables decide; a chat template is checked in full
         (_, Some(true)) => (check_template(text, "template"), true),
