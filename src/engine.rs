@@ -152,6 +152,9 @@ pub struct Scan<'a> {
     model: bool,
     /// Pickle work this file may still cost, shared by every pickle stream in it.
     pub pickle: crate::formats::pickle::Budget,
+    /// Inside a joblib `ZF` stream: content no format matches there is raw array data (see
+    /// `formats::claimed_but_unknown`), so a name's model claim is not broken by it.
+    pub in_joblib_zfile: bool,
 }
 
 /// Work one file may cause beyond what its own bytes cost: every budget here is shared by all
@@ -281,6 +284,7 @@ impl<'a> Scan<'a> {
             out_findings: Vec::new(),
             model: false,
             pickle: crate::formats::pickle::Budget::new(opts),
+            in_joblib_zfile: false,
         }
     }
 

@@ -46,4 +46,4 @@ pub const CODE_TABLES: &[&[finding::CodeInfo]] = &[
 ];
 
 /// Engine version: part of cache keys, bumped whenever verdicts for the same bytes may change.
-pub const ENGINE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+engine.2");
+pub const ENGINE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+engine.3");

@@ -105,3 +105,24 @@ fn any_of_several_names_claims() {
     let r = modelgate::engine::scan_source_named("docs/a.txt", &["docs/b.md"], src, &ScanOptions::default());
     assert_eq!(r.verdict, Verdict::Unsupported);
 }
+
+/// joblib < 0.10 wrote each array of a compressed dump to `<dump>_NN.npy.z`: `ZF`, the hex
+/// length padded to 19 bytes, then zlib of the array's raw bytes (numpy_pickle_compat
+/// write_zfile), which ZNDArrayWrapper hands to `ndarray.__setstate__`. Those bytes are array
+/// data, not a model the name claims; the same bytes gzipped under a model name still are.
+#[test]
+fn raw_array_bytes_in_a_joblib_zfile_are_array_data() {
+    use std::io::Write;
+    let raw: Vec<u8> =
+        (0..4000u32).flat_map(|i| ((i as f32) * 0.37).to_le_bytes()).chain(JUNK.iter().copied()).collect();
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(3));
+    z.write_all(&raw).unwrap();
+    let mut zfile = b"ZF".to_vec();
+    zfile.extend_from_slice(format!("{:<19}", format!("{:#x}", raw.len())).as_bytes());
+    zfile.extend_from_slice(&z.finish().unwrap());
+    let r = scan_named("dump.pkl_01.npy.z", &zfile);
+    assert_eq!(r.verdict, Verdict::Unsupported, "{r:#?}");
+    assert!(r.findings.iter().all(|f| f.code != "model-content-unrecognised"), "{r:#?}");
+    let r = scan_named("weights.npy.gz", &gzip(&raw));
+    assert_eq!(r.verdict, Verdict::Error, "{r:#?}");
+}

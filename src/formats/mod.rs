@@ -238,6 +238,13 @@ fn claimed_but_unknown(scan: &mut Scan<'_>, first: Option<u8>) {
     if first.is_none() {
         return;
     }
+    // joblib < 0.10 kept each array of a compressed dump in a sibling `<dump>_NN.npy.z`: a `ZF`
+    // stream of the array's raw bytes, which `ZNDArrayWrapper.read` hands to
+    // `ndarray.__setstate__` (numpy_pickle_compat.read_zfile). What no format matches inside
+    // one (the pickle probe, which joblib.load would apply, found nothing) is that array data.
+    if scan.in_joblib_zfile {
+        return;
+    }
     let claimed = scan.current_names().into_iter().find_map(claimed_model);
     if let Some(ext) = claimed {
         scan.finding(Finding::new(
@@ -333,7 +340,10 @@ fn route(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format 
             Format::Npy
         }
         Format::Wrapped(c, _) => {
+            let outer = scan.in_joblib_zfile;
+            scan.in_joblib_zfile |= c == crate::detect::Compression::JoblibZf;
             let inner = compress::scan(scan, c, data, hint);
+            scan.in_joblib_zfile = outer;
             Format::Wrapped(c, Box::new(inner))
         }
         Format::SevenZip => match random(scan, data, "7z archive") {
