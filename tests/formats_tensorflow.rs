@@ -1,3 +1,4 @@
+mod containers_util;
 mod formats_common;
 use formats_common::pb::{cat, int, msg, string};
 use formats_common::*;
@@ -824,4 +825,24 @@ fn fingerprint_is_recognised() {
     // FingerprintDef: checksum 1, hashes 2-5, version 6 { producer 1 }, uuid 7.
     let fp = cat(&[int(1, 5), int(2, 6), int(3, 7), int(4, 8), int(5, 9), msg(6, &int(1, 4)), string(7, "1234")]);
     assert_safe(&scan(&fp), "tensorflow-savedmodel");
+}
+
+/// TFLite models with associated files (labels, vocabularies) carry them as a zip after the
+/// flatbuffer (tflite_support's MetadataPopulator appends it): both parts are judged, and the
+/// layout alone is no reason to tag the model; a dangerous member still decides.
+#[test]
+fn tflite_with_associated_files() {
+    use containers_util::{zip_opts, ZipOpts, Z};
+    let model = tflite(&["TFLite_Detection_PostProcess"]);
+    let o = ZipOpts { prepend: model.clone(), ..Default::default() };
+    let r = scan(&zip_opts(&[Z::stored("labels.txt", b"cat\ndog\n")], &o));
+    assert_eq!(r.verdict, Verdict::Safe, "{r:#?}");
+    assert!(has(&r, "tflite-associated-files"), "{r:#?}");
+    assert!(!has(&r, "zip-prepended-data"), "{r:#?}");
+    let r = scan(&zip_opts(&[Z::stored("labels.pkl", b"cos\nsystem\n(S'echo pwned'\ntR.")], &o));
+    assert_eq!(r.verdict, Verdict::Dangerous, "{r:#?}");
+    // any other head in front of a zip stays a polyglot worth a look
+    let o = ZipOpts { prepend: b"GIF89a junk before the archive".to_vec(), ..Default::default() };
+    let r = scan(&zip_opts(&[Z::stored("labels.txt", b"cat\n")], &o));
+    assert!(has(&r, "zip-prepended-data"), "{r:#?}");
 }

@@ -128,7 +128,7 @@ fn polyglots(scan: &mut Scan<'_>, src: Arc<dyn Source>, detected: &Format, found
     let zips = [Format::Zip, Format::TorchZip, Format::Npz];
     if (scan.depth() == 0 || hint == Hint::Sniff) && !is(detected, &zips) && !is(&found, &zips) {
         if let Ok(true) = zip::has_end_record(src.as_ref()) {
-            let z = zip::scan_appended(scan, src.clone());
+            let z = zip::scan_appended(scan, src.clone(), detected);
             if unrecognised(&found) {
                 found = z;
             }

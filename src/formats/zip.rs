@@ -128,6 +128,12 @@ pub const CODES: &[CodeInfo] = &[
         fix: "remove the leading bytes; PyTorch and NumPy load such a file as a pickle, not as a zip",
     },
     CodeInfo {
+        code: "tflite-associated-files",
+        severity: Severity::Info,
+        summary: "a TFLite model carries a zip of associated files after its flatbuffer (TFLite Support's metadata writer packs labels and vocabularies so); its members were scanned",
+        fix: "nothing to fix",
+    },
+    CodeInfo {
         code: "zip-duplicate-name",
         severity: Severity::Suspicious,
         summary: "two zip members have the same name, so loaders and scanners may read different ones",
@@ -655,16 +661,19 @@ fn crc_of(src: &dyn Source, start: u64, len: u64) -> io::Result<u32> {
 /// Scan a zip archive: check its structure, then hand every member back to the dispatcher
 /// (bytes found before the first member too, as [`PREPENDED`]).
 pub fn scan(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
-    scan_archive(scan, src, true)
+    scan_archive(scan, src, true, false)
 }
 
 /// Scan the zip at the end of a file whose head was already scanned as another format (a
 /// polyglot: torch and numpy read the head, `zipfile` the archive).
-pub fn scan_appended(scan: &mut Scan<'_>, src: Arc<dyn Source>) -> Format {
-    scan_archive(scan, src, false)
+pub fn scan_appended(scan: &mut Scan<'_>, src: Arc<dyn Source>, head: &Format) -> Format {
+    scan_archive(scan, src, false, head == &Format::TfLite)
 }
 
-fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> Format {
+/// `tflite_tail`: the bytes before the zip are a TFLite model, which is how TFLite models with
+/// associated files are laid out (`tflite_support.metadata.MetadataPopulator` appends them as
+/// a zip); both parts are scanned either way.
+fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool, tflite_tail: bool) -> Format {
     scan.mark_model();
     let mut notes = Notes::default();
     let (end, dirs) = match locate(src.as_ref()) {
@@ -833,7 +842,18 @@ fn scan_archive(scan: &mut Scan<'_>, src: Arc<dyn Source>, with_head: bool) -> F
     }
     let first_byte = spans.first().map_or(dirs.first().map_or(0, |d| d.start), |s| s.0);
     let mut spent = false;
-    if first_byte > 0 {
+    if first_byte > 0 && tflite_tail {
+        scan.finding(
+            Finding::new(
+                "tflite-associated-files",
+                Severity::Info,
+                format!(
+                    "a zip of associated files follows the TFLite model's first {first_byte} bytes; both were scanned"
+                ),
+            )
+            .at(first_byte),
+        );
+    } else if first_byte > 0 {
         scan.finding(
             Finding::new(
                 "zip-prepended-data",
