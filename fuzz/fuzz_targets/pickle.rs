@@ -4,9 +4,12 @@
 mod common;
 
 use modelgate::detect::Format;
+use modelgate::formats::pickle::Loader;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     common::scan_file_as(Format::Pickle, data);
     common::scan_stream_as(Format::PickleProbe, data);
-    let _ = modelgate::formats::pickle::find_class_calls(data);
+    for loader in [Loader::C, Loader::Python, Loader::Any] {
+        let _ = modelgate::formats::pickle::find_class_calls(data, loader);
+    }
 });
