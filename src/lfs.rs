@@ -484,6 +484,46 @@ pub(crate) fn expand_template(template: &str, oid: &str, repo: Option<&StoreRepo
     Ok(out)
 }
 
+/// A piece of an LFS path template: literal text or a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TemplateToken {
+    Lit(String),
+    /// Characters `a..b` of the oid.
+    Oid(usize, usize),
+    Repo,
+    Owner,
+    Name,
+}
+
+/// Split a template (or one path component of it) into literals and placeholders, as
+/// [`expand_template`] reads them; the stores match keys and paths against the result.
+pub(crate) fn template_tokens(t: &str) -> Result<Vec<TemplateToken>, String> {
+    let mut out = Vec::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            out.push(TemplateToken::Lit(rest.get(..open).unwrap_or_default().to_string()));
+        }
+        let after = rest.get(open + 1..).unwrap_or_default();
+        let close = after.find('}').ok_or("unclosed `{`")?;
+        let key = after.get(..close).unwrap_or_default();
+        out.push(match key {
+            "repo" => TemplateToken::Repo,
+            "owner" => TemplateToken::Owner,
+            "name" => TemplateToken::Name,
+            _ => {
+                let (a, b) = placeholder(key).ok_or_else(|| format!("unknown placeholder {{{key}}}"))?;
+                TemplateToken::Oid(a, b)
+            }
+        });
+        rest = after.get(close + 1..).unwrap_or_default();
+    }
+    if !rest.is_empty() {
+        out.push(TemplateToken::Lit(rest.to_string()));
+    }
+    Ok(out)
+}
+
 /// The character range a placeholder stands for.
 fn placeholder(key: &str) -> Option<(usize, usize)> {
     let range = key.strip_prefix("oid")?;

@@ -10,7 +10,7 @@ use super::gate::PolicyDecider;
 use super::judge::{budget_judged, judge_lfs_object, run_pool, Jobs};
 use super::{audit, now_secs, under, Action, Cache, HookConfig, Judged, Out};
 use crate::finding::{Finding, Severity};
-use crate::lfs::{self, Layout, LfsStore, Pointer, StoreRepo};
+use crate::lfs::{self, Layout, LfsStore, Pointer, StoreRepo, TemplateToken as Token};
 use crate::policy::Policy;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -582,16 +582,6 @@ struct Listing {
 /// One path component of a template store, below its fixed part.
 type Segment = Vec<Token>;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Lit(String),
-    /// Characters `a..b` of the oid.
-    Oid(usize, usize),
-    Repo,
-    Owner,
-    Name,
-}
-
 /// Split an absolute template path into the directory before its first placeholder and the
 /// patterns of the components from there on.
 fn split_template(full: &str) -> Result<(PathBuf, Vec<Segment>), String> {
@@ -604,41 +594,9 @@ fn split_template(full: &str) -> Result<(PathBuf, Vec<Segment>), String> {
         if c.is_empty() {
             continue;
         }
-        segs.push(parse_segment(c)?);
+        segs.push(lfs::template_tokens(c)?);
     }
     Ok((PathBuf::from(fixed), segs))
-}
-
-fn parse_segment(c: &str) -> Result<Segment, String> {
-    let mut out = Vec::new();
-    let mut rest = c;
-    while let Some(open) = rest.find('{') {
-        if open > 0 {
-            out.push(Token::Lit(rest.get(..open).unwrap_or_default().to_string()));
-        }
-        let after = rest.get(open + 1..).unwrap_or_default();
-        let close = after.find('}').ok_or("unclosed `{`")?;
-        let key = after.get(..close).unwrap_or_default();
-        out.push(match key {
-            "repo" => Token::Repo,
-            "owner" => Token::Owner,
-            "name" => Token::Name,
-            "oid" => Token::Oid(0, 64),
-            _ => {
-                let range = key.strip_prefix("oid").ok_or_else(|| format!("unknown placeholder {{{key}}}"))?;
-                let (a, b) = range.split_once(':').ok_or_else(|| format!("unknown placeholder {{{key}}}"))?;
-                let a: usize = a.parse().map_err(|_| format!("bad placeholder {{{key}}}"))?;
-                let b: usize =
-                    if b.is_empty() { 64 } else { b.parse().map_err(|_| format!("bad placeholder {{{key}}}"))? };
-                Token::Oid(a, b)
-            }
-        });
-        rest = after.get(close + 1..).unwrap_or_default();
-    }
-    if !rest.is_empty() {
-        out.push(Token::Lit(rest.to_string()));
-    }
-    Ok(out)
 }
 
 /// What the components matched so far say.

@@ -34,6 +34,7 @@
 use super::credentials::{self, Credentials};
 use super::{LfsObjects, ObjectMeta};
 use crate::lfs::{is_oid, LfsStore, StoreError, StoreRepo};
+use crate::lfs::{template_tokens as parse_template, TemplateToken as Token};
 use crate::source::Source;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
@@ -476,51 +477,6 @@ fn default_oid(rest: &str) -> Option<String> {
     }
     let oid = format!("{a}{b}{tail}");
     is_oid(&oid).then_some(oid)
-}
-
-/// A piece of a key template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Lit(String),
-    /// Characters `a..b` of the oid.
-    Oid(usize, usize),
-    Repo,
-    Owner,
-    Name,
-}
-
-fn parse_template(t: &str) -> Result<Vec<Token>, String> {
-    let mut out = Vec::new();
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        if open > 0 {
-            out.push(Token::Lit(rest.get(..open).unwrap_or_default().to_string()));
-        }
-        let after = rest.get(open + 1..).unwrap_or_default();
-        let close = after.find('}').ok_or("unclosed `{`")?;
-        let key = after.get(..close).unwrap_or_default();
-        out.push(match key {
-            "repo" => Token::Repo,
-            "owner" => Token::Owner,
-            "name" => Token::Name,
-            "oid" => Token::Oid(0, 64),
-            _ => {
-                let bad = || format!("unknown placeholder {{{key}}}");
-                let (a, b) = key.strip_prefix("oid").and_then(|r| r.split_once(':')).ok_or_else(bad)?;
-                let a: usize = a.parse().map_err(|_| bad())?;
-                let b: usize = if b.is_empty() { 64 } else { b.parse().map_err(|_| bad())? };
-                if a >= b || b > 64 {
-                    return Err(bad());
-                }
-                Token::Oid(a, b)
-            }
-        });
-        rest = after.get(close + 1..).unwrap_or_default();
-    }
-    if !rest.is_empty() {
-        out.push(Token::Lit(rest.to_string()));
-    }
-    Ok(out)
 }
 
 /// What a key's match has bound so far.
