@@ -1,11 +1,12 @@
 //! `modelgate audit`: what a forge already holds. Every blob reachable from any ref of every
 //! repository, through all history, and the LFS objects its pointers name, judged as the push
-//! gate judges a push (the same policy lookup, engine, LFS resolution, budgets and decisions),
-//! with one JSON record per file place.
+//! gate judges a push (the same policy lookup, engine, LFS resolution, budgets, checkout
+//! conversions and decisions), with one JSON record per file place.
 //!
-//! Each blob (and each LFS object, per store file) is judged once for the whole fleet: an
-//! in-memory table in front of the gate's content-addressed cache (which `--cache DIR` shares
-//! between runs, shards and the hooks), so a fork or a mirror costs only its walk.
+//! Each blob is judged once per checkout for the whole fleet (each LFS object once per
+//! object its repository's store holds, as the store's `head` describes it): an in-memory
+//! table in front of the gate's content-addressed cache (which `--cache DIR` shares between
+//! runs, shards and the hooks), so a fork or a mirror costs only its walk.
 //!
 //! Repositories are audited one after the other in name order (each one's files in
 //! parallel); `--shard i/n` takes a stable subset by a hash of the name, and shards' outputs

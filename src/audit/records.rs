@@ -69,7 +69,8 @@ pub struct RepoRecord {
     pub commits: u64,
     /// Distinct blobs in its history.
     pub blobs: u64,
-    /// File places (`(path, blob)` pairs) in its history, model or not.
+    /// File places in its history, model or not: `(path, blob)` pairs, a pair again at a
+    /// commit that changed its checkout (its attributes).
     pub places: u64,
     /// Bytes of its distinct blobs (the LFS object's size for a pointer).
     pub bytes: u64,
