@@ -464,7 +464,12 @@ fn working_tree_encodings_in_gitattributes_at_any_level_and_in_info_attributes()
     let e = &p.e;
     // The top level: a latin1 pickle (stored as UTF-8 text, no pickle), and a UTF-16 one
     // (no pickle either way: a .pkl no loader reads is an error).
-    e.write(".gitattributes", b"*.pkl working-tree-encoding=latin1\nwide.pkl working-tree-encoding=UTF-16\n");
+    // (Patterns match without case on case-insensitive clients: `*.LAT` for `x.lat`.)
+    e.write(
+        ".gitattributes",
+        b"*.pkl working-tree-encoding=latin1\nwide.pkl working-tree-encoding=UTF-16\n*.LAT working-tree-encoding=latin1\n",
+    );
+    e.write("x.lat", &latin1_as_utf8(&evil("echo pwneh")));
     e.write("models/enc.pkl", EVIL_PICKLE);
     let text: String = evil("echo pwneg").iter().map(|&b| char::from(b)).collect();
     let utf16: Vec<u8> = [vec![0xff, 0xfe], text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()].concat();
@@ -481,7 +486,7 @@ fn working_tree_encodings_in_gitattributes_at_any_level_and_in_info_attributes()
     let hook = p.hook_records(0);
     let files = p.audit(&[]);
     let mut checkouts = Vec::new();
-    for path in ["models/enc.pkl", "deep/er/x.bin", "plain.dat"] {
+    for path in ["models/enc.pkl", "deep/er/x.bin", "plain.dat", "x.lat"] {
         assert!(out.contains(path), "{out}");
         checkouts.push(same_as_hook(&hook, &files, path, &c));
         assert_eq!(at(&files, path, &c)["verdict"], "dangerous");
@@ -489,6 +494,7 @@ fn working_tree_encodings_in_gitattributes_at_any_level_and_in_info_attributes()
     assert_eq!(checkouts[0], "working-tree-encoding=latin1");
     assert!(checkouts[1].starts_with("working-tree-encoding=ISO-8859-1"), "{checkouts:?}");
     assert_eq!(checkouts[2], "working-tree-encoding=latin1");
+    assert_eq!(checkouts[3], "working-tree-encoding=latin1");
     // Stored as UTF-8 text, checked out as UTF-16: no pickle, an error, rejected.
     same_as_hook(&hook, &files, "models/wide.pkl", &c);
     let wide = at(&files, "models/wide.pkl", &c);
@@ -533,6 +539,7 @@ fn attributes_arriving_after_the_blob_are_judged_where_they_arrive() {
     e.write("m/x.bin", &binary_crlf_pickle());
     e.write("m/y.bin", b"\x00unrelated binary\n");
     e.write("other/z.bin", b"\x00outside m/\n");
+    e.write("n/w.bin", &[binary_crlf_pickle().as_slice(), b"\x00"].concat());
     let first = e.commit("binary, harmless");
     assert_accepted(p.push());
     let logged = e.audit().len();
@@ -552,12 +559,21 @@ fn attributes_arriving_after_the_blob_are_judged_where_they_arrive() {
     assert_eq!(files.iter().filter(|f| f["path"] == "m/y.bin").count(), 2, "its new checkout is text, CRLF");
     assert_eq!(files.iter().filter(|f| f["path"] == "other/z.bin").count(), 1);
     assert_eq!(files.iter().filter(|f| f["path"] == ".gitattributes").count(), 1);
-    // Taking the attributes away again: nothing new to judge, the old checkout was judged.
+    // Taking the top attributes away again (nothing new for m/: its old checkout was
+    // judged) while a nested directory gets its own.
     std::fs::remove_file(e.work.join(".gitattributes")).unwrap();
-    let third = e.commit("no attributes");
-    p.push();
+    e.write("n/.gitattributes", b"*.bin eol=crlf\n");
+    let third = e.commit("other attributes");
+    let logged = e.audit().len();
+    assert_rejected(p.push());
+    let hook = p.hook_records(logged);
     let files = p.audit(&[]);
-    assert!(files.iter().all(|f| f["commit"].as_str() != Some(third.as_str())), "{files:?}");
+    assert_eq!(same_as_hook(&hook, &files, "n/w.bin", &third), "text, CRLF line endings");
+    let at_third: Vec<&serde_json::Value> = files
+        .iter()
+        .filter(|f| f["commit"].as_str() == Some(third.as_str()) && f["path"] != "n/.gitattributes")
+        .collect();
+    assert_eq!(at_third.len(), 1, "{at_third:?}");
 }
 
 #[test]
@@ -589,4 +605,46 @@ fn an_unknown_filter_follows_on_error_and_symlinks_are_files() {
     let files = p.audit(&["--policy", policy.to_str().unwrap()]);
     let m = at(&files, "m.pkl", &first);
     assert_eq!((m["decision"].as_str(), m["checkout"].as_str()), (Some("tag"), Some("filter=mystery")), "{m}");
+}
+
+#[test]
+fn trees_as_deep_as_git_allows_are_walked_and_deeper_ones_fail_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let bare = dir.path().join("deep.git");
+    let o = git_cmd(&home, dir.path()).args(["init", "-q", "--bare"]).arg(&bare).output().unwrap();
+    assert!(o.status.success());
+    // git's core.maxTreeDepth is 4096; the audit walks on a thread with room for that.
+    let commit = |depth: usize, r: &str| {
+        let path = format!("{}evil.pkl", "d/".repeat(depth));
+        let mut s = format!(
+            "commit {r}\ncommitter T <t@example.com> 1700000000 +0000\ndata 4\ndeep\nM 100644 inline {path}\ndata {}\n",
+            EVIL_PICKLE.len()
+        )
+        .into_bytes();
+        s.extend_from_slice(EVIL_PICKLE);
+        s.push(b'\n');
+        s
+    };
+    let import = |stream: Vec<u8>| {
+        let mut c = git_cmd(&home, &bare);
+        c.args(["fast-import", "--quiet"]).stdin(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&stream).unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    import(commit(4000, "refs/heads/main"));
+    let o = Command::new(BIN).args(["audit", "-q"]).arg(&bare).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o.stderr));
+    let lines: Vec<serde_json::Value> = show(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let f = lines.iter().find(|l| l["type"] == "file").unwrap();
+    assert_eq!((f["verdict"].as_str(), f["path"].as_str().map(str::len)), (Some("dangerous"), Some(8008)));
+    import(commit(5000, "refs/heads/deeper"));
+    let o = Command::new(BIN).args(["audit", "-q"]).arg(&bare).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o.stderr));
+    let lines: Vec<serde_json::Value> = show(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let repo = lines.iter().find(|l| l["type"] == "repository").unwrap();
+    assert!(repo["error"].as_str().unwrap().contains("nested too deeply"), "{repo}");
 }

@@ -72,6 +72,22 @@ struct CommitInfo {
     by_ref: usize,
 }
 
+/// Stack of the thread [`walk_dir`] walks on: the diff recurses once per directory level,
+/// and trees may nest [`MAX_DEPTH`] deep.
+const WALK_STACK: usize = 64 << 20;
+
+/// Open the repository at `git_dir` and [`walk`] it on a thread of its own, whose stack
+/// holds the deepest trees git allows (debug builds included).
+pub fn walk_dir(git_dir: &std::path::Path) -> Result<Walked> {
+    let git_dir = git_dir.to_path_buf();
+    let handle = std::thread::Builder::new()
+        .name("modelgate-walk".into())
+        .stack_size(WALK_STACK)
+        .spawn(move || walk(&GateRepo::open(&git_dir, &crate::git::GitEnv::default())?))
+        .map_err(|e| anyhow!("cannot start the walk: {e}"))?;
+    handle.join().unwrap_or_else(|_| Err(anyhow!("internal error: the walk panicked")))
+}
+
 /// Walk every ref of `repo`'s whole history.
 pub fn walk(repo: &GateRepo) -> Result<Walked> {
     let gix_repo = &repo.repo;
