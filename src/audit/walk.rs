@@ -578,3 +578,49 @@ impl<'r> Walker<'r> {
         file
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tree's bytes from `(mode, name, id byte)`.
+    fn tree(entries: &[(&str, &str, u8)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (mode, name, id) in entries {
+            out.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+            out.extend_from_slice(&[*id; 20]);
+        }
+        out
+    }
+
+    fn names(c: &[(Entry<'_>, Option<Entry<'_>>)]) -> Vec<(String, bool)> {
+        c.iter().map(|(n, o)| (String::from_utf8_lossy(n.name).into_owned(), o.is_some())).collect()
+    }
+
+    #[test]
+    fn changed_entries_are_all_found_sorted_or_not() {
+        let old = tree(&[("100644", "a", 1), ("40000", "d", 2), ("100644", "z", 3)]);
+        let new = tree(&[("100644", "a", 1), ("40000", "d", 4), ("100644", "e", 5), ("100644", "z", 3)]);
+        let (o, n) = (entries(&old, 20).unwrap(), entries(&new, 20).unwrap());
+        assert_eq!(names(&changed(&o, &n)), [("d".to_string(), true), ("e".to_string(), false)]);
+        // Compared from the first entry that differs: the same.
+        let from = shared_head(&old, &new, 20).unwrap();
+        assert_eq!(from, "100644 a\0".len() + 20);
+        let (o2, n2) = (entries(&old[from..], 20).unwrap(), entries(&new[from..], 20).unwrap());
+        assert_eq!(names(&changed(&o2, &n2)), names(&changed(&o, &n)));
+        // A mode change is a change; an unsorted tree loses no entry (it may give more).
+        let new = tree(&[("100755", "a", 1), ("100644", "z", 9), ("40000", "d", 2), ("100644", "b", 7)]);
+        let n = entries(&new, 20).unwrap();
+        let got = names(&changed(&o, &n));
+        for name in ["a", "z", "b"] {
+            assert!(got.iter().any(|(g, _)| g == name), "{name}: {got:?}");
+        }
+        // Malformed bytes are refused, not skipped.
+        assert!(entries(b"100644 a\0short", 20).is_none());
+        assert!(entries(b"10x644 a\0aaaaaaaaaaaaaaaaaaaa", 20).is_none());
+        // git's order: a tree sorts as if its name ended in '/'.
+        let bytes = tree(&[("40000", "a", 1), ("100644", "a.b", 2)]);
+        let t = entries(&bytes, 20).unwrap();
+        assert_eq!(tree_order(&t[1], &t[0]), Ordering::Less);
+    }
+}

@@ -865,4 +865,26 @@ mod tests {
         assert_eq!(Checkout::from_attributes(&attributes(&f, b"a.pkl", true)).encoding.as_deref(), Some("latin1"));
         assert_eq!(Checkout::from_attributes(&attributes(&f, b"a.pkl", false)).encoding, None);
     }
+
+    #[test]
+    fn checkouts_with_and_without_info_and_case() {
+        assert_eq!(checkouts(&[], None, b"a.pkl"), vec![Checkout::default()]);
+        let f = frames(&[("", "*.PKL working-tree-encoding=latin1")]);
+        let cs = checkouts(&f, None, b"a.pkl");
+        assert_eq!(cs.len(), 2);
+        assert_eq!(cs[0], Checkout::default());
+        assert_eq!(cs[1].encoding.as_deref(), Some("latin1"));
+        // info/attributes on top, and only the distinct checkouts.
+        let info = Arc::new(AttrFile::parse_file(b"\xef\xbb\xbf*.pkl eol=crlf\n"));
+        let cs = checkouts(&[], Some(&info), b"d/a.pkl");
+        assert_eq!(cs, vec![Checkout::default(), Checkout { crlf: Crlf::Always, ..Checkout::default() }]);
+        let dir = tempfile::tempdir().unwrap();
+        assert!(info_attributes(dir.path()).is_none());
+        std::fs::create_dir_all(dir.path().join("info")).unwrap();
+        std::fs::write(dir.path().join("info/attributes"), "# nothing\n").unwrap();
+        assert!(info_attributes(dir.path()).is_none());
+        std::fs::write(dir.path().join("info/attributes"), "*.pkl ident\n").unwrap();
+        let info = info_attributes(dir.path()).unwrap();
+        assert!(checkouts(&[], Some(&info), b"a.pkl").iter().any(|c| c.ident));
+    }
 }
