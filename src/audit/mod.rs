@@ -448,10 +448,20 @@ impl<'o> Auditor<'o> {
             Some(oid) => {
                 self.pointers.insert(id, oid.clone());
                 // Only objects that were there: a missing one is looked up again.
-                if found(&j.judged) {
-                    if let Some(key) = store.key(oid, &self.moved) {
-                        self.objects.insert((policy, id, co.clone(), key), j.clone());
+                if !found(&j.judged) {
+                    return;
+                }
+                // Its size is the judgement's (the object's, checked against the pointer):
+                // without verification that is its whole key, and the store is not asked.
+                let key = match store.config.lfs.verify_sha256 {
+                    false => {
+                        let key = ObjectKey { oid: oid.clone(), size: j.judged.size, version: None };
+                        store.keys.entry(oid.clone()).or_insert_with(|| Some(key.clone())).clone()
                     }
+                    true => store.key(oid, &self.moved),
+                };
+                if let Some(key) = key {
+                    self.objects.insert((policy, id, co.clone(), key), j.clone());
                 }
             }
         }
