@@ -608,14 +608,13 @@ fn an_unknown_filter_follows_on_error_and_symlinks_are_files() {
 }
 
 #[test]
-fn trees_as_deep_as_git_allows_are_walked_and_deeper_ones_fail_closed() {
+fn deep_trees_are_walked_and_paths_the_gate_refuses_fail_closed() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let bare = dir.path().join("deep.git");
     let o = git_cmd(&home, dir.path()).args(["init", "-q", "--bare"]).arg(&bare).output().unwrap();
     assert!(o.status.success());
-    // git's core.maxTreeDepth is 4096; the audit walks on a thread with room for that.
     let commit = |depth: usize, r: &str| {
         let path = format!("{}evil.pkl", "d/".repeat(depth));
         let mut s = format!(
@@ -635,16 +634,19 @@ fn trees_as_deep_as_git_allows_are_walked_and_deeper_ones_fail_closed() {
         child.stdin.take().unwrap().write_all(&stream).unwrap();
         assert!(child.wait().unwrap().success());
     };
-    import(commit(4000, "refs/heads/main"));
-    let o = Command::new(BIN).args(["audit", "-q"]).arg(&bare).output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o.stderr));
-    let lines: Vec<serde_json::Value> = show(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let audit = || {
+        let o = Command::new(BIN).args(["audit", "-q"]).arg(&bare).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", show(&o.stderr));
+        show(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<serde_json::Value>>()
+    };
+    // Deeper than git's core.maxTreeDepth (4096): the walk is no recursion.
+    import(commit(5000, "refs/heads/main"));
+    let lines = audit();
     let f = lines.iter().find(|l| l["type"] == "file").unwrap();
-    assert_eq!((f["verdict"].as_str(), f["path"].as_str().map(str::len)), (Some("dangerous"), Some(8008)));
-    import(commit(5000, "refs/heads/deeper"));
-    let o = Command::new(BIN).args(["audit", "-q"]).arg(&bare).output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o.stderr));
-    let lines: Vec<serde_json::Value> = show(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((f["verdict"].as_str(), f["path"].as_str().map(str::len)), (Some("dangerous"), Some(10_008)));
+    // A path of more than 64 KiB, which the gate refuses too: the repository fails.
+    import(commit(33_000, "refs/heads/deeper"));
+    let lines = audit();
     let repo = lines.iter().find(|l| l["type"] == "repository").unwrap();
     assert!(repo["error"].as_str().unwrap().contains("nested too deeply"), "{repo}");
 }

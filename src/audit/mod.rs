@@ -184,14 +184,16 @@ struct Auditor<'o> {
     opts: &'o Options,
     /// Policies by source (`None`: built-in); a policy that fails to load is kept as its error.
     policies: HashMap<Option<PathBuf>, Result<Arc<Judging>, String>>,
+    /// Every checkout met, by its number in the keys below.
+    checkouts: HashMap<Checkout, u32>,
     /// Judgements of blobs by policy, blob and checkout (the stored bytes and every other
     /// way that checkout writes them).
-    blobs: HashMap<(usize, ObjectId, Checkout), Arc<Judgement>>,
+    blobs: HashMap<(usize, ObjectId, u32), Arc<Judgement>>,
     /// LFS pointer blobs: the oid each names.
     pointers: HashMap<ObjectId, String>,
     /// Judgements of LFS pointers by policy, pointer blob, checkout and the [`ObjectKey`] of
     /// the object (in the store of the repository that judged it).
-    objects: HashMap<(usize, ObjectId, Checkout, ObjectKey), Arc<Judgement>>,
+    objects: HashMap<(usize, ObjectId, u32, ObjectKey), Arc<Judgement>>,
     /// LFS objects this run moved to the quarantine, by where they were
     /// ([`LfsObjects::locate`]): their key when judged, and where they went.
     moved: HashMap<String, (Option<ObjectKey>, Option<String>)>,
@@ -236,6 +238,7 @@ impl<'o> Auditor<'o> {
         Auditor {
             opts,
             policies: HashMap::new(),
+            checkouts: HashMap::new(),
             blobs: HashMap::new(),
             pointers: HashMap::new(),
             objects: HashMap::new(),
@@ -296,9 +299,9 @@ impl<'o> Auditor<'o> {
 
     fn audit_with(&mut self, repo: &Repo, j: &Judging, rec: &mut RepoRecord) -> Result<Vec<FileRecord>> {
         let started = std::time::Instant::now();
-        let walked = walk::walk_dir(&repo.git_dir)?;
-        self.stats.walk_time += started.elapsed();
         let gate = GateRepo::open(&repo.git_dir, &GitEnv::default())?;
+        let walked = walk::walk(&gate)?;
+        self.stats.walk_time += started.elapsed();
         rec.refs = walked.refs;
         rec.commits = walked.commits;
         rec.symlinks = walked.symlinks;
@@ -315,17 +318,21 @@ impl<'o> Auditor<'o> {
         // Each (blob, checkout) once: from this run's table, else judged (through the disk
         // cache), as the hook judges a blob at a place with that checkout.
         let started = std::time::Instant::now();
-        let mut order: Vec<(ObjectId, &Checkout)> = Vec::new();
-        let mut first: HashMap<(ObjectId, &Checkout), usize> = HashMap::new();
+        // The run's number of each checkout of the walk's.
+        let numbers: Vec<u32> = walked.checkouts.iter().map(|c| self.number(c)).collect();
+        let number = |p: &walk::WalkPlace| numbers.get(p.checkout).copied().unwrap_or(u32::MAX);
+        let checkout = |p: &walk::WalkPlace| walked.checkouts.get(p.checkout).cloned().unwrap_or_default();
+        let mut order: Vec<(ObjectId, u32)> = Vec::new();
+        let mut first: HashMap<(ObjectId, u32), usize> = HashMap::new();
         for (i, p) in walked.places.iter().enumerate() {
-            if let std::collections::hash_map::Entry::Vacant(e) = first.entry((p.blob, &p.checkout)) {
+            if let std::collections::hash_map::Entry::Vacant(e) = first.entry((p.blob, number(p))) {
                 e.insert(i);
-                order.push((p.blob, &p.checkout));
+                order.push((p.blob, number(p)));
             }
         }
         rec.blobs = order.iter().map(|(b, _)| *b).collect::<std::collections::HashSet<_>>().len() as u64;
-        let mut known: HashMap<(ObjectId, &Checkout), Arc<Judgement>> = HashMap::new();
-        let mut todo: Vec<NewBlob> = Vec::new();
+        let mut known: HashMap<(ObjectId, u32), Arc<Judgement>> = HashMap::new();
+        let mut todo: Vec<(NewBlob, u32)> = Vec::new();
         for &(id, co) in &order {
             if let Some(jd) = self.lookup(j.id, id, co, &mut store) {
                 self.stats.from_fleet += 1;
@@ -333,23 +340,16 @@ impl<'o> Auditor<'o> {
                 continue;
             }
             let Some(p) = first.get(&(id, co)).and_then(|i| walked.places.get(*i)) else { continue };
-            todo.push(NewBlob {
-                id,
-                places: vec![Place {
-                    path: p.path.clone(),
-                    commit: p.commit,
-                    refname: p.refname.clone(),
-                    checkout: co.clone(),
-                }],
-            });
+            let place =
+                Place { path: p.path.clone(), commit: p.commit, refname: p.refname.clone(), checkout: checkout(p) };
+            todo.push((NewBlob { id, places: vec![place] }, co));
         }
-        let at = pack_order(&repo.git_dir, gate.object_hash(), &todo.iter().map(|b| b.id).collect::<Vec<_>>());
-        let mut sorted: Vec<(usize, NewBlob)> = todo.into_iter().enumerate().collect();
+        let at = pack_order(&repo.git_dir, gate.object_hash(), &todo.iter().map(|(b, _)| b.id).collect::<Vec<_>>());
+        let mut sorted: Vec<(usize, (NewBlob, u32))> = todo.into_iter().enumerate().collect();
         sorted.sort_by_key(|(i, _)| at.get(*i).copied().unwrap_or((usize::MAX, 0)));
-        let todo: Vec<NewBlob> = sorted.into_iter().map(|(_, b)| b).collect();
+        let (todo, numbered): (Vec<NewBlob>, Vec<u32>) = sorted.into_iter().map(|(_, b)| b).unzip();
         let judged = judge_push(gate.view(), &todo, &config, j.cache.as_ref());
-        for (b, jd) in todo.iter().zip(judged) {
-            let Some(co) = b.places.first().map(|p| &p.checkout) else { continue };
+        for ((b, co), jd) in todo.iter().zip(numbered).zip(judged) {
             self.stats.from_cache += u64::from(jd.judged.cached);
             self.stats.judged += u64::from(!jd.judged.cached);
             if !jd.judged.cached {
@@ -357,9 +357,7 @@ impl<'o> Auditor<'o> {
             }
             let jd = Arc::new(jd);
             self.remember(j.id, b.id, co, &jd, &mut store);
-            if let Some(&(_, key_co)) = first.get_key_value(&(b.id, co)).map(|(k, _)| k) {
-                known.insert((b.id, key_co), jd);
-            }
+            known.insert((b.id, co), jd);
         }
         self.stats.judge_time += started.elapsed();
         let sizes: HashMap<ObjectId, u64> = known.iter().map(|((b, _), jd)| (*b, jd.judged.size)).collect();
@@ -382,7 +380,7 @@ impl<'o> Auditor<'o> {
             rest = more;
             rec.places += 1;
             let judgements: Vec<&Arc<Judgement>> =
-                group.iter().filter_map(|q| known.get(&(q.blob, &q.checkout))).collect();
+                group.iter().filter_map(|q| known.get(&(q.blob, number(q)))).collect();
             let Some(jd) = judgements.first().copied() else { continue };
             let places = group
                 .iter()
@@ -390,7 +388,7 @@ impl<'o> Auditor<'o> {
                     path: q.path.clone(),
                     commit: q.commit,
                     refname: q.refname.clone(),
-                    checkout: q.checkout.clone(),
+                    checkout: checkout(q),
                 })
                 .collect();
             let blob = NewBlob { id: p.blob, places };
@@ -431,19 +429,25 @@ impl<'o> Auditor<'o> {
     /// A judgement made earlier in this run for this blob and checkout under this policy: of
     /// the blob itself, or, for an LFS pointer, when this repository's store holds the same
     /// object (see [`ObjectKey`]).
-    fn lookup(&self, policy: usize, id: ObjectId, co: &Checkout, store: &mut RepoStore<'_>) -> Option<Arc<Judgement>> {
-        if let Some(j) = self.blobs.get(&(policy, id, co.clone())) {
+    fn lookup(&self, policy: usize, id: ObjectId, co: u32, store: &mut RepoStore<'_>) -> Option<Arc<Judgement>> {
+        if let Some(j) = self.blobs.get(&(policy, id, co)) {
             return Some(j.clone());
         }
         let oid = self.pointers.get(&id)?;
         let key = store.key(oid, &self.moved)?;
-        self.objects.get(&(policy, id, co.clone(), key)).cloned()
+        self.objects.get(&(policy, id, co, key)).cloned()
     }
 
-    fn remember(&mut self, policy: usize, id: ObjectId, co: &Checkout, j: &Arc<Judgement>, store: &mut RepoStore<'_>) {
+    /// The run's number of a checkout.
+    fn number(&mut self, c: &Checkout) -> u32 {
+        let n = self.checkouts.len() as u32;
+        *self.checkouts.entry(c.clone()).or_insert(n)
+    }
+
+    fn remember(&mut self, policy: usize, id: ObjectId, co: u32, j: &Arc<Judgement>, store: &mut RepoStore<'_>) {
         match &j.judged.lfs_oid {
             None => {
-                self.blobs.insert((policy, id, co.clone()), j.clone());
+                self.blobs.insert((policy, id, co), j.clone());
             }
             Some(oid) => {
                 self.pointers.insert(id, oid.clone());
@@ -461,7 +465,7 @@ impl<'o> Auditor<'o> {
                     true => store.key(oid, &self.moved),
                 };
                 if let Some(key) = key {
-                    self.objects.insert((policy, id, co.clone(), key), j.clone());
+                    self.objects.insert((policy, id, co, key), j.clone());
                 }
             }
         }

@@ -46,8 +46,8 @@ pub struct WalkPlace {
     pub commit: Option<ObjectId>,
     /// The ref whose history reached it first.
     pub refname: BString,
-    /// How a client writes it to a work tree there.
-    pub checkout: Checkout,
+    /// How a client writes it to a work tree there: an index into [`Walked::checkouts`].
+    pub checkout: usize,
 }
 
 /// What a walk found.
@@ -55,6 +55,8 @@ pub struct WalkPlace {
 pub struct Walked {
     /// Places in discovery order.
     pub places: Vec<WalkPlace>,
+    /// The checkouts of the places, each once.
+    pub checkouts: Vec<Checkout>,
     pub refs: u64,
     pub commits: u64,
     /// Symbolic links met (`(path, blob)` each once; also places: clients without symlinks
@@ -70,22 +72,6 @@ struct CommitInfo {
     first_parent: Option<ObjectId>,
     /// Index into the ref list.
     by_ref: usize,
-}
-
-/// Stack of the thread [`walk_dir`] walks on: the diff recurses once per directory level,
-/// and trees may nest [`MAX_DEPTH`] deep.
-const WALK_STACK: usize = 64 << 20;
-
-/// Open the repository at `git_dir` and [`walk`] it on a thread of its own, whose stack
-/// holds the deepest trees git allows (debug builds included).
-pub fn walk_dir(git_dir: &std::path::Path) -> Result<Walked> {
-    let git_dir = git_dir.to_path_buf();
-    let handle = std::thread::Builder::new()
-        .name("modelgate-walk".into())
-        .stack_size(WALK_STACK)
-        .spawn(move || walk(&GateRepo::open(&git_dir, &crate::git::GitEnv::default())?))
-        .map_err(|e| anyhow!("cannot start the walk: {e}"))?;
-    handle.join().unwrap_or_else(|_| Err(anyhow!("internal error: the walk panicked")))
 }
 
 /// Walk every ref of `repo`'s whole history.
@@ -154,6 +140,7 @@ pub fn walk(repo: &GateRepo) -> Result<Walked> {
             _ => bail!("ref {} names a tag chain that does not end", refname.to_str_lossy()),
         }
     }
+    w.out.checkouts = std::mem::take(&mut w.checkouts);
     Ok(w.out)
 }
 
@@ -214,8 +201,32 @@ const CHECKOUT_SYMLINK: u32 = 1;
 /// The `seen` kind of a gitlink (not a checkout).
 const GITLINK: u32 = u32::MAX;
 
-/// Directories nested deeper than this are refused (git's `core.maxTreeDepth` is 4096).
-const MAX_DEPTH: usize = 4096;
+/// Paths longer than this are refused, as the push gate refuses them (`nested too deeply`).
+const MAX_PATH: usize = 64 << 10;
+
+/// A directory being diffed: what changed in it, and the next change to record.
+struct Level {
+    changes: Vec<Change>,
+    /// The names of `changes`, one after the other.
+    names: Vec<u8>,
+    next: usize,
+    /// Length of the directory's path in [`Walker::path`].
+    base: usize,
+    /// Every entry below is recorded (attributes above changed).
+    force: bool,
+    /// Its `.gitattributes` is on [`Walker::frames`].
+    frame: bool,
+}
+
+/// An entry of a directory that is not identical in the old tree.
+#[derive(Clone)]
+struct Change {
+    mode: u32,
+    name: std::ops::Range<usize>,
+    id: ObjectId,
+    /// The old tree of the same name, for a directory.
+    old: Option<ObjectId>,
+}
 
 struct Walker<'r> {
     objects: PackedObjects<'r>,
@@ -411,11 +422,13 @@ impl<'r> Walker<'r> {
         Ok((tree, parents))
     }
 
-    /// Record what changed from root tree `old` (or the empty tree) to `new`.
+    /// Record what changed from root tree `old` (or the empty tree) to `new`: directory by
+    /// directory, depth first, entries in tree order (a stack of directories, not recursion:
+    /// trees may nest thousands deep).
     fn diff_root(&mut self, old: Option<ObjectId>, new: ObjectId, at: &At<'_>) -> Result<()> {
         self.path.clear();
         self.frames.clear();
-        let res = self.diff(old, new, false, 0, at);
+        let res = self.diff(old, new, at);
         self.path.clear();
         self.frames.clear();
         res.map_err(|e| match at.commit {
@@ -424,14 +437,55 @@ impl<'r> Walker<'r> {
         })
     }
 
-    /// Record every entry of tree `new` (at `self.path`) not identical in `old`; with
-    /// `force` (the attributes of a directory above changed), every entry.
-    fn diff(&mut self, old: Option<ObjectId>, new: ObjectId, force: bool, depth: usize, at: &At<'_>) -> Result<()> {
-        if !force && old == Some(new) {
-            return Ok(());
+    fn diff(&mut self, old: Option<ObjectId>, new: ObjectId, at: &At<'_>) -> Result<()> {
+        let mut stack: Vec<Level> = Vec::new();
+        stack.extend(self.open(old, new, false)?);
+        while let Some(level) = stack.last_mut() {
+            let Some(change) = level.changes.get(level.next).cloned() else {
+                if level.frame {
+                    self.frames.pop();
+                }
+                stack.pop();
+                continue;
+            };
+            level.next += 1;
+            self.path.truncate(level.base);
+            if level.base > 0 {
+                self.path.push(b'/');
+            }
+            self.path.extend_from_slice(level.names.get(change.name).unwrap_or_default());
+            let (id, force) = (change.id, level.force);
+            match change.mode & S_IFMT {
+                S_IFDIR => {
+                    if self.path.len() > MAX_PATH {
+                        bail!("tree {id} is nested too deeply");
+                    }
+                    stack.extend(self.open(change.old, id, force)?);
+                }
+                S_IFREG => self.file(id, at),
+                S_IFLNK => {
+                    if self.seen.insert((BString::from(self.path.as_slice()), id, CHECKOUT_SYMLINK)) {
+                        self.out.symlinks += 1;
+                        self.push(id, CHECKOUT_SYMLINK, at);
+                    }
+                }
+                // Gitlinks (and any other mode, which git's canon_mode takes for one).
+                _ => {
+                    if self.seen.insert((BString::from(self.path.as_slice()), id, GITLINK)) {
+                        self.out.submodules += 1;
+                    }
+                }
+            }
         }
-        if depth > MAX_DEPTH {
-            bail!("tree {new} is nested too deeply");
+        Ok(())
+    }
+
+    /// The directory at `self.path`: the entries of tree `new` not identical in `old` (with
+    /// `force`, every entry: the attributes of a directory above changed); its
+    /// `.gitattributes` pushed on the frames. `None` when the trees are the same.
+    fn open(&mut self, old: Option<ObjectId>, new: ObjectId, force: bool) -> Result<Option<Level>> {
+        if !force && old == Some(new) {
+            return Ok(None);
         }
         let objects = &self.objects;
         let tree = |id: ObjectId| -> Result<_> {
@@ -450,7 +504,7 @@ impl<'r> Walker<'r> {
         let hash_len = self.hash_len;
         let malformed = |id: ObjectId| anyhow!("malformed tree {id}");
         let mut force = force;
-        let mut pushed = false;
+        let mut frame = false;
         let attrs =
             may_have_attributes(&new_obj.data) || old_obj.as_ref().is_some_and(|o| may_have_attributes(&o.data));
         let todo: Vec<(Entry<'_>, Option<Entry<'_>>)> = match (&old_obj, old) {
@@ -477,7 +531,7 @@ impl<'r> Walker<'r> {
                 if let Some(e) = here.filter(|e| e.mode & S_IFMT != S_IFGITLINK) {
                     let file = self.attr_file(ObjectId::from_bytes_or_panic(e.id), self.path.is_empty());
                     self.frames.push(Frame { dir: Some(self.path.clone()), file });
-                    pushed = true;
+                    frame = true;
                 }
                 if force || old_obj.is_none() {
                     n.into_iter().map(|e| (e, None)).collect()
@@ -486,42 +540,25 @@ impl<'r> Walker<'r> {
                 }
             }
         };
-        let base = self.path.len();
-        let mut res = Ok(());
+        let mut level = Level {
+            changes: Vec::with_capacity(todo.len()),
+            names: Vec::new(),
+            next: 0,
+            base: self.path.len(),
+            force,
+            frame,
+        };
         for (n, o) in todo {
-            if base > 0 {
-                self.path.push(b'/');
-            }
-            self.path.extend_from_slice(n.name);
-            let id = ObjectId::from_bytes_or_panic(n.id);
-            match n.mode & S_IFMT {
-                S_IFDIR => {
-                    let old_sub = o.filter(Entry::is_tree).map(|o| ObjectId::from_bytes_or_panic(o.id));
-                    res = self.diff(old_sub, id, force, depth + 1, at);
-                }
-                S_IFREG => self.file(id, at),
-                S_IFLNK => {
-                    if self.seen.insert((BString::from(self.path.as_slice()), id, CHECKOUT_SYMLINK)) {
-                        self.out.symlinks += 1;
-                        self.push(id, CHECKOUT_SYMLINK, at);
-                    }
-                }
-                // Gitlinks (and any other mode, which git's canon_mode takes for one).
-                _ => {
-                    if self.seen.insert((BString::from(self.path.as_slice()), id, GITLINK)) {
-                        self.out.submodules += 1;
-                    }
-                }
-            }
-            self.path.truncate(base);
-            if res.is_err() {
-                break;
-            }
+            let start = level.names.len();
+            level.names.extend_from_slice(n.name);
+            level.changes.push(Change {
+                mode: n.mode,
+                name: start..level.names.len(),
+                id: ObjectId::from_bytes_or_panic(n.id),
+                old: o.filter(Entry::is_tree).map(|o| ObjectId::from_bytes_or_panic(o.id)),
+            });
         }
-        if pushed {
-            self.frames.pop();
-        }
-        res
+        Ok(Some(level))
     }
 
     /// A regular file at `self.path`, under each of its checkouts.
@@ -552,13 +589,12 @@ impl<'r> Walker<'r> {
     }
 
     fn push(&mut self, blob: ObjectId, checkout: u32, at: &At<'_>) {
-        let checkout = self.checkouts.get(checkout as usize).cloned().unwrap_or_default();
         self.out.places.push(WalkPlace {
             blob,
             path: BString::from(self.path.as_slice()),
             commit: at.commit,
             refname: at.refname.to_owned(),
-            checkout,
+            checkout: checkout as usize,
         });
     }
 
