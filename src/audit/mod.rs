@@ -330,7 +330,6 @@ impl<'o> Auditor<'o> {
                 order.push((p.blob, number(p)));
             }
         }
-        rec.blobs = order.iter().map(|(b, _)| *b).collect::<std::collections::HashSet<_>>().len() as u64;
         let mut known: HashMap<(ObjectId, u32), Arc<Judgement>> = HashMap::new();
         let mut todo: Vec<(NewBlob, u32)> = Vec::new();
         for &(id, co) in &order {
@@ -360,7 +359,13 @@ impl<'o> Auditor<'o> {
             known.insert((b.id, co), jd);
         }
         self.stats.judge_time += started.elapsed();
-        let sizes: HashMap<ObjectId, u64> = known.iter().map(|((b, _), jd)| (*b, jd.judged.size)).collect();
+        // Distinct blobs, with the size of what was judged for each.
+        let mut sizes: HashMap<ObjectId, u64> = HashMap::with_capacity(order.len());
+        for key in &order {
+            let size = known.get(key).map_or(0, |jd| jd.judged.size);
+            sizes.entry(key.0).or_insert(size);
+        }
+        rec.blobs = sizes.len() as u64;
         rec.bytes = sizes.values().sum();
 
         // One record per place (a path and its blob, at the commit that introduced them
