@@ -585,6 +585,39 @@ const DENY: &[(&str, &str, bool)] = &[
     ),
     ("numpy.load numpy.lib.npyio numpy.lib._npyio_impl numpy.lib.format", "loads other (pickled) files", true),
     (
+        "torch.serialization._load torch.serialization._legacy_load torch.serialization._open_file
+         torch.serialization._open_zipfile_reader torch._weights_only_unpickler gensim.utils.unpickle
+         gensim.**.load nltk.data.load nltk.data.LazyLoader",
+        "loads another pickle file",
+        true,
+    ),
+    (
+        "IPython Cython.Build.Inline Cython.Build.Cythonize pyximport mako.template mako.lookup mako.runtime
+         sympy.sympify sympy.core.sympify sympy.parsing sympy.lambdify sympy.utilities.lambdify numexpr
+         tensorflow.py_function tensorflow.numpy_function tensorflow.compat.v1.py_func
+         tensorflow.python.ops.script_ops",
+        "evaluates, compiles or runs code it is given (expression strings, templates, shells, Python callables)",
+        true,
+    ),
+    (
+        "transformers.pipeline transformers.pipelines transformers.dynamic_module_utils transformers.**.from_pretrained
+         diffusers.**.from_pretrained sentence_transformers.SentenceTransformer huggingface_hub
+         keras.config.enable_unsafe_deserialization keras.src.saving keras.saving keras.models.load_model
+         keras.utils.get_file keras.src.utils.file_utils tensorflow.keras.models.load_model tensorflow.keras.saving
+         tensorflow.keras.utils.get_file tensorflow.keras.config.enable_unsafe_deserialization
+         tensorflow.saved_model.load tensorflow.compat.v1.saved_model tensorflow.compat.v2.saved_model.load",
+        "downloads or loads other models (remote code, Keras Lambda layers, TensorFlow graphs) or disables a loader's safe mode",
+        true,
+    ),
+    (
+        "tensorflow.io tensorflow.compat.v1.io tensorflow.compat.v2.io tensorflow.python.ops.io_ops
+         tensorflow.python.lib.io tensorflow.gfile tensorflow.compat.v1.gfile torch.save torch.serialization.save
+         torch.serialization._save torch.utils.tensorboard tensorflow.summary h5py.File scipy.io.savemat
+         scipy.io.wavfile.write nltk.download nltk.downloader",
+        "reads, writes or downloads files",
+        false,
+    ),
+    (
         "joblib.load joblib.numpy_pickle.load joblib.numpy_pickle_compat sklearn.externals.joblib.load
          sklearn.externals.joblib.numpy_pickle.load sklearn.externals.joblib.numpy_pickle_compat",
         "loads another pickle file",
@@ -1004,6 +1037,44 @@ mod tests {
         assert_eq!(stdlib_module("commands", true).map(|x| x.0), Some(StdlibVerdict::Dangerous));
         assert_eq!(stdlib_module("math", false).map(|x| x.0), Some(StdlibVerdict::Inert));
         assert!(stdlib_module("numpy", true).is_none());
+    }
+
+    #[test]
+    fn third_party_gadgets_are_dangerous_and_their_data_classes_are_not() {
+        let l = Lists::builtin();
+        for (m, n) in [
+            ("torch.serialization", "_load"),
+            ("torch._weights_only_unpickler", "load"),
+            ("gensim.utils", "unpickle"),
+            ("gensim.models.word2vec", "Word2Vec.load"),
+            ("nltk.data", "load"),
+            ("IPython", "embed"),
+            ("IPython.core.interactiveshell", "InteractiveShell.run_cell"),
+            ("Cython.Build.Inline", "cython_inline"),
+            ("mako.template", "Template"),
+            ("sympy", "sympify"),
+            ("sympy.parsing.sympy_parser", "parse_expr"),
+            ("tensorflow", "py_function"),
+            ("transformers", "pipeline"),
+            ("transformers", "AutoModel.from_pretrained"),
+            ("transformers.models.bert.modeling_bert", "BertModel.from_pretrained"),
+            ("huggingface_hub", "hf_hub_download"),
+            ("keras.config", "enable_unsafe_deserialization"),
+            ("keras.models", "load_model"),
+            ("tensorflow.saved_model", "load"),
+            ("tensorflow.io", "write_file"),
+            ("tensorflow.io.gfile", "GFile"),
+            ("torch", "save"),
+            ("h5py", "File"),
+            ("nltk", "download"),
+        ] {
+            assert!(dangerous(&l, m, n), "{m}.{n}");
+        }
+        // What real checkpoints name from the same libraries stays as it was.
+        assert_eq!(class(&l, "torch.serialization", "_get_layout"), Class::Allowed);
+        assert_eq!(class(&l, "gensim.models.word2vec", "Word2Vec"), Class::Unknown);
+        assert_eq!(class(&l, "transformers.models.bert.configuration_bert", "BertConfig"), Class::Unknown);
+        assert_eq!(class(&l, "nltk.tokenize.punkt", "PunktSentenceTokenizer"), Class::Unknown);
     }
 
     #[test]

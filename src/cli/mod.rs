@@ -271,6 +271,8 @@ fn scan_command(a: &ScanArgs) -> anyhow::Result<i32> {
     let out: Box<dyn Write + '_> = match (&sink, held) {
         (Sink::File { tmp, .. }, _) => Box::new(io::BufWriter::new(tmp.as_file())),
         (Sink::Stdout, Some(h)) => Box::new(h),
+        // One document at the end: written in blocks, not a line at a time.
+        (Sink::Stdout, None) if a.format != OutputFormat::Human => Box::new(io::BufWriter::new(io::stdout())),
         (Sink::Stdout, None) => Box::new(io::stdout()),
     };
     let err: Box<dyn Write> = if a.quiet { Box::new(io::sink()) } else { Box::new(io::stderr()) };

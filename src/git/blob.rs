@@ -55,6 +55,17 @@ impl BlobReader {
     /// from it (a cancelled or over-budget judgement) stops the stream and `git cat-file`.
     pub fn read_with(&mut self, id: &ObjectId, check: &dyn Fn() -> std::io::Result<()>) -> Result<ReadBlob> {
         let size = self.size(id)?;
+        self.read_sized(id, size, check)
+    }
+
+    /// [`BlobReader::read_with`] for a blob whose size [`BlobReader::size`] just gave (each
+    /// header lookup is a search of every pack index: a visible cost over many small blobs).
+    pub fn read_sized(
+        &mut self,
+        id: &ObjectId,
+        size: u64,
+        check: &dyn Fn() -> std::io::Result<()>,
+    ) -> Result<ReadBlob> {
         if size >= self.big {
             let source = self.stream(id, size, check)?;
             return Ok(ReadBlob { size, source, streamed: true });

@@ -29,6 +29,11 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// Maps and sets keyed by object ids hash by the ids' first bytes (they are hashes already):
+/// SipHash over every id was a visible part of walking a long history.
+type IdMap<V> = gix::hashtable::HashMap<ObjectId, V>;
+type IdSet = gix::hashtable::HashSet<ObjectId>;
+
 /// Where a blob appears in the push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
@@ -120,13 +125,13 @@ pub fn introduced_with(
         differ: Differ::new(objects, info.clone(), repo.object_hash(), opts.per_ref),
         info,
         out: Introduced::default(),
-        index: HashMap::new(),
-        seen_commits: HashSet::new(),
-        seen_trees: HashSet::new(),
+        index: IdMap::default(),
+        seen_commits: IdSet::default(),
+        seen_trees: IdSet::default(),
         gitlinks: Vec::new(),
-        memo: opts.per_ref.then(HashMap::new),
+        memo: opts.per_ref.then(IdMap::default),
     };
-    let hidden_set: HashSet<ObjectId> = hidden.iter().copied().collect();
+    let hidden_set: IdSet = hidden.iter().copied().collect();
     for u in updates {
         if u.kind() == UpdateKind::Delete {
             continue;
@@ -215,7 +220,7 @@ struct Differ<'s> {
     attr_files: HashMap<(ObjectId, bool), Arc<AttrFile>>,
     /// Whether a tree holds the bytes of a `.gitattributes` entry, by tree (each tree is
     /// compared as the new side, then again as the old side of the next commit).
-    attr_memo: HashMap<ObjectId, bool>,
+    attr_memo: IdMap<bool>,
     /// Record places per commit for the per-ref walks.
     record: bool,
     recording: Option<Vec<Memo>>,
@@ -228,13 +233,13 @@ struct Collector<'r> {
     differ: Differ<'r>,
     info: Option<Arc<AttrFile>>,
     out: Introduced,
-    index: HashMap<ObjectId, usize>,
-    seen_commits: HashSet<ObjectId>,
-    seen_trees: HashSet<ObjectId>,
+    index: IdMap<usize>,
+    seen_commits: IdSet,
+    seen_trees: IdSet,
     /// Gitlink targets seen: (commit, path of the gitlink, ref).
     gitlinks: Vec<(ObjectId, BString, BString)>,
     /// Per commit, the places its diff gave (only when per-ref walks follow).
-    memo: Option<HashMap<ObjectId, Rc<Vec<Memo>>>>,
+    memo: Option<IdMap<Rc<Vec<Memo>>>>,
 }
 
 /// One tree entry, borrowed from the tree's bytes.
@@ -445,7 +450,7 @@ impl<'s> Differ<'s> {
             info,
             hash_len: kind.len_in_bytes(),
             attr_files: HashMap::new(),
-            attr_memo: HashMap::new(),
+            attr_memo: IdMap::default(),
             record,
             recording: None,
             found: Found::default(),
@@ -479,7 +484,9 @@ impl<'s> Differ<'s> {
         if self.attr_memo.len() > 1 << 16 {
             self.attr_memo.clear();
         }
-        let v = memchr::memmem::find(data, b" .gitattributes\0").is_some();
+        static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" .gitattributes\0"));
+        let v = FINDER.find(data).is_some();
         self.attr_memo.insert(id, v);
         v
     }
@@ -768,7 +775,7 @@ impl Collector<'_> {
     /// Walk the history of every gitlink target that exists here and was not walked yet:
     /// its files appear under the gitlink's path in a recursive clone.
     fn walk_gitlinks(&mut self, hidden: &[ObjectId]) -> Result<()> {
-        let mut done: HashSet<ObjectId> = HashSet::new();
+        let mut done: IdSet = IdSet::default();
         while let Some((target, path, refname)) = self.gitlinks.pop() {
             if self.seen_commits.contains(&target) || !done.insert(target) {
                 continue;

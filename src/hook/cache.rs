@@ -56,7 +56,7 @@ impl Cache {
 
     fn path(&self, key: &str) -> Option<PathBuf> {
         // Keys are built from validated hex ids; anything else never becomes a path.
-        let ok = key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && key.len() <= 100;
+        let ok = key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && key.len() <= 160;
         let tail = key.rsplit('-').next()?;
         ok.then(|| self.dir.join(&self.fingerprint).join(tail.get(..2).unwrap_or("xx")).join(format!("{key}.json")))
     }

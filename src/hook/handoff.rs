@@ -67,8 +67,11 @@ pub fn save(git_dir: &Path, input: &[u8], h: &Handoff) -> std::io::Result<()> {
             }
         }
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(&d)?;
-    serde_json::to_writer(&mut tmp, h)?;
+    let tmp = tempfile::NamedTempFile::new_in(&d)?;
+    // serde_json writes token by token: unbuffered, a 10,000-commit push took 10,000s of writes.
+    let mut w = std::io::BufWriter::new(tmp);
+    serde_json::to_writer(&mut w, h)?;
+    let tmp = w.into_inner().map_err(|e| e.into_error())?;
     tmp.persist(file(git_dir, input)).map_err(|e| e.error)?;
     Ok(())
 }

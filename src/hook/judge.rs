@@ -3,7 +3,7 @@
 use super::budget::{FileMeter, Guarded, PushMeter, Stop};
 use super::cache::Cache;
 use super::{HookConfig, Limits};
-use crate::engine::{scan_source, FileReport};
+use crate::engine::{scan_source_named, FileReport};
 use crate::finding::{Finding, Severity, Verdict};
 use crate::git::{BlobReader, Checkout, NewBlob, ObjectView};
 use crate::lfs::{self, Resolved};
@@ -488,18 +488,78 @@ struct CheckoutEntry {
 }
 
 /// Cache key of a blob's variants under a checkout: the blob's key with a digest of it.
-fn checkout_key(id: &gix::ObjectId, co: &Checkout) -> String {
+fn checkout_key(names: &Names, id: &gix::ObjectId, co: &Checkout) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(format!("{co:?}").as_bytes());
     let tag: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("co{tag}-{}", Cache::blob_key(id))
+    format!("co{tag}-{}", names.key(Cache::blob_key(id)))
+}
+
+/// The names bytes go by, as far as their judgement depends on them: a name that claims a
+/// model format (`*.safetensors`, `saved_model.pb`) makes content that matches no format an
+/// `error` (`model-content-unrecognised`). A blob is checked out under every path it has, so
+/// every claim among them counts, not only the path it is shown by; and a cached judgement
+/// holds only for the same claims (the cache key carries a digest of them).
+pub(crate) struct Names {
+    /// The name shown (the first place's path).
+    pub display: String,
+    /// One path for each claim that `display` does not make.
+    others: Vec<String>,
+    /// `""` when no name claims a model, else `n<digest of the claims>-`.
+    tag: String,
+}
+
+impl Names {
+    /// Bytes known by one name.
+    pub fn one(display: &str) -> Names {
+        Names::new(display.to_string(), std::iter::empty())
+    }
+
+    /// A blob's names: its display path and the paths of all its places.
+    pub fn of(blob: &NewBlob) -> Names {
+        Names::new(blob.display_path(), blob.places.iter().map(|p| String::from_utf8_lossy(&p.path).into_owned()))
+    }
+
+    fn new(display: String, paths: impl Iterator<Item = String>) -> Names {
+        let mut claims: Vec<String> = crate::formats::claimed_model(&display).into_iter().collect();
+        let mut others = Vec::new();
+        for path in paths {
+            if let Some(c) = crate::formats::claimed_model(&path).filter(|c| !claims.contains(c)) {
+                claims.push(c);
+                others.push(path);
+            }
+        }
+        let tag = match claims.is_empty() {
+            true => String::new(),
+            false => {
+                use sha2::Digest;
+                claims.sort();
+                let d = sha2::Sha256::digest(claims.join("\0").as_bytes());
+                let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+                format!("n{hex}-")
+            }
+        };
+        Names { display, others, tag }
+    }
+
+    /// Scan `src` under these names.
+    fn scan(&self, src: Arc<dyn Source>, opts: &crate::engine::ScanOptions) -> FileReport {
+        let others: Vec<&str> = self.others.iter().map(String::as_str).collect();
+        scan_source_named(&self.display, &others, src, opts)
+    }
+
+    /// `key` for judgements made under these names.
+    fn key(&self, key: String) -> String {
+        format!("{}{key}", self.tag)
+    }
 }
 
 /// The judgement of the stored bytes and, when it may be cached, its key; then the
 /// judgements of every other checkout of the blob's places.
 fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged, Option<String>, Vec<Variant>) {
     let max_size = ctx.config.limits.max_file_size;
-    let blob_key = Cache::blob_key(&blob.id);
+    let names = Names::of(blob);
+    let blob_key = names.key(Cache::blob_key(&blob.id));
     let mut checkouts: Vec<&Checkout> = Vec::new();
     for p in &blob.places {
         if !checkouts.contains(&&p.checkout) {
@@ -518,7 +578,7 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
         }
         let entries: Option<Vec<CheckoutEntry>> = converting
             .iter()
-            .map(|co| ctx.cache.and_then(|c| c.get_value::<CheckoutEntry>(&checkout_key(&blob.id, co))))
+            .map(|co| ctx.cache.and_then(|c| c.get_value::<CheckoutEntry>(&checkout_key(&names, &blob.id, co))))
             .collect();
         if let Some(entries) = entries {
             let mut variants: Vec<Variant> = Vec::new();
@@ -540,13 +600,12 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
     if let Err(e) = ctx.meter.check() {
         return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None, Vec::new());
     }
-    let read = match reader.read_with(&blob.id, &|| ctx.meter.check()) {
+    let read = match reader.read_sized(&blob.id, size, &|| ctx.meter.check()) {
         Ok(r) => r,
         Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None, Vec::new()),
     };
     let raw = read.source.clone();
     let source: Arc<dyn Source> = Arc::new(Guarded::new(read.source, ctx.meter.clone()));
-    let display = blob.display_path();
     let head = match crate::source::read_up_to(source.as_ref(), 0, lfs::MAX_POINTER_SIZE as usize) {
         Ok(b) => b,
         Err(e) => return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None, Vec::new()),
@@ -555,12 +614,12 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
     let (stored, key) = match lfs::decode_pointer(&head) {
         Some(p) => {
             // A client with git-lfs gets the object; one without it gets the pointer text.
-            let plain = Judged::from_report(&scan_source(&display, source.clone(), &ctx.config.scan), None);
+            let plain = Judged::from_report(&names.scan(source.clone(), &ctx.config.scan), None);
             variants
                 .push(Variant { checkout: "the pointer text itself (a client without git-lfs)".into(), judged: plain });
-            judge_pointer(ctx, &p, &display)
+            judge_pointer(ctx, &p, &names)
         }
-        None => (Judged::from_report(&scan_source(&display, source, &ctx.config.scan), None), Some(blob_key)),
+        None => (Judged::from_report(&names.scan(source, &ctx.config.scan), None), Some(blob_key)),
     };
     if converting.is_empty() {
         return (stored, key, variants);
@@ -623,7 +682,7 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
                         mine.push((v.label.clone(), j.clone()));
                         continue;
                     }
-                    for (label, judged) in judge_variant(ctx, &display, v) {
+                    for (label, judged) in judge_variant(ctx, &names, v) {
                         add(&mut done, label, judged, &mut mine);
                     }
                 }
@@ -633,7 +692,7 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
         let worth = worth_primary || mine.iter().any(|(_, j)| j.is_model());
         if worth && ctx.meter.stopped().is_none() && !mine.iter().any(|(_, j)| is_gate_failure(j)) {
             if let Some(c) = ctx.cache {
-                let _ = c.put_value(&checkout_key(&blob.id, co), &CheckoutEntry { variants: mine });
+                let _ = c.put_value(&checkout_key(&names, &blob.id, co), &CheckoutEntry { variants: mine });
             }
         }
     }
@@ -660,15 +719,15 @@ fn streamed_would_convert(co: &Checkout) -> bool {
 
 /// Judge one checkout variant: its bytes as a file, and the LFS object they name when
 /// git-lfs would take them for a pointer.
-fn judge_variant(ctx: &Ctx<'_>, display: &str, v: crate::git::convert::Variant) -> Vec<(String, Judged)> {
+fn judge_variant(ctx: &Ctx<'_>, names: &Names, v: crate::git::convert::Variant) -> Vec<(String, Judged)> {
     let mut out = Vec::new();
     if let Some(p) = lfs::decode_pointer(&v.bytes) {
-        let (j, k) = judge_pointer(ctx, &p, display);
+        let (j, k) = judge_pointer(ctx, &p, names);
         store(ctx, k.as_deref(), &j);
         out.push((format!("{}, then git-lfs", v.label), j));
     }
     let src: Arc<dyn Source> = Arc::new(Guarded::new(Arc::new(BytesSource(v.bytes)), ctx.meter.clone()));
-    out.push((v.label, Judged::from_report(&scan_source(display, src, &ctx.config.scan), None)));
+    out.push((v.label, Judged::from_report(&names.scan(src, &ctx.config.scan), None)));
     out
 }
 
@@ -685,12 +744,11 @@ fn store(ctx: &Ctx<'_>, key: Option<&str>, j: &Judged) {
     }
 }
 
-fn judge_pointer(ctx: &Ctx<'_>, p: &lfs::Pointer, display: &str) -> (Judged, Option<String>) {
+fn judge_pointer(ctx: &Ctx<'_>, p: &lfs::Pointer, names: &Names) -> (Judged, Option<String>) {
     if let Some(m) = ctx.config.limits.max_file_size.filter(|m| p.size > *m) {
         return (too_large(p.size, m, Some(p.oid.clone())), None);
     }
-    let (mut j, key) =
-        judge_lfs_object(ctx.git_dir, &ctx.config.lfs, p, display, &ctx.config.scan, ctx.cache, ctx.meter);
+    let (mut j, key) = judge_lfs_object(ctx.git_dir, &ctx.config.lfs, p, names, &ctx.config.scan, ctx.cache, ctx.meter);
     if !p.extensions.is_empty() {
         j.findings.push(Fact::from(&lfs::extension_finding(p)));
         if j.verdict != Verdict::Dangerous {
@@ -709,7 +767,7 @@ pub(crate) fn judge_lfs_object(
     git_dir: &Path,
     store: &lfs::LfsStore,
     p: &lfs::Pointer,
-    display: &str,
+    names: &Names,
     opts: &crate::engine::ScanOptions,
     cache: Option<&Cache>,
     meter: &Arc<FileMeter>,
@@ -731,11 +789,11 @@ pub(crate) fn judge_lfs_object(
             Err(e) => return (unreadable(&format!("cannot read lfs object sha256:{}: {e}", p.oid)), None),
         }
     }
-    let key = Cache::lfs_key(&p.oid);
+    let key = names.key(Cache::lfs_key(&p.oid));
     if let Some(j) = cache.and_then(|c| c.get(&key)).filter(|j| j.size == p.size) {
         return (Judged { cached: true, ..j }, None);
     }
-    let report = scan_source(display, source, opts);
+    let report = names.scan(source, opts);
     (Judged::from_report(&report, Some(p.oid.clone())), Some(key))
 }
 

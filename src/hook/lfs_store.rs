@@ -7,7 +7,7 @@
 
 use super::budget::FileMeter;
 use super::gate::PolicyDecider;
-use super::judge::{budget_judged, judge_lfs_object, run_pool, Jobs};
+use super::judge::{budget_judged, judge_lfs_object, run_pool, Jobs, Names};
 use super::{audit, now_secs, under, Action, Cache, HookConfig, Judged, Out};
 use crate::finding::{Finding, Severity};
 use crate::lfs::{self, Layout, LfsStore, Pointer, StoreRepo, TemplateToken as Token};
@@ -225,7 +225,15 @@ impl Jobs for ObjectJobs {
         let store = LfsStore { verify_sha256: self.store.verify_sha256 || hash, ..store };
         let pointer = Pointer { oid: oid.clone(), size, extensions: Vec::new() };
         let display = format!("sha256:{oid}");
-        judge_lfs_object(&self.base, &store, &pointer, &display, &self.config.scan, self.cache.as_ref(), meter)
+        judge_lfs_object(
+            &self.base,
+            &store,
+            &pointer,
+            &Names::one(&display),
+            &self.config.scan,
+            self.cache.as_ref(),
+            meter,
+        )
     }
 
     fn cache(&self) -> Option<&Cache> {

@@ -5,7 +5,7 @@
 
 use super::budget::{FileMeter, Guarded};
 use super::gate::{hook_config, PolicyDecider};
-use super::judge::{judge_lfs_object, run_pool, Jobs};
+use super::judge::{judge_lfs_object, run_pool, Jobs, Names};
 use super::{Action, HookConfig, Judged};
 use crate::finding::{Finding, Severity};
 use crate::lfs;
@@ -124,7 +124,8 @@ impl Jobs for FileJobs {
             // Exactly what git-lfs would smudge is a pointer (`lfs::decode_pointer`); anything else is a file.
             if let Some(p) = lfs::decode_pointer(&bytes) {
                 let (repo_config, scan) = (&self.config.lfs, &self.config.scan);
-                let (mut judged, note) = judge_lfs_object(&self.base, repo_config, &p, &display, scan, None, meter);
+                let (mut judged, note) =
+                    judge_lfs_object(&self.base, repo_config, &p, &Names::one(&display), scan, None, meter);
                 if !p.extensions.is_empty() {
                     judged.findings.push(super::Fact::from(&lfs::extension_finding(&p)));
                     if judged.verdict != crate::finding::Verdict::Dangerous {
