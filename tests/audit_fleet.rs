@@ -281,6 +281,33 @@ fn each_blob_is_judged_once_per_checkout_for_the_fleet() {
     assert!(show(&second.stderr).contains("2 from the cache"), "{}", show(&second.stderr));
 }
 
+#[test]
+fn a_blob_is_judged_again_under_a_name_that_claims_a_model() {
+    // Bytes no format matches: unsupported under a neutral name, an error (fail closed)
+    // under a name that claims a model format, whichever repository judged them first.
+    let mut x: u64 = 7;
+    let mut bytes = b"\xfe\xed\xfa\xce".to_vec();
+    while bytes.len() < 3000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.push((x >> 24) as u8);
+    }
+    let f = Fleet::new();
+    f.origin("alice/data.git", &[("a.bin", &bytes)], &[]);
+    f.origin("bob/models.git", &[("weights/model.safetensors", &bytes), ("b.bin", &bytes)], &[]);
+    let o = audit(&["--flavor", "gitea", "--all-files"], &[&f.root]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o.stderr));
+    let ls = lines(&o.stdout);
+    assert_eq!(file(&ls, "alice/data", "a.bin")["decision"], "allow");
+    assert_eq!(file(&ls, "bob/models", "b.bin")["decision"], "allow");
+    let m = file(&ls, "bob/models", "weights/model.safetensors");
+    assert_eq!((m["verdict"].as_str(), m["decision"].as_str()), (Some("error"), Some("reject")), "{m}");
+    assert!(m["codes"].to_string().contains("model-content-unrecognised"), "{m}");
+    // alice's a.bin, bob's model.safetensors (another claim) judged; bob's b.bin from alice's.
+    assert_eq!(stats(&o.stderr), (2, 1), "{}", show(&o.stderr));
+}
+
 /// Run the shards with `xargs -P`, as the README shows, and merge them.
 fn sharded(root: &Path, out: &Path, n: usize, extra: &str) -> Output {
     std::fs::create_dir_all(out).unwrap();

@@ -184,15 +184,17 @@ struct Auditor<'o> {
     opts: &'o Options,
     /// Policies by source (`None`: built-in); a policy that fails to load is kept as its error.
     policies: HashMap<Option<PathBuf>, Result<Arc<Judging>, String>>,
-    /// Every checkout met, by its number in the keys below.
-    checkouts: HashMap<Checkout, u32>,
-    /// Judgements of blobs by policy, blob and checkout (the stored bytes and every other
-    /// way that checkout writes them).
+    /// How places are seen, numbered for the keys below: the checkout, and the model format
+    /// the place's name claims (`*.pt`: content nothing recognises is then an error), on both
+    /// of which a judgement depends.
+    views: HashMap<(Checkout, Option<String>), u32>,
+    /// Judgements of blobs by policy, blob and view (the stored bytes and every other way
+    /// that view's checkout writes them).
     blobs: HashMap<(usize, ObjectId, u32), Arc<Judgement>>,
     /// LFS pointer blobs: the oid each names.
     pointers: HashMap<ObjectId, String>,
-    /// Judgements of LFS pointers by policy, pointer blob, checkout and the [`ObjectKey`] of
-    /// the object (in the store of the repository that judged it).
+    /// Judgements of LFS pointers by policy, pointer blob, view and the [`ObjectKey`] of the
+    /// object (in the store of the repository that judged it).
     objects: HashMap<(usize, ObjectId, u32, ObjectKey), Arc<Judgement>>,
     /// LFS objects this run moved to the quarantine, by where they were
     /// ([`LfsObjects::locate`]): their key when judged, and where they went.
@@ -238,7 +240,7 @@ impl<'o> Auditor<'o> {
         Auditor {
             opts,
             policies: HashMap::new(),
-            checkouts: HashMap::new(),
+            views: HashMap::new(),
             blobs: HashMap::new(),
             pointers: HashMap::new(),
             objects: HashMap::new(),
@@ -315,19 +317,33 @@ impl<'o> Auditor<'o> {
         config.lfs.validate().map_err(|e| anyhow!("bad lfs configuration: {e}"))?;
         let mut store = RepoStore { config: &config, git_dir: &repo.git_dir, store: None, keys: HashMap::new() };
 
-        // Each (blob, checkout) once: from this run's table, else judged (through the disk
-        // cache), as the hook judges a blob at a place with that checkout.
+        // Each (blob, view) once: from this run's table, else judged (through the disk
+        // cache), as the hook judges a blob at a place with that checkout and name.
         let started = std::time::Instant::now();
-        // The run's number of each checkout of the walk's.
-        let numbers: Vec<u32> = walked.checkouts.iter().map(|c| self.number(c)).collect();
-        let number = |p: &walk::WalkPlace| numbers.get(p.checkout).copied().unwrap_or(u32::MAX);
+        // How each place is seen: the run's number of its checkout and claim.
+        let mut local: HashMap<(usize, Option<String>), u32> = HashMap::new();
+        let mut views: Vec<u32> = Vec::with_capacity(walked.places.len());
+        for p in &walked.places {
+            let claim = crate::formats::claimed_model(&String::from_utf8_lossy(&p.path));
+            let n = match local.get(&(p.checkout, claim.clone())) {
+                Some(&n) => n,
+                None => {
+                    let co = walked.checkouts.get(p.checkout).cloned().unwrap_or_default();
+                    let n = self.view(co, claim.clone());
+                    local.insert((p.checkout, claim), n);
+                    n
+                }
+            };
+            views.push(n);
+        }
+        let view = |i: usize| views.get(i).copied().unwrap_or(u32::MAX);
         let checkout = |p: &walk::WalkPlace| walked.checkouts.get(p.checkout).cloned().unwrap_or_default();
         let mut order: Vec<(ObjectId, u32)> = Vec::new();
         let mut first: HashMap<(ObjectId, u32), usize> = HashMap::new();
         for (i, p) in walked.places.iter().enumerate() {
-            if let std::collections::hash_map::Entry::Vacant(e) = first.entry((p.blob, number(p))) {
+            if let std::collections::hash_map::Entry::Vacant(e) = first.entry((p.blob, view(i))) {
                 e.insert(i);
-                order.push((p.blob, number(p)));
+                order.push((p.blob, view(i)));
             }
         }
         let mut known: HashMap<(ObjectId, u32), Arc<Judgement>> = HashMap::new();
@@ -374,18 +390,20 @@ impl<'o> Auditor<'o> {
         // worse verdict). The walk gives a place's checkouts one after the other.
         let decider = PolicyDecider::new(&j.policy, env.repo_names()).with_objects(&repo.git_dir, &GitEnv::default());
         let mut files = Vec::new();
-        let mut rest: &[walk::WalkPlace] = &walked.places;
+        let mut at = 0;
         rec.places = 0;
-        while let Some(p) = rest.first() {
-            let n = rest
+        while let Some(p) = walked.places.get(at) {
+            let n = walked
+                .places
+                .get(at..)
+                .unwrap_or_default()
                 .iter()
                 .take_while(|q| q.blob == p.blob && q.path == p.path && q.commit == p.commit && q.refname == p.refname)
                 .count();
-            let (group, more) = rest.split_at(n);
-            rest = more;
+            let group = walked.places.get(at..at + n).unwrap_or_default();
+            let judgements: Vec<&Arc<Judgement>> = (at..at + n).filter_map(|i| known.get(&(p.blob, view(i)))).collect();
+            at += n;
             rec.places += 1;
-            let judgements: Vec<&Arc<Judgement>> =
-                group.iter().filter_map(|q| known.get(&(q.blob, number(q)))).collect();
             let Some(jd) = judgements.first().copied() else { continue };
             let places = group
                 .iter()
@@ -431,28 +449,28 @@ impl<'o> Auditor<'o> {
         Ok(files)
     }
 
-    /// A judgement made earlier in this run for this blob and checkout under this policy: of
+    /// A judgement made earlier in this run for this blob and view under this policy: of
     /// the blob itself, or, for an LFS pointer, when this repository's store holds the same
     /// object (see [`ObjectKey`]).
-    fn lookup(&self, policy: usize, id: ObjectId, co: u32, store: &mut RepoStore<'_>) -> Option<Arc<Judgement>> {
-        if let Some(j) = self.blobs.get(&(policy, id, co)) {
+    fn lookup(&self, policy: usize, id: ObjectId, view: u32, store: &mut RepoStore<'_>) -> Option<Arc<Judgement>> {
+        if let Some(j) = self.blobs.get(&(policy, id, view)) {
             return Some(j.clone());
         }
         let oid = self.pointers.get(&id)?;
         let key = store.key(oid, &self.moved)?;
-        self.objects.get(&(policy, id, co, key)).cloned()
+        self.objects.get(&(policy, id, view, key)).cloned()
     }
 
-    /// The run's number of a checkout.
-    fn number(&mut self, c: &Checkout) -> u32 {
-        let n = self.checkouts.len() as u32;
-        *self.checkouts.entry(c.clone()).or_insert(n)
+    /// The run's number of a view (a checkout and a claim).
+    fn view(&mut self, co: Checkout, claim: Option<String>) -> u32 {
+        let n = self.views.len() as u32;
+        *self.views.entry((co, claim)).or_insert(n)
     }
 
-    fn remember(&mut self, policy: usize, id: ObjectId, co: u32, j: &Arc<Judgement>, store: &mut RepoStore<'_>) {
+    fn remember(&mut self, policy: usize, id: ObjectId, view: u32, j: &Arc<Judgement>, store: &mut RepoStore<'_>) {
         match &j.judged.lfs_oid {
             None => {
-                self.blobs.insert((policy, id, co), j.clone());
+                self.blobs.insert((policy, id, view), j.clone());
             }
             Some(oid) => {
                 self.pointers.insert(id, oid.clone());
@@ -470,7 +488,7 @@ impl<'o> Auditor<'o> {
                     true => store.key(oid, &self.moved),
                 };
                 if let Some(key) = key {
-                    self.objects.insert((policy, id, co, key), j.clone());
+                    self.objects.insert((policy, id, view, key), j.clone());
                 }
             }
         }

@@ -361,7 +361,9 @@ fn shared_head(old: &[u8], new: &[u8], hash_len: usize) -> Option<usize> {
 
 /// Whether a tree's bytes may hold a `.gitattributes` entry.
 fn may_have_attributes(data: &[u8]) -> bool {
-    memchr::memmem::find(data, b" .gitattributes\0").is_some()
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" .gitattributes\0"));
+    FINDER.find(data).is_some()
 }
 
 /// The `.gitattributes` entry of a tree (any mode but a directory's), as git reads it.
