@@ -3,8 +3,8 @@
 //! gate judges a push (the same policy lookup, engine, LFS resolution, budgets, checkout
 //! conversions and decisions), with one JSON record per file place.
 //!
-//! Each blob is judged once per checkout for the whole fleet (each LFS object once per
-//! object its repository's store holds, as the store's `head` describes it): an in-memory
+//! Each blob is judged once per checkout and name claim for the whole fleet (each LFS object
+//! once per object its repository's store holds, as the store's `head` describes it): an in-memory
 //! table in front of the gate's content-addressed cache (which `--cache DIR` shares between
 //! runs, shards and the hooks), so a fork or a mirror costs only its walk.
 //!
