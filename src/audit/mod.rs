@@ -3,10 +3,10 @@
 //! gate judges a push (the same policy lookup, engine, LFS resolution, budgets, checkout
 //! conversions and decisions), with one JSON record per file place.
 //!
-//! Each blob is judged once per checkout and name claim for the whole fleet (each LFS object
-//! once per object its repository's store holds, as the store's `head` describes it): an in-memory
-//! table in front of the gate's content-addressed cache (which `--cache DIR` shares between
-//! runs, shards and the hooks), so a fork or a mirror costs only its walk.
+//! Each blob is judged once per checkout and name claim for the whole fleet (each LFS
+//! object once per object its repository's store holds, as the store's `head` describes it):
+//! an in-memory table in front of the gate's content-addressed cache (which `--cache DIR`
+//! shares between runs, shards and the hooks), so a fork or a mirror costs only its walk.
 //!
 //! Repositories are audited one after the other in name order (each one's files in
 //! parallel); `--shard i/n` takes a stable subset by a hash of the name, and shards' outputs
