@@ -359,6 +359,48 @@ fn shared_head(old: &[u8], new: &[u8], hash_len: usize) -> Option<usize> {
     Some(at)
 }
 
+/// [`changed`] straight from two trees' bytes, without decoding what they share: from the
+/// first entry that differs, and once they are in step again after a difference, the rest
+/// compared as bytes ends it when equal. `None` for malformed bytes.
+fn changed_bytes<'a>(old: &'a [u8], new: &'a [u8], hash_len: usize) -> Option<Vec<(Entry<'a>, Option<Entry<'a>>)>> {
+    let from = shared_head(old, new, hash_len)?;
+    let (mut a, mut b) = (from, from);
+    let mut out = Vec::new();
+    let mut in_step = true;
+    while let Some(rest) = new.get(b..).filter(|r| !r.is_empty()) {
+        let (n, n_len) = entry(rest, hash_len)?;
+        let Some(old_rest) = old.get(a..).filter(|r| !r.is_empty()) else {
+            out.push((n, None));
+            b += n_len;
+            continue;
+        };
+        let (o, o_len) = entry(old_rest, hash_len)?;
+        if o.raw == n.raw {
+            if !in_step && old_rest == rest {
+                break;
+            }
+            in_step = true;
+            a += o_len;
+            b += n_len;
+            continue;
+        }
+        in_step = false;
+        match tree_order(&o, &n) {
+            Ordering::Less => a += o_len,
+            Ordering::Greater => {
+                out.push((n, None));
+                b += n_len;
+            }
+            Ordering::Equal => {
+                out.push((n, Some(o)));
+                a += o_len;
+                b += n_len;
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Whether a tree's bytes may hold a `.gitattributes` entry.
 fn may_have_attributes(data: &[u8]) -> bool {
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
@@ -512,12 +554,8 @@ impl<'r> Walker<'r> {
         let todo: Vec<(Entry<'_>, Option<Entry<'_>>)> = match (&old_obj, old) {
             // The common case: no attributes on either side, compared from the first
             // entry that differs.
-            (Some(o), Some(old_id)) if !attrs => {
-                let from = shared_head(&o.data, &new_obj.data, hash_len).ok_or_else(|| malformed(new))?;
-                let n =
-                    entries(new_obj.data.get(from..).unwrap_or_default(), hash_len).ok_or_else(|| malformed(new))?;
-                let p = entries(o.data.get(from..).unwrap_or_default(), hash_len).ok_or_else(|| malformed(old_id))?;
-                changed(&p, &n)
+            (Some(o), Some(_)) if !attrs => {
+                changed_bytes(&o.data, &new_obj.data, hash_len).ok_or_else(|| malformed(new))?
             }
             _ => {
                 let n = entries(&new_obj.data, hash_len).ok_or_else(|| malformed(new))?;
@@ -646,6 +684,17 @@ mod tests {
         assert_eq!(from, "100644 a\0".len() + 20);
         let (o2, n2) = (entries(&old[from..], 20).unwrap(), entries(&new[from..], 20).unwrap());
         assert_eq!(names(&changed(&o2, &n2)), names(&changed(&o, &n)));
+        assert_eq!(names(&changed_bytes(&old, &new, 20).unwrap()), names(&changed(&o, &n)));
+        // In step again after a difference: the rest is not decoded (a malformed tail that
+        // both share changes nothing), but a difference after it is found.
+        let tail = b"garbage that is no entry";
+        let old_t = [tree(&[("100644", "a", 1), ("100644", "b", 2)]).as_slice(), tail].concat();
+        let new_t = [tree(&[("100644", "a", 9), ("100644", "b", 2)]).as_slice(), tail].concat();
+        assert_eq!(names(&changed_bytes(&old_t, &new_t, 20).unwrap()), [("a".to_string(), true)]);
+        let old3 = tree(&[("100644", "a", 1), ("100644", "b", 2), ("100644", "c", 3), ("100644", "d", 4)]);
+        let new3 = tree(&[("100644", "a", 9), ("100644", "b", 2), ("100644", "c", 3), ("100644", "d", 8)]);
+        let got = names(&changed_bytes(&old3, &new3, 20).unwrap());
+        assert_eq!(got, [("a".to_string(), true), ("d".to_string(), true)]);
         // A mode change is a change; an unsorted tree loses no entry (it may give more).
         let new = tree(&[("100755", "a", 1), ("100644", "z", 9), ("40000", "d", 2), ("100644", "b", 7)]);
         let n = entries(&new, 20).unwrap();
