@@ -69,3 +69,23 @@ fn a_cached_verdict_holds_only_for_the_names_it_was_made_under() {
     let out = assert_accepted(e.push(&["main"]));
     assert!(out.contains("(1 from cache)"), "the neutral judgement is reused:\n{out}");
 }
+
+#[test]
+fn a_cached_verdict_of_recognised_content_holds_under_any_name() {
+    let e = Env::new();
+    // A safetensors file past 1 MiB (cached), first under a name that claims nothing.
+    let pad = 1_100_000usize;
+    let header = format!("{{\"w\":{{\"dtype\":\"U8\",\"shape\":[{pad}],\"data_offsets\":[0,{pad}]}}}}");
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.resize(bytes.len() + pad, 0);
+    e.write("weights.bin", &bytes);
+    e.commit("neutral name");
+    let first = assert_accepted(e.push(&["main"]));
+    assert!(first.contains("(0 from cache)"), "{first}");
+    // Renamed to what it is: the name's claim cannot change the verdict of recognised content.
+    e.w(&["mv", "weights.bin", "model.safetensors"]);
+    e.commit("renamed");
+    let out = assert_accepted(e.push(&["main"]));
+    assert!(out.contains("(1 from cache)"), "{out}");
+}

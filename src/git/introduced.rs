@@ -184,6 +184,56 @@ fn peel(repo: &gix::Repository, mut id: ObjectId) -> Result<(ObjectId, gix::obje
 /// Fewer new commits than this are diffed on the calling thread.
 const PARALLEL_MIN_COMMITS: usize = 256;
 
+/// A thread that ran out of commits takes half of what another has left when that is at
+/// least this many (a thread starting elsewhere in the history reads its trees' delta chains
+/// from their bases again, which a few commits do not repay).
+const STEAL_MIN_COMMITS: usize = 64;
+
+/// The commits to diff, shared out between threads as runs of consecutive commits (which
+/// share most of their trees, and so the thread's object cache). Each thread starts with an
+/// equal run; one that finishes takes the second half of the longest run left: commits
+/// differ in cost (the newest trees of a growing history are the biggest), so equal shares
+/// left one thread idle for a fifth of the walk.
+struct Shares {
+    /// Per thread, `[next, end)` of its current run.
+    runs: std::sync::Mutex<Vec<(usize, usize)>>,
+}
+
+impl Shares {
+    fn new(n: usize, threads: usize) -> Shares {
+        let per = n.div_ceil(threads.max(1));
+        let runs = (0..threads).map(|t| ((t * per).min(n), ((t + 1) * per).min(n))).collect();
+        Shares { runs: std::sync::Mutex::new(runs) }
+    }
+
+    /// The next commit for thread `me`, and whether it starts a new run (taken from another
+    /// thread; the first commit of a thread's own run is not marked).
+    fn next(&self, me: usize) -> Option<(usize, bool)> {
+        let mut runs = self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (next, end) = *runs.get(me)?;
+        if next < end {
+            if let Some(r) = runs.get_mut(me) {
+                r.0 += 1;
+            }
+            return Some((next, false));
+        }
+        let (victim, left) =
+            runs.iter().enumerate().map(|(i, (n, e))| (i, e.saturating_sub(*n))).max_by_key(|(_, l)| *l)?;
+        if left < STEAL_MIN_COMMITS {
+            return None;
+        }
+        let (vn, ve) = *runs.get(victim)?;
+        let mid = vn + left / 2;
+        if let Some(v) = runs.get_mut(victim) {
+            v.1 = mid;
+        }
+        if let Some(r) = runs.get_mut(me) {
+            *r = (mid + 1, ve);
+        }
+        Some((mid, true))
+    }
+}
+
 /// The ref a walk is for, and the path its trees sit at (a gitlink's path for a submodule).
 #[derive(Clone)]
 struct Ctx {
@@ -697,32 +747,50 @@ impl Collector<'_> {
             self.absorb(found);
             return Ok(());
         }
-        let chunk = todo.len().div_ceil(threads);
+        let shares = Shares::new(todo.len(), threads);
         let view = self.view;
         let info = self.info.clone();
         let record = self.memo.is_some();
-        let results: Vec<Result<Found>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = todo
-                .chunks(chunk)
-                .map(|part| {
-                    let info = info.clone();
-                    scope.spawn(move || -> Result<Found> {
+        let results: Vec<Result<Vec<(usize, Found)>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|me| {
+                    let (info, shares) = (info.clone(), &shares);
+                    scope.spawn(move || -> Result<Vec<(usize, Found)>> {
                         let kind = view.object_hash();
                         let handle = view.odb().context("cannot open the object store")?;
                         let odb = gix::OdbHandle::new(handle, kind);
                         let objects = PackedObjects::open(view.first_objects_dir(), &odb, kind);
                         let mut d = Differ::new(objects, info, kind, record);
-                        for (c, parents) in part {
+                        // What this thread found, per run of consecutive commits.
+                        let mut runs: Vec<(usize, Found)> = Vec::new();
+                        let mut start = None;
+                        while let Some((i, fresh)) = shares.next(me) {
+                            if fresh || start.is_none() {
+                                if let Some(s) = start {
+                                    runs.push((s, std::mem::take(&mut d.found)));
+                                }
+                                start = Some(i);
+                            }
+                            let Some((c, parents)) = todo.get(i) else { break };
                             d.commit_diff(*c, parents, ctx)?;
                         }
-                        Ok(d.found)
+                        if let Some(s) = start {
+                            runs.push((s, d.found));
+                        }
+                        Ok(runs)
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a walk thread panicked")))).collect()
         });
+        let mut runs = Vec::new();
         for r in results {
-            self.absorb(r?);
+            runs.extend(r?);
+        }
+        // Runs cover `todo` without overlap: in order of their first commit, they are in walk order.
+        runs.sort_by_key(|(start, _)| *start);
+        for (_, found) in runs {
+            self.absorb(found);
         }
         Ok(())
     }
@@ -942,6 +1010,52 @@ impl NewBlob {
             Some(p) if !p.path.is_empty() => p.path.to_str_lossy().into_owned(),
             Some(p) if !p.refname.is_empty() => format!("(blob at {})", p.refname.to_str_lossy()),
             _ => format!("(blob {} reached by no ref)", self.id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every commit is handed out exactly once, as runs of consecutive commits that, sorted by
+    /// their first commit, give back the walk order; a thread that finishes early takes work.
+    #[test]
+    fn shares_hand_out_each_commit_once_in_runs() {
+        for (n, threads) in [(10_000, 2), (1_000, 3), (257, 4), (64, 2)] {
+            let shares = Shares::new(n, threads);
+            let runs: Vec<Vec<Vec<usize>>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..threads)
+                    .map(|me| {
+                        let shares = &shares;
+                        s.spawn(move || {
+                            let mut runs: Vec<Vec<usize>> = Vec::new();
+                            while let Some((i, fresh)) = shares.next(me) {
+                                if fresh || runs.is_empty() {
+                                    runs.push(Vec::new());
+                                }
+                                runs.last_mut().unwrap().push(i);
+                                // Thread 0 is slow: the others must take from it.
+                                if me == 0 {
+                                    std::thread::sleep(std::time::Duration::from_micros(50));
+                                }
+                            }
+                            runs
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let mut all: Vec<Vec<usize>> = runs.iter().flatten().cloned().collect();
+            for r in &all {
+                assert!(r.windows(2).all(|w| w[1] == w[0] + 1), "a run is consecutive: {r:?}");
+            }
+            all.sort_by_key(|r| r[0]);
+            let order: Vec<usize> = all.into_iter().flatten().collect();
+            assert_eq!(order, (0..n).collect::<Vec<_>>(), "{n} commits, {threads} threads");
+            if n >= 1_000 {
+                assert!(runs.iter().skip(1).any(|r| r.len() > 1), "an idle thread took part of another's run");
+            }
         }
     }
 }

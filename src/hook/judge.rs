@@ -488,11 +488,11 @@ struct CheckoutEntry {
 }
 
 /// Cache key of a blob's variants under a checkout: the blob's key with a digest of it.
-fn checkout_key(names: &Names, id: &gix::ObjectId, co: &Checkout) -> String {
+fn checkout_key(id: &gix::ObjectId, co: &Checkout) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(format!("{co:?}").as_bytes());
     let tag: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("co{tag}-{}", names.key(Cache::blob_key(id)))
+    format!("co{tag}-{}", Cache::blob_key(id))
 }
 
 /// The names bytes go by, as far as their judgement depends on them: a name that claims a
@@ -552,6 +552,41 @@ impl Names {
     fn key(&self, key: String) -> String {
         format!("{}{key}", self.tag)
     }
+
+    /// The cache key of judgements made under these names from the bytes of key `base`: the
+    /// names count only for content no format matched (the claim rule), so judgements of
+    /// recognised content (`recognised`) hold under any name.
+    fn key_for(&self, base: String, recognised: bool) -> String {
+        match recognised {
+            true => base,
+            false => self.key(base),
+        }
+    }
+
+    /// A cached value for the bytes of key `base` that holds under these names.
+    fn cached<T: serde::de::DeserializeOwned>(
+        &self,
+        cache: &Cache,
+        base: &str,
+        recognised: impl Fn(&T) -> bool,
+    ) -> Option<T> {
+        match cache.get_value::<T>(base) {
+            Some(v) if self.tag.is_empty() || recognised(&v) => Some(v),
+            _ if self.tag.is_empty() => None,
+            _ => cache.get_value(&self.key(base.to_string())),
+        }
+    }
+}
+
+/// Whether the claim rule could not have applied to `j` (its content matched a format).
+fn recognised(j: &Judged) -> bool {
+    j.format != "unknown"
+}
+
+impl CheckoutEntry {
+    fn recognised(&self) -> bool {
+        self.variants.iter().all(|(_, j)| recognised(j))
+    }
 }
 
 /// The judgement of the stored bytes and, when it may be cached, its key; then the
@@ -559,7 +594,7 @@ impl Names {
 fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged, Option<String>, Vec<Variant>) {
     let max_size = ctx.config.limits.max_file_size;
     let names = Names::of(blob);
-    let blob_key = names.key(Cache::blob_key(&blob.id));
+    let blob_key = Cache::blob_key(&blob.id);
     let mut checkouts: Vec<&Checkout> = Vec::new();
     for p in &blob.places {
         if !checkouts.contains(&&p.checkout) {
@@ -572,13 +607,13 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
     }
     // Symbolic links are written as stored: only other checkouts can give other bytes.
     let converting: Vec<&Checkout> = checkouts.iter().copied().filter(|c| !c.symlink).collect();
-    if let Some(j) = ctx.cache.and_then(|c| c.get(&blob_key)) {
+    if let Some(j) = ctx.cache.and_then(|c| names.cached(c, &blob_key, recognised)) {
         if let Some(m) = max_size.filter(|m| j.size > *m) {
             return (too_large(j.size, m, j.lfs_oid), None, Vec::new());
         }
         let entries: Option<Vec<CheckoutEntry>> = converting
             .iter()
-            .map(|co| ctx.cache.and_then(|c| c.get_value::<CheckoutEntry>(&checkout_key(&names, &blob.id, co))))
+            .map(|co| ctx.cache.and_then(|c| names.cached(c, &checkout_key(&blob.id, co), CheckoutEntry::recognised)))
             .collect();
         if let Some(entries) = entries {
             let mut variants: Vec<Variant> = Vec::new();
@@ -619,7 +654,11 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
                 .push(Variant { checkout: "the pointer text itself (a client without git-lfs)".into(), judged: plain });
             judge_pointer(ctx, &p, &names)
         }
-        None => (Judged::from_report(&names.scan(source, &ctx.config.scan), None), Some(blob_key)),
+        None => {
+            let j = Judged::from_report(&names.scan(source, &ctx.config.scan), None);
+            let key = names.key_for(blob_key, recognised(&j));
+            (j, Some(key))
+        }
     };
     if converting.is_empty() {
         return (stored, key, variants);
@@ -692,7 +731,8 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
         let worth = worth_primary || mine.iter().any(|(_, j)| j.is_model());
         if worth && ctx.meter.stopped().is_none() && !mine.iter().any(|(_, j)| is_gate_failure(j)) {
             if let Some(c) = ctx.cache {
-                let _ = c.put_value(&checkout_key(&names, &blob.id, co), &CheckoutEntry { variants: mine });
+                let entry = CheckoutEntry { variants: mine };
+                let _ = c.put_value(&names.key_for(checkout_key(&blob.id, co), entry.recognised()), &entry);
             }
         }
     }
@@ -789,12 +829,13 @@ pub(crate) fn judge_lfs_object(
             Err(e) => return (unreadable(&format!("cannot read lfs object sha256:{}: {e}", p.oid)), None),
         }
     }
-    let key = names.key(Cache::lfs_key(&p.oid));
-    if let Some(j) = cache.and_then(|c| c.get(&key)).filter(|j| j.size == p.size) {
+    let key = Cache::lfs_key(&p.oid);
+    if let Some(j) = cache.and_then(|c| names.cached(c, &key, recognised)).filter(|j: &Judged| j.size == p.size) {
         return (Judged { cached: true, ..j }, None);
     }
-    let report = names.scan(source, opts);
-    (Judged::from_report(&report, Some(p.oid.clone())), Some(key))
+    let j = Judged::from_report(&names.scan(source, opts), Some(p.oid.clone()));
+    let key = names.key_for(key, recognised(&j));
+    (j, Some(key))
 }
 
 fn unreadable(msg: &str) -> Judged {
