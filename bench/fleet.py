@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark `modelgate audit` on a generated fleet (figures for humans, never asserted in tests).
 
-usage: bench/fleet.py gen WORKDIR [--origins 50] [--commits 120] [--fork-commits 10] [--files 60]
+usage: bench/fleet.py gen WORKDIR [--origins 50] [--commits 120] [--fork-commits 10] [--files 60] [--attributes]
        bench/fleet.py run WORKDIR [--bin target/release/modelgate] [--repeat 3] [--shards 2]
 
 gen: a Gitea-style repository root WORKDIR/repos/<owner>/<name>.git with ORIGINS repositories
@@ -11,7 +11,9 @@ branches merged with --no-ff, tags, some pickles, one in ten dangerous), and as 
 --shared` (the objects stay in the origin, as GitLab's object pools), half plain local clones
 (hard-linked packs, as Gitea copies). Every fifth origin has Git LFS models (pickles of a
 few MiB, PyTorch zip checkpoints, one in ten dangerous) in its store, <git-dir>/lfs/objects, and its forks carry the pointers (and the
-objects, hard-linked).
+objects, hard-linked). With --attributes, every third origin has a top-level `.gitattributes`
+(and one in src/core) from its first commit, changed halfway through its history: the audit
+then reads attributes and judges each file with its checkouts, as the hook does.
 
 run: times, warm (one unmeasured run first), the median of REPEAT runs of
   - the sum of `git rev-list --all --objects` over every repository (one process each),
@@ -138,10 +140,17 @@ def store_lfs(git_dir, data):
     return oid
 
 
-def history(fi, rng, commits, nfiles, git_dir, lfs, ref_prefix=""):
+ATTRIBUTES = b"*.pkl -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+ATTRIBUTES_LATER = ATTRIBUTES + b"*.txt text eol=lf\n"
+ATTRIBUTES_CORE = b"*.txt -diff\n"
+
+
+def history(fi, rng, commits, nfiles, git_dir, lfs, attributes=False):
     """COMMITS commits on main (and feature branches merged into it)."""
     paths = ["src/%s/file%03d.txt" % (rng.choice(["core", "io", "nn", "util"]), i) for i in range(nfiles)]
     changes = [(p, fi.blob(text(rng, rng.randint(20, 80)))) for p in paths]
+    if attributes:
+        changes += [(".gitattributes", fi.blob(ATTRIBUTES)), ("src/core/.gitattributes", fi.blob(ATTRIBUTES_CORE))]
     main = fi.commit("refs/heads/main", "initial", changes)
     made = 1
     branch_no = 0
@@ -161,6 +170,8 @@ def history(fi, rng, commits, nfiles, git_dir, lfs, ref_prefix=""):
         ch = []
         for _ in range(rng.randint(1, 3)):
             ch.append((rng.choice(paths), fi.blob(text(rng, rng.randint(20, 80)))))
+        if attributes and made == commits // 2:
+            ch.append((".gitattributes", fi.blob(ATTRIBUTES_LATER)))
         r = rng.random()
         if r < 0.04:
             ch.append(("models/m%d.pkl" % made, fi.blob(EVIL if rng.random() < 0.1 else pickle.dumps({"w": [made] * 100}))))
@@ -185,7 +196,7 @@ def gen(a):
         git_dir = os.path.join(root, "org%02d" % i, "project%02d.git" % i)
         git("init", "-q", "--bare", "-b", "main", git_dir)
         fi = FastImport(rng)
-        history(fi, rng, a.commits, a.files, git_dir, lfs=(i % 5 == 0))
+        history(fi, rng, a.commits, a.files, git_dir, lfs=(i % 5 == 0), attributes=a.attributes and i % 3 == 0)
         fi.feed(git_dir)
         git("--git-dir", git_dir, "gc", "-q", *(["--aggressive"] if a.aggressive else []))
         # The fork.
@@ -308,6 +319,7 @@ def main():
     g.add_argument("--fork-commits", type=int, default=10)
     g.add_argument("--files", type=int, default=60)
     g.add_argument("--aggressive", action="store_true", help="git gc --aggressive (deeper delta chains)")
+    g.add_argument("--attributes", action="store_true", help="every third origin has .gitattributes (changed once)")
     r = sub.add_parser("run")
     r.add_argument("workdir")
     r.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "modelgate"))

@@ -240,6 +240,74 @@ fn each_blob_is_judged_once_for_the_fleet() {
     assert!(s.contains("3 from the cache"), "{s}");
 }
 
+#[test]
+fn each_blob_is_judged_once_per_checkout_for_the_fleet() {
+    let f = Fleet::new();
+    // A pickle git's detection takes for binary, harmless as stored; LF -> CRLF turns its
+    // short byte string's contents into opcodes. The attributes arrive in a later commit.
+    let ops: &[u8] = b"\x8c\x02os\x8c\x06system\x93\x8c\x0becho pwned!\x85R";
+    let q = [b"0".as_slice(), ops].concat();
+    let mut p = b"C\x01\x000".to_vec();
+    p.extend(b"N0".repeat(300));
+    p.push(b'C');
+    p.push(u8::try_from(2 * q.len()).unwrap());
+    p.extend(std::iter::repeat_n(b'\n', q.len()));
+    p.extend_from_slice(&q);
+    p.push(b'.');
+    let alice = f.origin("alice/models.git", &[("m/x.bin", &p), (".gitattributes", b"m/*.bin text eol=crlf\n")], &[]);
+    f.fork(&alice, "bob/models.git", true, ("bob.txt", b"bob\n"));
+    let o = audit(&["--flavor", "gitea"], &[&f.root]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o.stderr));
+    // alice: m/x.bin as stored, m/x.bin with CRLF line endings, .gitattributes; bob: those
+    // three from alice's judgements, and its own file.
+    assert_eq!(stats(&o.stderr), (4, 3), "{}", show(&o.stderr));
+    let ls = lines(&o.stdout);
+    for repo in ["alice/models", "bob/models"] {
+        let all = files(&ls, repo);
+        let x: Vec<&&Value> = all.iter().filter(|r| r["path"] == "m/x.bin" && r["decision"] != "allow").collect();
+        assert_eq!(x.len(), 1, "only the place with the attributes is rejected: {all:?}");
+        assert_eq!(x[0]["decision"], "reject");
+        assert_eq!(x[0]["verdict"], "dangerous");
+        assert_eq!(x[0]["checkout"], "text, CRLF line endings");
+        assert_eq!(x[0]["decided_by"], "as checked out with text, CRLF line endings");
+    }
+    // Through the disk cache: a second run judges nothing the gate keeps (the pickle under
+    // both checkouts); the small files of no known format are judged again.
+    let cache = f.path("cache");
+    let first = audit(&["--flavor", "gitea", "--cache", cache.to_str().unwrap()], &[&f.root]);
+    let second = audit(&["--flavor", "gitea", "--cache", cache.to_str().unwrap()], &[&f.root]);
+    assert_eq!(first.stdout, o.stdout);
+    assert_eq!(second.stdout, o.stdout);
+    assert!(show(&second.stderr).contains("2 from the cache"), "{}", show(&second.stderr));
+}
+
+#[test]
+fn a_blob_is_judged_again_under_a_name_that_claims_a_model() {
+    // Bytes no format matches: unsupported under a neutral name, an error (fail closed)
+    // under a name that claims a model format, whichever repository judged them first.
+    let mut x: u64 = 7;
+    let mut bytes = b"\xfe\xed\xfa\xce".to_vec();
+    while bytes.len() < 3000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.push((x >> 24) as u8);
+    }
+    let f = Fleet::new();
+    f.origin("alice/data.git", &[("a.bin", &bytes)], &[]);
+    f.origin("bob/models.git", &[("weights/model.safetensors", &bytes), ("b.bin", &bytes)], &[]);
+    let o = audit(&["--flavor", "gitea", "--all-files"], &[&f.root]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o.stderr));
+    let ls = lines(&o.stdout);
+    assert_eq!(file(&ls, "alice/data", "a.bin")["decision"], "allow");
+    assert_eq!(file(&ls, "bob/models", "b.bin")["decision"], "allow");
+    let m = file(&ls, "bob/models", "weights/model.safetensors");
+    assert_eq!((m["verdict"].as_str(), m["decision"].as_str()), (Some("error"), Some("reject")), "{m}");
+    assert!(m["codes"].to_string().contains("model-content-unrecognised"), "{m}");
+    // alice's a.bin, bob's model.safetensors (another claim) judged; bob's b.bin from alice's.
+    assert_eq!(stats(&o.stderr), (2, 1), "{}", show(&o.stderr));
+}
+
 /// Run the shards with `xargs -P`, as the README shows, and merge them.
 fn sharded(root: &Path, out: &Path, n: usize, extra: &str) -> Output {
     std::fs::create_dir_all(out).unwrap();

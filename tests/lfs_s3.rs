@@ -417,3 +417,144 @@ fn a_large_checkpoint_is_judged_from_a_few_ranged_reads() {
     eprintln!("s3: judged a {size}-byte checkpoint from {read} bytes sent by the server");
     assert!(read < 512 * 1024, "{read} bytes read for a {size}-byte checkpoint");
 }
+
+/// `modelgate audit` with the given credentials: (exit code, file records, stderr).
+fn s3_audit(
+    home: &Path,
+    args: &[&str],
+    paths: &[&Path],
+    creds: &[(&str, String)],
+) -> (i32, Vec<serde_json::Value>, String) {
+    let out = Command::new(BIN)
+        .arg("audit")
+        .args(args)
+        .args(paths)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(creds.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let files = show(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["type"] == "file")
+        .collect();
+    (out.status.code().unwrap_or(-1), files, show(&out.stderr))
+}
+
+/// `N` in the audit's closing `s3: N GET requests` (0 when it reads nothing from S3), and
+/// `M` in `M from other repositories`.
+fn audit_counts(stderr: &str) -> (u64, u64) {
+    let before = |key: &str| -> Option<u64> {
+        let i = stderr.find(key)?;
+        stderr[..i].split_whitespace().last()?.parse().ok()
+    };
+    (before(" GET requests").unwrap_or(0), before(" from other repositories").expect(stderr))
+}
+
+#[test]
+fn audit_judges_a_fleet_whose_lfs_objects_are_in_the_bucket() {
+    let Some(m) = moto() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = m.bucket("audit-objects");
+    let (good, good_oid, _) = checkpoint(dir.path(), "good.pt", &[]);
+    let (bad, bad_oid, _) = checkpoint(dir.path(), "bad.pt", &["--evil"]);
+    m.put(&bucket, &gitea_key(&good_oid), &good);
+    m.put(&bucket, &gitea_key(&bad_oid), &bad);
+    let lost = pointer(b"never uploaded to the bucket");
+
+    // A Gitea root: alice's repository with the pointers, bob's fork of it (sharing its
+    // objects, as Gitea's forks share the LFS bucket).
+    let e = Env::new();
+    let ptr = |p: &Path| pointer(&std::fs::read(p).unwrap());
+    e.write("models/good.pt", &ptr(&good));
+    e.write("models/bad.pt", &ptr(&bad));
+    e.write("models/lost.pt", &lost);
+    e.write("README.md", b"# models\n");
+    e.commit("models");
+    let root = dir.path().join("repositories");
+    let alice = root.join("alice/models.git");
+    let bob = root.join("bob/models.git");
+    let (a, b) = (alice.to_str().unwrap(), bob.to_str().unwrap());
+    e.run(e.dir.path(), &["clone", "-q", "--bare", e.work.to_str().unwrap(), a]);
+    e.run(e.dir.path(), &["clone", "-q", "--bare", "--shared", a, b]);
+
+    let proxy = counting_proxy(&m.endpoint);
+    let policy = s3_policy(dir.path(), &bucket, &proxy.endpoint, "");
+    let args = ["--flavor", "gitea", "--policy", policy.to_str().unwrap()];
+    let (code, only_alice, err) = s3_audit(dir.path(), &args, &[&alice], &m.creds());
+    assert_eq!(code, 1, "{err}");
+    let (alice_gets, _) = audit_counts(&err);
+    assert!(alice_gets > 0, "{err}");
+    let alice_bytes = proxy.bytes.load(Ordering::Relaxed);
+
+    let (code, files, err) = s3_audit(dir.path(), &args, &[&root], &m.creds());
+    assert_eq!(code, 1, "{err}");
+    let whole_bytes = proxy.bytes.load(Ordering::Relaxed) - alice_bytes;
+    for repo in ["alice/models", "bob/models"] {
+        let rec = |path: &str| {
+            files
+                .iter()
+                .find(|f| f["repository"] == repo && f["path"] == path)
+                .unwrap_or_else(|| panic!("{repo} {path}"))
+        };
+        let bad = rec("models/bad.pt");
+        assert_eq!((bad["verdict"].as_str(), bad["decision"].as_str()), (Some("dangerous"), Some("reject")), "{bad}");
+        assert_eq!(bad["lfs_oid"], bad_oid.as_str());
+        assert!(bad["codes"].to_string().contains(BAD_CODE), "{bad}");
+        let good = rec("models/good.pt");
+        assert_eq!((good["verdict"].as_str(), good["decision"].as_str()), (Some("safe"), Some("allow")), "{good}");
+        // A pointer whose object is not in the bucket fails closed.
+        let lost = rec("models/lost.pt");
+        assert_eq!((lost["verdict"].as_str(), lost["decision"].as_str()), (Some("error"), Some("reject")), "{lost}");
+        assert!(lost["codes"].to_string().contains("lfs-object-missing"), "{lost}");
+    }
+    // The fork's objects come from the fleet table: no GET beyond alice's own, a few
+    // HEADs' worth of bytes.
+    let (gets, from_fleet) = audit_counts(&err);
+    eprintln!(
+        "audit on s3: alice {alice_gets} GETs ({alice_bytes} bytes), alice and bob {gets} GETs ({whole_bytes} bytes)"
+    );
+    assert_eq!(gets, alice_gets, "{err}");
+    assert!(from_fleet >= 3, "bob's README and its two objects in the bucket: {err}");
+    assert!(whole_bytes < alice_bytes + 16 * 1024, "{whole_bytes} bytes for the fleet, {alice_bytes} for alice");
+    let alice_records: Vec<&serde_json::Value> = files.iter().filter(|f| f["repository"] == "alice/models").collect();
+    assert_eq!(alice_records.len(), only_alice.len());
+
+    // A quarantine directory is for filesystem stores: said plainly, nothing moved.
+    let q = dir.path().join("quarantine");
+    let mut with_q = args.to_vec();
+    let qs = q.display().to_string();
+    with_q.extend(["--quarantine", &qs]);
+    let (code, files, err) = s3_audit(dir.path(), &with_q, &[&root], &m.creds());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("quarantines within its bucket") && err.contains(&format!("s3://{bucket}/")), "{err}");
+    assert_eq!(err.matches("cannot quarantine").count(), 1, "said once: {err}");
+    assert!(files.iter().all(|f| f["quarantined"].is_null()));
+    assert!(m.has(&bucket, &gitea_key(&bad_oid)) && !q.exists());
+
+    // Within the bucket, as `lfs watch --quarantine` does: moved once, both places say where.
+    let target = format!("s3://{bucket}/quarantine/");
+    let mut with_q = args.to_vec();
+    with_q.extend(["--quarantine", &target]);
+    let (code, files, err) = s3_audit(dir.path(), &with_q, &[&root], &m.creds());
+    assert_eq!(code, 1, "{err}");
+    for repo in ["alice/models", "bob/models"] {
+        let bad = files.iter().find(|f| f["repository"] == repo && f["path"] == "models/bad.pt").unwrap();
+        assert_eq!(bad["quarantined"], format!("{target}{bad_oid}"), "{bad}");
+        assert_eq!(bad["verdict"], "dangerous", "{bad}");
+        let good = files.iter().find(|f| f["repository"] == repo && f["path"] == "models/good.pt").unwrap();
+        assert!(good["quarantined"].is_null());
+    }
+    assert!(!m.has(&bucket, &gitea_key(&bad_oid)));
+    assert!(m.has(&bucket, &format!("quarantine/{bad_oid}")));
+    assert!(m.has(&bucket, &format!("quarantine/{bad_oid}.json")));
+    assert!(m.has(&bucket, &gitea_key(&good_oid)));
+    // Audited again, the object is gone from the store: its pointers now fail closed.
+    let (code, files, _) = s3_audit(dir.path(), &args, &[&root], &m.creds());
+    assert_eq!(code, 1);
+    let bad = files.iter().find(|f| f["repository"] == "bob/models" && f["path"] == "models/bad.pt").unwrap();
+    assert!(bad["codes"].to_string().contains("lfs-object-missing"), "{bad}");
+}

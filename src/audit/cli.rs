@@ -31,7 +31,9 @@ pub struct AuditArgs {
     /// Verdict cache directory shared across runs and shards (content-addressed; safe to share)
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
-    /// Move rejected LFS objects of a filesystem store (and a JSON verdict beside each) here
+    /// Move rejected LFS objects (and a JSON verdict beside each) out of the store, as `lfs
+    /// watch --quarantine` does: to this directory for a filesystem store, to
+    /// s3://<bucket>/<prefix> within the bucket of an S3 store
     #[arg(long, value_name = "DIR")]
     pub quarantine: Option<PathBuf>,
     /// Resumable run: finished repositories are recorded here, and a run with the same state
@@ -126,7 +128,11 @@ pub fn audit(a: &AuditArgs) -> Result<i32> {
         policy: a.policy.clone(),
         shard,
         cache_dir: a.cache.as_ref().map(|c| absolute(c)).transpose()?,
-        quarantine: a.quarantine.as_ref().map(|c| absolute(c)).transpose()?,
+        quarantine: a
+            .quarantine
+            .as_ref()
+            .map(|c| if c.to_string_lossy().starts_with("s3://") { Ok(c.clone()) } else { absolute(c) })
+            .transpose()?,
         state: a.state.clone(),
         jobs: a.jobs,
         all_files: a.all_files,
@@ -185,6 +191,10 @@ pub fn audit(a: &AuditArgs) -> Result<i32> {
             st.walk_time.as_secs_f64(),
             st.judge_time.as_secs_f64()
         );
+        let (bytes, gets) = crate::store::s3::fetched();
+        if gets > 0 {
+            eprintln!("modelgate: s3: {gets} GET requests, {bytes} bytes read");
+        }
     }
     Ok(outcome.summary.exit_code)
 }

@@ -1,11 +1,12 @@
 //! `modelgate audit`: what a forge already holds. Every blob reachable from any ref of every
 //! repository, through all history, and the LFS objects its pointers name, judged as the push
-//! gate judges a push (the same policy lookup, engine, LFS resolution, budgets and decisions),
-//! with one JSON record per file place.
+//! gate judges a push (the same policy lookup, engine, LFS resolution, budgets, checkout
+//! conversions and decisions), with one JSON record per file place.
 //!
-//! Each blob (and each LFS object, per store file) is judged once for the whole fleet: an
-//! in-memory table in front of the gate's content-addressed cache (which `--cache DIR` shares
-//! between runs, shards and the hooks), so a fork or a mirror costs only its walk.
+//! Each blob is judged once per checkout and name claim for the whole fleet (each LFS
+//! object once per object its repository's store holds, as the store's `head` describes it):
+//! an in-memory table in front of the gate's content-addressed cache (which `--cache DIR`
+//! shares between runs, shards and the hooks), so a fork or a mirror costs only its walk.
 //!
 //! Repositories are audited one after the other in name order (each one's files in
 //! parallel); `--shard i/n` takes a stable subset by a hash of the name, and shards' outputs
@@ -22,9 +23,10 @@ pub mod walk;
 use crate::git::attr::Checkout;
 use crate::git::{GateRepo, GitEnv, NewBlob, ObjectId, Place};
 use crate::hook::gate::{find_policy, hook_config, PolicyDecider, PolicySource, SYSTEM_POLICY};
-use crate::hook::{escape_bytes, judge_all, Action, Cache, HookConfig, HookEnv, Judged};
+use crate::hook::{escape_bytes, judge_push, Action, Cache, HookConfig, HookEnv, Judged, Judgement};
 use crate::policy::Policy;
-use anyhow::{anyhow, Context, Result};
+use crate::store::LfsObjects;
+use anyhow::{anyhow, bail, Context, Result};
 use discover::{Flavor, Repo};
 use records::{Block, FileRecord, RepoRecord, Summary};
 use std::collections::HashMap;
@@ -182,13 +184,55 @@ struct Auditor<'o> {
     opts: &'o Options,
     /// Policies by source (`None`: built-in); a policy that fails to load is kept as its error.
     policies: HashMap<Option<PathBuf>, Result<Arc<Judging>, String>>,
-    /// Judgements by policy and blob.
-    blobs: HashMap<(usize, ObjectId), Arc<Judged>>,
+    /// How places are seen, numbered for the keys below: the checkout, and the model format
+    /// the place's name claims (`*.pt`: content nothing recognises is then an error), on both
+    /// of which a judgement depends.
+    views: HashMap<(Checkout, Option<String>), u32>,
+    /// Judgements of blobs by policy, blob and view (the stored bytes and every other way
+    /// that view's checkout writes them).
+    blobs: HashMap<(usize, ObjectId, u32), Arc<Judgement>>,
     /// LFS pointer blobs: the oid each names.
     pointers: HashMap<ObjectId, String>,
-    /// Judgements of LFS objects by policy and [`ObjectKey`].
-    objects: HashMap<(usize, ObjectKey), Arc<Judged>>,
+    /// Judgements of LFS pointers by policy, pointer blob, view and the [`ObjectKey`] of the
+    /// object (in the store of the repository that judged it).
+    objects: HashMap<(usize, ObjectId, u32, ObjectKey), Arc<Judgement>>,
+    /// LFS objects this run moved to the quarantine, by where they were
+    /// ([`LfsObjects::locate`]): their key when judged, and where they went.
+    moved: HashMap<String, (Option<ObjectKey>, Option<String>)>,
+    /// Quarantine warnings already shown.
+    warned: std::collections::HashSet<String>,
     stats: Stats,
+}
+
+/// The LFS store of the repository being audited: opened once (on the first pointer), with
+/// the [`ObjectKey`] of each oid asked for (one `head` per oid).
+struct RepoStore<'c> {
+    config: &'c HookConfig,
+    git_dir: &'c Path,
+    store: Option<Result<Arc<dyn LfsObjects>, String>>,
+    keys: HashMap<String, Option<ObjectKey>>,
+}
+
+impl RepoStore<'_> {
+    fn store(&mut self) -> Result<Arc<dyn LfsObjects>, String> {
+        let (lfs, git_dir) = (&self.config.lfs, self.git_dir);
+        self.store.get_or_insert_with(|| crate::store::open(lfs, git_dir).map_err(|e| e.0)).clone()
+    }
+
+    /// The key of `oid` in this store: of the object it holds, or of the object this run
+    /// moved from its place to the quarantine; `None` when it holds none (or cannot be asked).
+    fn key(&mut self, oid: &str, moved: &HashMap<String, (Option<ObjectKey>, Option<String>)>) -> Option<ObjectKey> {
+        if let Some(k) = self.keys.get(oid) {
+            return k.clone();
+        }
+        let store = self.store().ok()?;
+        let key = match moved.get(&store.locate(oid)) {
+            Some((k, _)) => k.clone(),
+            None => ObjectKey::of(store.as_ref(), &self.config.lfs, oid),
+        };
+        self.keys.insert(oid.to_string(), key.clone());
+        key
+    }
 }
 
 impl<'o> Auditor<'o> {
@@ -196,9 +240,12 @@ impl<'o> Auditor<'o> {
         Auditor {
             opts,
             policies: HashMap::new(),
+            views: HashMap::new(),
             blobs: HashMap::new(),
             pointers: HashMap::new(),
             objects: HashMap::new(),
+            moved: HashMap::new(),
+            warned: Default::default(),
             stats: Stats::default(),
         }
     }
@@ -259,7 +306,6 @@ impl<'o> Auditor<'o> {
         self.stats.walk_time += started.elapsed();
         rec.refs = walked.refs;
         rec.commits = walked.commits;
-        rec.places = walked.places.len() as u64;
         rec.symlinks = walked.symlinks;
         rec.submodules = walked.submodules;
 
@@ -269,80 +315,117 @@ impl<'o> Auditor<'o> {
         let mut config = j.config.clone();
         config.lfs.repo = env.lfs_repo();
         config.lfs.validate().map_err(|e| anyhow!("bad lfs configuration: {e}"))?;
+        let mut store = RepoStore { config: &config, git_dir: &repo.git_dir, store: None, keys: HashMap::new() };
 
-        // Each blob once: from this run's table, else judged (through the disk cache).
+        // Each (blob, view) once: from this run's table, else judged (through the disk
+        // cache), as the hook judges a blob at a place with that checkout and name.
         let started = std::time::Instant::now();
-        let mut order: Vec<ObjectId> = Vec::new();
-        let mut first: HashMap<ObjectId, usize> = HashMap::new();
+        // How each place is seen: the run's number of its checkout and claim.
+        let mut local: HashMap<(usize, Option<String>), u32> = HashMap::new();
+        let mut views: Vec<u32> = Vec::with_capacity(walked.places.len());
+        for p in &walked.places {
+            let claim = crate::formats::claimed_model(&String::from_utf8_lossy(&p.path));
+            let n = match local.get(&(p.checkout, claim.clone())) {
+                Some(&n) => n,
+                None => {
+                    let co = walked.checkouts.get(p.checkout).cloned().unwrap_or_default();
+                    let n = self.view(co, claim.clone());
+                    local.insert((p.checkout, claim), n);
+                    n
+                }
+            };
+            views.push(n);
+        }
+        let view = |i: usize| views.get(i).copied().unwrap_or(u32::MAX);
+        let checkout = |p: &walk::WalkPlace| walked.checkouts.get(p.checkout).cloned().unwrap_or_default();
+        let mut order: Vec<(ObjectId, u32)> = Vec::new();
+        let mut first: HashMap<(ObjectId, u32), usize> = HashMap::new();
         for (i, p) in walked.places.iter().enumerate() {
-            if let std::collections::hash_map::Entry::Vacant(e) = first.entry(p.blob) {
+            if let std::collections::hash_map::Entry::Vacant(e) = first.entry((p.blob, view(i))) {
                 e.insert(i);
-                order.push(p.blob);
+                order.push((p.blob, view(i)));
             }
         }
-        rec.blobs = order.len() as u64;
-        let mut known: HashMap<ObjectId, Arc<Judged>> = HashMap::new();
-        let mut todo: Vec<NewBlob> = Vec::new();
-        for id in &order {
-            if let Some(jd) = self.lookup(j.id, id, &config, &repo.git_dir) {
+        let mut known: HashMap<(ObjectId, u32), Arc<Judgement>> = HashMap::new();
+        let mut todo: Vec<(NewBlob, u32)> = Vec::new();
+        for &(id, co) in &order {
+            if let Some(jd) = self.lookup(j.id, id, co, &mut store) {
                 self.stats.from_fleet += 1;
-                known.insert(*id, jd);
+                known.insert((id, co), jd);
                 continue;
             }
-            let Some(p) = first.get(id).and_then(|i| walked.places.get(*i)) else { continue };
-            todo.push(NewBlob {
-                id: *id,
-                places: vec![Place {
-                    path: p.path.clone(),
-                    commit: p.commit,
-                    refname: p.refname.clone(),
-                    checkout: Checkout::default(),
-                }],
-            });
+            let Some(p) = first.get(&(id, co)).and_then(|i| walked.places.get(*i)) else { continue };
+            let place =
+                Place { path: p.path.clone(), commit: p.commit, refname: p.refname.clone(), checkout: checkout(p) };
+            todo.push((NewBlob { id, places: vec![place] }, co));
         }
-        let at = pack_order(&repo.git_dir, gate.object_hash(), &todo.iter().map(|b| b.id).collect::<Vec<_>>());
-        let mut sorted: Vec<(usize, NewBlob)> = todo.into_iter().enumerate().collect();
+        let at = pack_order(&repo.git_dir, gate.object_hash(), &todo.iter().map(|(b, _)| b.id).collect::<Vec<_>>());
+        let mut sorted: Vec<(usize, (NewBlob, u32))> = todo.into_iter().enumerate().collect();
         sorted.sort_by_key(|(i, _)| at.get(*i).copied().unwrap_or((usize::MAX, 0)));
-        let todo: Vec<NewBlob> = sorted.into_iter().map(|(_, b)| b).collect();
-        let judged = judge_all(gate.view(), &todo, &config, j.cache.as_ref());
-        for (b, jd) in todo.iter().zip(judged) {
-            self.stats.from_cache += u64::from(jd.cached);
-            self.stats.judged += u64::from(!jd.cached);
-            if !jd.cached {
-                self.stats.judged_bytes += jd.size;
+        let (todo, numbered): (Vec<NewBlob>, Vec<u32>) = sorted.into_iter().map(|(_, b)| b).unzip();
+        let judged = judge_push(gate.view(), &todo, &config, j.cache.as_ref());
+        for ((b, co), jd) in todo.iter().zip(numbered).zip(judged) {
+            self.stats.from_cache += u64::from(jd.judged.cached);
+            self.stats.judged += u64::from(!jd.judged.cached);
+            if !jd.judged.cached {
+                self.stats.judged_bytes += jd.judged.size;
             }
             let jd = Arc::new(jd);
-            self.remember(j.id, b.id, &jd, &config, &repo.git_dir);
-            known.insert(b.id, jd);
+            self.remember(j.id, b.id, co, &jd, &mut store);
+            known.insert((b.id, co), jd);
         }
         self.stats.judge_time += started.elapsed();
-        rec.bytes = order.iter().filter_map(|id| known.get(id)).map(|jd| jd.size).sum();
+        // Distinct blobs, with the size of what was judged for each.
+        let mut sizes: HashMap<ObjectId, u64> = HashMap::with_capacity(order.len());
+        for key in &order {
+            let size = known.get(key).map_or(0, |jd| jd.judged.size);
+            sizes.entry(key.0).or_insert(size);
+        }
+        rec.blobs = sizes.len() as u64;
+        rec.bytes = sizes.values().sum();
 
-        // One record per place, decided there.
+        // One record per place (a path and its blob, at the commit that introduced them
+        // with these checkouts), decided there as the hook decides a blob: over every way
+        // the place checks out, the strictest decision wins (between equal decisions, the
+        // worse verdict). The walk gives a place's checkouts one after the other.
         let decider = PolicyDecider::new(&j.policy, env.repo_names()).with_objects(&repo.git_dir, &GitEnv::default());
         let mut files = Vec::new();
-        let mut quarantined: HashMap<String, Option<String>> = HashMap::new();
-        for p in &walked.places {
-            let Some(jd) = known.get(&p.blob) else { continue };
-            // The checkout of a place without attributes (`.gitattributes` are not read here yet):
-            // as stored, and with a client's `core.autocrlf`, as the hook judges such a place.
-            let place = Place {
-                path: p.path.clone(),
-                commit: p.commit,
-                refname: p.refname.clone(),
-                checkout: Checkout::default(),
-            };
-            let blob = NewBlob { id: p.blob, places: vec![place] };
-            let (action, why) = crate::hook::Decide::decide_why(&decider, &blob, jd);
-            if !(self.opts.all_files || jd.is_model() || action != Action::Allow) {
+        let mut at = 0;
+        rec.places = 0;
+        while let Some(p) = walked.places.get(at) {
+            let n = walked
+                .places
+                .get(at..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|q| q.blob == p.blob && q.path == p.path && q.commit == p.commit && q.refname == p.refname)
+                .count();
+            let group = walked.places.get(at..at + n).unwrap_or_default();
+            let judgements: Vec<&Arc<Judgement>> = (at..at + n).filter_map(|i| known.get(&(p.blob, view(i)))).collect();
+            at += n;
+            rec.places += 1;
+            let Some(jd) = judgements.first().copied() else { continue };
+            let places = group
+                .iter()
+                .map(|q| Place {
+                    path: q.path.clone(),
+                    commit: q.commit,
+                    refname: q.refname.clone(),
+                    checkout: checkout(q),
+                })
+                .collect();
+            let blob = NewBlob { id: p.blob, places };
+            let Some((action, why, v, checkout)) = strictest(&decider, &blob, &judgements) else { continue };
+            let model = judgements.iter().any(|j| j.all().any(|(_, v)| v.is_model()));
+            if !(self.opts.all_files || model || action != Action::Allow) {
                 continue;
             }
+            // The LFS object itself rejected: out of the store with it.
             let mut moved = None;
-            if let (Some(dir), Some(oid), Action::Reject) = (&self.opts.quarantine, &jd.lfs_oid, action) {
-                moved = quarantined
-                    .entry(oid.clone())
-                    .or_insert_with(|| quarantine(&config, &repo.git_dir, oid, dir, &repo.name, jd))
-                    .clone();
+            if let (Some(dir), Some(oid)) = (&self.opts.quarantine, &jd.judged.lfs_oid) {
+                if crate::hook::Decide::decide(&decider, &blob, &jd.judged) == Action::Reject && found(&jd.judged) {
+                    moved = self.quarantine(&mut store, oid, dir, &repo.name, &jd.judged);
+                }
             }
             files.push(FileRecord {
                 repository: repo.name.clone(),
@@ -350,69 +433,174 @@ impl<'o> Auditor<'o> {
                 commit: p.commit.map(|c| c.to_string()),
                 path: escape_bytes(&p.path),
                 blob: Some(p.blob.to_string()),
-                lfs_oid: jd.lfs_oid.clone(),
-                size: Some(jd.size),
-                format: jd.format.clone(),
-                verdict: jd.verdict.as_str().to_string(),
+                lfs_oid: v.lfs_oid.clone().or_else(|| jd.judged.lfs_oid.clone()),
+                size: Some(v.size),
+                format: v.format.clone(),
+                verdict: v.verdict.as_str().to_string(),
                 decision: action.as_str().to_string(),
                 decided_by: why,
-                codes: jd.codes(),
-                imports: jd.imports.clone(),
-                findings: jd.findings.clone(),
+                checkout: checkout.map(str::to_string),
+                codes: v.codes(),
+                imports: v.imports.clone(),
+                findings: v.findings.clone(),
                 quarantined: moved,
             });
         }
         Ok(files)
     }
 
-    /// A judgement made earlier in this run for this blob under this policy: of the blob
-    /// itself, or, for an LFS pointer, of its object when this repository's store has it too
-    /// (see [`ObjectKey`]).
-    fn lookup(&self, policy: usize, id: &ObjectId, config: &HookConfig, git_dir: &Path) -> Option<Arc<Judged>> {
-        if let Some(j) = self.blobs.get(&(policy, *id)) {
+    /// A judgement made earlier in this run for this blob and view under this policy: of
+    /// the blob itself, or, for an LFS pointer, when this repository's store holds the same
+    /// object (see [`ObjectKey`]).
+    fn lookup(&self, policy: usize, id: ObjectId, view: u32, store: &mut RepoStore<'_>) -> Option<Arc<Judgement>> {
+        if let Some(j) = self.blobs.get(&(policy, id, view)) {
             return Some(j.clone());
         }
-        let oid = self.pointers.get(id)?;
-        let key = ObjectKey::of(config, git_dir, oid)?;
-        self.objects.get(&(policy, key)).cloned()
+        let oid = self.pointers.get(&id)?;
+        let key = store.key(oid, &self.moved)?;
+        self.objects.get(&(policy, id, view, key)).cloned()
     }
 
-    fn remember(&mut self, policy: usize, id: ObjectId, j: &Arc<Judged>, config: &HookConfig, git_dir: &Path) {
-        match &j.lfs_oid {
+    /// The run's number of a view (a checkout and a claim).
+    fn view(&mut self, co: Checkout, claim: Option<String>) -> u32 {
+        let n = self.views.len() as u32;
+        *self.views.entry((co, claim)).or_insert(n)
+    }
+
+    fn remember(&mut self, policy: usize, id: ObjectId, view: u32, j: &Arc<Judgement>, store: &mut RepoStore<'_>) {
+        match &j.judged.lfs_oid {
             None => {
-                self.blobs.insert((policy, id), j.clone());
+                self.blobs.insert((policy, id, view), j.clone());
             }
             Some(oid) => {
                 self.pointers.insert(id, oid.clone());
-                // Only objects that were there: a missing one is looked up again (a stat).
-                let found = !j.findings.iter().any(|f| f.code.starts_with("lfs-"));
-                if let Some(key) = ObjectKey::of(config, git_dir, oid).filter(|_| found) {
-                    self.objects.insert((policy, key), j.clone());
+                // Only objects that were there: a missing one is looked up again.
+                if !found(&j.judged) {
+                    return;
+                }
+                // Its size is the judgement's (the object's, checked against the pointer):
+                // without verification that is its whole key, and the store is not asked.
+                let key = match store.config.lfs.verify_sha256 {
+                    false => {
+                        let key = ObjectKey { oid: oid.clone(), size: j.judged.size, version: None };
+                        store.keys.entry(oid.clone()).or_insert_with(|| Some(key.clone())).clone()
+                    }
+                    true => store.key(oid, &self.moved),
+                };
+                if let Some(key) = key {
+                    self.objects.insert((policy, id, view, key), j.clone());
                 }
             }
         }
     }
+
+    /// Move a rejected LFS object out of the repository's store, with its verdict beside
+    /// it, as `modelgate lfs watch --quarantine` does: into a directory for a filesystem
+    /// store, within the bucket (`s3://<bucket>/<prefix>`) for an S3 store. Returns where it
+    /// went (also when this run moved it already, for another repository sharing the store);
+    /// `None` when it is not there or cannot be moved (said on stderr, once per reason).
+    fn quarantine(
+        &mut self,
+        store: &mut RepoStore<'_>,
+        oid: &str,
+        dir: &Path,
+        repo: &str,
+        j: &Judged,
+    ) -> Option<String> {
+        let res = (|| -> Result<Option<String>> {
+            let s = store.store().map_err(|e| anyhow!("{e}"))?;
+            let place = s.locate(oid);
+            if let Some((_, dest)) = self.moved.get(&place) {
+                return Ok(dest.clone());
+            }
+            let s3 = store.config.lfs.layout == crate::lfs::Layout::S3;
+            if !s3 && dir.to_string_lossy().starts_with("s3://") {
+                bail!("a filesystem lfs store quarantines to a directory, not to {}", dir.display());
+            }
+            // Objects of several repositories may share an oid (a store naming repositories, or
+            // one store per repository): the repository is in the name of the second.
+            let with_repo = format!("{}--{oid}", repo.replace('/', "--"));
+            let name = match store.config.lfs.names_repo() || (!s3 && dir.join(oid).exists()) {
+                true => with_repo,
+                false => oid.to_string(),
+            };
+            let record = serde_json::json!({
+                "moved_from": place,
+                "repository": repo,
+                "oid": oid,
+                "verdict": j,
+            });
+            let key = store.key(oid, &self.moved);
+            let dest = s.quarantine(oid, &name, dir, &record).map_err(|e| anyhow!("{e}"))?;
+            if dest.is_some() {
+                self.moved.insert(place, (key, dest.clone()));
+            }
+            Ok(dest)
+        })();
+        match res {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if self.warned.insert(msg.clone()) {
+                    eprintln!("modelgate: warning: cannot quarantine sha256:{oid}: {msg}");
+                }
+                None
+            }
+        }
+    }
 }
 
-/// An LFS object as the run's table knows it: its oid and size, and when the store verifies
-/// content (`verify_sha256`), the very file (device and inode: hard-linked copies are one
-/// file). Without verification the gate's cache takes an object of the oid and the pointer's
-/// size as known, and so does this; with it, another file is hashed again.
+/// The stored judgement is of an object the store holds (not missing, mismatched or unreadable).
+fn found(j: &Judged) -> bool {
+    !j.findings.iter().any(|f| f.code.starts_with("lfs-"))
+}
+
+/// The decision of a place over every way it checks out, as the push gate takes it
+/// (`pre_receive`): the strictest action, and between equal actions the worse verdict; with
+/// why (`...; as checked out with <checkout>`), the judgement that decided and its checkout
+/// (`None`: the stored bytes, or the LFS object behind a pointer).
+fn strictest<'j>(
+    decider: &PolicyDecider<'_>,
+    blob: &NewBlob,
+    judgements: &[&'j Arc<Judgement>],
+) -> Option<(Action, Option<String>, &'j Judged, Option<&'j str>)> {
+    let mut best: Option<(Action, Option<String>, &Judged, Option<&str>)> = None;
+    for (checkout, v) in judgements.iter().flat_map(|j| j.all()) {
+        let (a, why) = crate::hook::Decide::decide_why(decider, blob, v);
+        if best.as_ref().is_none_or(|(b, _, bv, _)| a > *b || (a == *b && v.verdict > bv.verdict)) {
+            let why = match (checkout, why) {
+                (Some(c), Some(w)) => Some(format!("{w}; as checked out with {c}")),
+                (Some(c), None) => Some(format!("as checked out with {c}")),
+                (None, w) => w,
+            };
+            best = Some((a, why, v, checkout));
+        }
+    }
+    best
+}
+
+/// An LFS object as the run's table knows it: its oid and size as the store says
+/// ([`LfsObjects::head`]), and when the store verifies content (`verify_sha256`) the very
+/// object (a file's device and inode: hard-linked copies are one file; an S3 object's key and
+/// ETag). Without verification the gate's cache takes an object of the oid and the pointer's
+/// size as known, and so does this; with it, another object is hashed again.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ObjectKey {
     oid: String,
     size: u64,
-    file: Option<(u64, u64)>,
+    version: Option<String>,
 }
 
 impl ObjectKey {
-    /// The key of `oid` in this repository's store; `None` when it is not there.
-    fn of(config: &HookConfig, git_dir: &Path, oid: &str) -> Option<ObjectKey> {
-        use std::os::unix::fs::MetadataExt;
-        let path = config.lfs.object_path(git_dir, oid).ok()?;
-        let m = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
-        let file = config.lfs.verify_sha256.then(|| (m.dev(), m.ino()));
-        Some(ObjectKey { oid: oid.to_string(), size: m.len(), file })
+    /// The key of `oid` in `store`; `None` when it is not there, or cannot be identified.
+    fn of(store: &dyn LfsObjects, lfs: &crate::lfs::LfsStore, oid: &str) -> Option<ObjectKey> {
+        let meta = store.head(oid).ok()??;
+        let version = match lfs.verify_sha256 {
+            false => None,
+            true if lfs.layout == crate::lfs::Layout::S3 => Some(format!("{} {}", meta.place, meta.version?)),
+            true => Some(meta.version?),
+        };
+        Some(ObjectKey { oid: oid.to_string(), size: meta.size, version })
     }
 }
 
@@ -440,50 +628,6 @@ fn pack_order(git_dir: &Path, kind: gix::hash::Kind, ids: &[ObjectId]) -> Vec<(u
                 .unwrap_or((usize::MAX, 0))
         })
         .collect()
-}
-
-/// Move a rejected LFS object out of a filesystem store, with its verdict beside it (as
-/// `modelgate lfs watch --quarantine` does). Returns where it went; `None` when it is not
-/// there (already moved, never uploaded) or cannot be moved (said on stderr).
-fn quarantine(config: &HookConfig, git_dir: &Path, oid: &str, dir: &Path, repo: &str, j: &Judged) -> Option<String> {
-    let res = (|| -> Result<Option<PathBuf>> {
-        let from = config.lfs.object_path(git_dir, oid).map_err(|e| anyhow!("{e}"))?;
-        match std::fs::symlink_metadata(&from) {
-            Ok(m) if m.is_file() => {}
-            _ => return Ok(None),
-        }
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        // Objects of several repositories may share an oid (a store naming repositories, or
-        // one store per repository): the repository is in the name of the second.
-        let with_repo = format!("{}--{oid}", repo.replace('/', "--"));
-        let name = match config.lfs.names_repo() || dir.join(oid).exists() {
-            true => with_repo,
-            false => oid.to_string(),
-        };
-        let dest = dir.join(&name);
-        if let Err(e) = std::fs::rename(&from, &dest) {
-            if e.raw_os_error() != Some(18) {
-                return Err(e).with_context(|| format!("cannot move {}", from.display()));
-            }
-            std::fs::copy(&from, &dest).with_context(|| format!("cannot copy {}", from.display()))?;
-            std::fs::remove_file(&from).with_context(|| format!("cannot remove {}", from.display()))?;
-        }
-        let meta = serde_json::to_vec_pretty(&serde_json::json!({
-            "moved_from": from,
-            "repository": repo,
-            "oid": oid,
-            "verdict": j,
-        }))?;
-        std::fs::write(dir.join(format!("{name}.json")), meta)?;
-        Ok(Some(dest))
-    })();
-    match res {
-        Ok(p) => p.map(|p| p.display().to_string()),
-        Err(e) => {
-            eprintln!("modelgate: warning: cannot quarantine sha256:{oid}: {e:#}");
-            None
-        }
-    }
 }
 
 /// Progress on stderr: repositories, blobs, bytes.

@@ -151,6 +151,7 @@ pub fn read(repo: &Repo, notes_ref: &str, policy: &Policy, policy_name: &str) ->
                 verdict: n.verdict.as_str().to_string(),
                 decision: action.as_str().to_string(),
                 decided_by: why,
+                checkout: None,
                 codes: n.codes,
                 imports: n.imports,
                 findings,

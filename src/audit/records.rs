@@ -43,6 +43,11 @@ pub struct FileRecord {
     pub decision: String,
     /// What decided the action besides the verdict: a rule, a pinned allow entry, `on_error`.
     pub decided_by: Option<String>,
+    /// The checkout whose bytes made the verdict, in the push gate's words (e.g.
+    /// `working-tree-encoding=latin1`, `text, CRLF line endings`, `core.autocrlf=true (LF ->
+    /// CRLF)`, `filter=foo`); `null` for the bytes as stored (the LFS object for a pointer).
+    #[serde(default)]
+    pub checkout: Option<String>,
     /// Distinct finding codes, most severe first.
     pub codes: Vec<String>,
     pub imports: Vec<String>,
@@ -64,7 +69,8 @@ pub struct RepoRecord {
     pub commits: u64,
     /// Distinct blobs in its history.
     pub blobs: u64,
-    /// File places (`(path, blob)` pairs) in its history, model or not.
+    /// File places in its history, model or not: `(path, blob)` pairs, a pair again at a
+    /// commit that changed its checkout (its attributes).
     pub places: u64,
     /// Bytes of its distinct blobs (the LFS object's size for a pointer).
     pub bytes: u64,

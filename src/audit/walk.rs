@@ -1,38 +1,53 @@
-//! Every file place of a repository's whole history, each `(path, blob)` once.
+//! Every file place of a repository's whole history, each `(path, blob, checkout)` once.
 //!
 //! All refs are walked (HEAD's branch first, then branches, tags and every other ref, by
 //! name): commits in an order where parents come before children, each commit diffed against
-//! its first parent (a root commit against the empty tree). A `(path, blob)` pair is recorded
-//! the first time it appears, with that commit and the ref whose history reached the commit
-//! first. By induction every pair of every commit's tree is recorded: it either is in the
-//! first parent's tree (recorded with an older commit) or is a change against it. A merge
+//! its first parent (a root commit against the empty tree). A `(path, blob, checkout)` is
+//! recorded the first time it appears, with that commit and the ref whose history reached the
+//! commit first. By induction every one of every commit's tree is recorded: either the path's
+//! entry and every `.gitattributes` of the directories above it are as in the first parent
+//! (so is its checkout: recorded with an older commit), or the diff reaches it. A merge
 //! therefore records only what neither parent had (a conflict resolution, an evil merge),
 //! and a file brought by a merged branch keeps the commit that introduced it on that branch.
 //!
+//! The checkouts of a file are those the push gate gives it ([`attr::checkouts`]): the
+//! `.gitattributes` of every directory from the root down to the file's in that commit, the
+//! repository's `info/attributes`, with and without case folding; a symbolic link is a file
+//! with its target as content for clients without symlinks ([`Checkout::symlink`]). When a
+//! directory's `.gitattributes` differs from the first parent's, every path below it is
+//! looked at again (the gate's `force`), so that a blob whose attributes changed later is
+//! recorded again, at the commit that changed them, with its new checkout.
+//!
 //! Trees and commits are read through [`PackedObjects`] (a delta-base cache over the
 //! repository's packs), as the push gate reads a push: what `git rev-list --all --objects`
-//! reads, with diffs instead of a set of seen trees.
+//! reads, with diffs instead of a set of seen trees. Tree entries are compared as raw bytes
+//! straight from the decoded trees; a tree without `.gitattributes` on either side of a diff
+//! is compared from the first entry that differs.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+use crate::git::attr::{self, AttrFile, Checkout, Frame};
 use crate::git::{GateRepo, PackedObjects};
 use anyhow::{anyhow, bail, Result};
 use gix::bstr::{BStr, BString, ByteSlice};
-use gix::objs::tree::EntryKind;
 use gix::objs::Find;
 use gix::ObjectId;
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-/// One place a blob appears at.
+/// One place a blob appears at, and how a client checks it out there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalkPlace {
     pub blob: ObjectId,
     /// Path in the tree (raw bytes); empty for a blob a ref names directly.
     pub path: BString,
-    /// The commit that introduced the blob at this path; `None` for trees and blobs that refs
-    /// (or tags) name directly.
+    /// The commit that introduced the blob at this path with this checkout; `None` for trees
+    /// and blobs that refs (or tags) name directly.
     pub commit: Option<ObjectId>,
     /// The ref whose history reached it first.
     pub refname: BString,
+    /// How a client writes it to a work tree there: an index into [`Walked::checkouts`].
+    pub checkout: usize,
 }
 
 /// What a walk found.
@@ -40,9 +55,12 @@ pub struct WalkPlace {
 pub struct Walked {
     /// Places in discovery order.
     pub places: Vec<WalkPlace>,
+    /// The checkouts of the places, each once.
+    pub checkouts: Vec<Checkout>,
     pub refs: u64,
     pub commits: u64,
-    /// Symbolic links met (their blob is a link target, never loaded by anything).
+    /// Symbolic links met (`(path, blob)` each once; also places: clients without symlinks
+    /// write the target text as a file).
     pub symlinks: u64,
     /// Submodule entries (gitlinks) met: another repository's commit, not scanned here.
     pub submodules: u64,
@@ -67,14 +85,8 @@ pub fn walk(repo: &GateRepo) -> Result<Walked> {
         .map_err(|e| anyhow!("cannot read the shallow file: {e}"))?
         .map(|c| c.iter().copied().collect())
         .unwrap_or_default();
-    let mut w = Walker {
-        objects,
-        kind,
-        out: Walked { refs: refs.len() as u64, ..Default::default() },
-        seen: HashSet::new(),
-        buf: Vec::new(),
-        bufs: Default::default(),
-    };
+    let mut w = Walker::new(objects, kind, attr::info_attributes(repo.git_dir()));
+    w.out.refs = refs.len() as u64;
 
     // Commits in post-order (parents first), each with the ref that reached it first.
     let mut info: HashMap<ObjectId, CommitInfo> = HashMap::new();
@@ -116,16 +128,19 @@ pub fn walk(repo: &GateRepo) -> Result<Walked> {
         let Some(ci) = info.get(c) else { continue };
         let old = ci.first_parent.and_then(|p| info.get(&p)).map(|p| p.tree);
         let refname = refs.get(ci.by_ref).map(|(n, _)| n.as_bstr()).unwrap_or_default();
-        w.diff(old, ci.tree, Some(*c), refname)?;
+        w.diff_root(old, ci.tree, &At { commit: Some(*c), refname })?;
     }
     for (ri, id, k) in direct {
         let refname = refs.get(ri).map(|(n, _)| n.as_bstr()).unwrap_or_default();
+        let at = At { commit: None, refname };
         match k {
-            gix::object::Kind::Tree => w.diff(None, id, None, refname)?,
-            gix::object::Kind::Blob => w.add(id, BString::default(), None, refname),
+            gix::object::Kind::Tree => w.diff_root(None, id, &at)?,
+            // What a ref names directly is checked out by no attributes.
+            gix::object::Kind::Blob => w.add(id, CHECKOUT_DEFAULT, &at),
             _ => bail!("ref {} names a tag chain that does not end", refname.to_str_lossy()),
         }
     }
+    w.out.checkouts = std::mem::take(&mut w.checkouts);
     Ok(w.out)
 }
 
@@ -174,17 +189,250 @@ fn ordered_refs(repo: &gix::Repository) -> Result<Vec<(BString, ObjectId)>> {
     Ok(all)
 }
 
+/// Where the places being recorded come from.
+struct At<'a> {
+    commit: Option<ObjectId>,
+    refname: &'a BStr,
+}
+
+/// Index of [`Checkout::default`] and [`Checkout::symlink`] in [`Walker::checkouts`].
+const CHECKOUT_DEFAULT: u32 = 0;
+const CHECKOUT_SYMLINK: u32 = 1;
+/// The `seen` kind of a gitlink (not a checkout).
+const GITLINK: u32 = u32::MAX;
+
+/// Paths longer than this are refused, as the push gate refuses them (`nested too deeply`).
+const MAX_PATH: usize = 64 << 10;
+
+/// A directory being diffed: what changed in it, and the next change to record.
+struct Level {
+    changes: Vec<Change>,
+    /// The names of `changes`, one after the other.
+    names: Vec<u8>,
+    next: usize,
+    /// Length of the directory's path in [`Walker::path`].
+    base: usize,
+    /// Every entry below is recorded (attributes above changed).
+    force: bool,
+    /// Its `.gitattributes` is on [`Walker::frames`].
+    frame: bool,
+}
+
+/// An entry of a directory that is not identical in the old tree.
+#[derive(Clone)]
+struct Change {
+    mode: u32,
+    name: std::ops::Range<usize>,
+    id: ObjectId,
+    /// The old tree of the same name, for a directory.
+    old: Option<ObjectId>,
+}
+
 struct Walker<'r> {
     objects: PackedObjects<'r>,
     kind: gix::hash::Kind,
+    hash_len: usize,
     out: Walked,
-    /// `(path, object, kind)` recorded so far (kind: 0 blob, 1 symbolic link, 2 gitlink).
-    seen: HashSet<(BString, ObjectId, u8)>,
+    /// `(path, object, checkout)` recorded so far: an index into `checkouts`, or [`GITLINK`].
+    seen: HashSet<(BString, ObjectId, u32)>,
+    /// Every checkout met, each once (the default and a symbolic link's first).
+    checkouts: Vec<Checkout>,
+    checkout_ids: HashMap<Checkout, u32>,
+    /// `$GIT_DIR/info/attributes`.
+    info: Option<Arc<AttrFile>>,
+    /// Parsed `.gitattributes` blobs (top-level parses count macros, hence the flag).
+    attr_files: HashMap<(ObjectId, bool), Arc<AttrFile>>,
+    /// The path of the tree being diffed, and the attributes of its directories, top first.
+    path: Vec<u8>,
+    frames: Vec<Frame>,
     buf: Vec<u8>,
-    bufs: [Vec<u8>; 2],
 }
 
-impl Walker<'_> {
+/// One tree entry, borrowed from the tree's bytes: `<octal mode> <name>\0<id>`.
+#[derive(Clone, Copy)]
+struct Entry<'a> {
+    mode: u32,
+    name: &'a [u8],
+    id: &'a [u8],
+    /// The whole entry as stored: identical bytes, identical entry.
+    raw: &'a [u8],
+}
+
+const S_IFMT: u32 = 0o170000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
+const S_IFLNK: u32 = 0o120000;
+const S_IFGITLINK: u32 = 0o160000;
+
+impl Entry<'_> {
+    fn is_tree(&self) -> bool {
+        self.mode & S_IFMT == S_IFDIR
+    }
+}
+
+/// The entry at the start of `data` and its length; `None` when it is malformed.
+fn entry(data: &[u8], hash_len: usize) -> Option<(Entry<'_>, usize)> {
+    let sp = data.iter().position(|&b| b == b' ')?;
+    let nul = sp + 1 + data.get(sp + 1..)?.iter().position(|&b| b == 0)?;
+    let end = nul + 1 + hash_len;
+    let mode_bytes = data.get(..sp)?;
+    if mode_bytes.is_empty() || mode_bytes.len() > 7 {
+        return None;
+    }
+    let mut mode = 0u32;
+    for &d in mode_bytes {
+        if !d.is_ascii_digit() || d > b'7' {
+            return None;
+        }
+        mode = mode * 8 + u32::from(d - b'0');
+    }
+    let e = Entry { mode, name: data.get(sp + 1..nul)?, id: data.get(nul + 1..end)?, raw: data.get(..end)? };
+    Some((e, end))
+}
+
+/// Every entry of a tree's bytes; `None` when they are malformed.
+fn entries(mut data: &[u8], hash_len: usize) -> Option<Vec<Entry<'_>>> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let (e, n) = entry(data, hash_len)?;
+        out.push(e);
+        data = data.get(n..)?;
+    }
+    Some(out)
+}
+
+/// git's tree order (`base_name_compare`): names compare as if trees ended in `/`.
+fn tree_order(a: &Entry<'_>, b: &Entry<'_>) -> Ordering {
+    let n = a.name.len().min(b.name.len());
+    match a.name.get(..n).cmp(&b.name.get(..n)) {
+        Ordering::Equal => {}
+        o => return o,
+    }
+    let next = |e: &Entry<'_>| e.name.get(n).copied().unwrap_or(if e.is_tree() { b'/' } else { 0 });
+    next(a).cmp(&next(b))
+}
+
+/// The entries of `new` not identical to one of `old`, each with its namesake in `old`
+/// (which pairs subtrees for a smaller diff). Only an entry identical in mode, name and id to
+/// one of `old` is passed over, so an unsorted tree loses nothing (only pairings).
+fn changed<'a>(old: &[Entry<'a>], new: &[Entry<'a>]) -> Vec<(Entry<'a>, Option<Entry<'a>>)> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while let Some(n) = new.get(j) {
+        match old.get(i) {
+            Some(o) if o.raw == n.raw => {
+                i += 1;
+                j += 1;
+            }
+            Some(o) => match tree_order(o, n) {
+                Ordering::Less => i += 1,
+                Ordering::Greater => {
+                    out.push((*n, None));
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    out.push((*n, Some(*o)));
+                    i += 1;
+                    j += 1;
+                }
+            },
+            None => {
+                out.push((*n, None));
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The entries both trees start with, as a length in bytes (whole entries).
+fn shared_head(old: &[u8], new: &[u8], hash_len: usize) -> Option<usize> {
+    let same = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let mut at = 0;
+    while at < new.len() {
+        let (_, n) = entry(new.get(at..)?, hash_len)?;
+        if at + n > same {
+            break;
+        }
+        at += n;
+    }
+    Some(at)
+}
+
+/// [`changed`] straight from two trees' bytes, without decoding what they share: from the
+/// first entry that differs, and once they are in step again after a difference, the rest
+/// compared as bytes ends it when equal. `None` for malformed bytes.
+fn changed_bytes<'a>(old: &'a [u8], new: &'a [u8], hash_len: usize) -> Option<Vec<(Entry<'a>, Option<Entry<'a>>)>> {
+    let from = shared_head(old, new, hash_len)?;
+    let (mut a, mut b) = (from, from);
+    let mut out = Vec::new();
+    let mut in_step = true;
+    while let Some(rest) = new.get(b..).filter(|r| !r.is_empty()) {
+        let (n, n_len) = entry(rest, hash_len)?;
+        let Some(old_rest) = old.get(a..).filter(|r| !r.is_empty()) else {
+            out.push((n, None));
+            b += n_len;
+            continue;
+        };
+        let (o, o_len) = entry(old_rest, hash_len)?;
+        if o.raw == n.raw {
+            if !in_step && old_rest == rest {
+                break;
+            }
+            in_step = true;
+            a += o_len;
+            b += n_len;
+            continue;
+        }
+        in_step = false;
+        match tree_order(&o, &n) {
+            Ordering::Less => a += o_len,
+            Ordering::Greater => {
+                out.push((n, None));
+                b += n_len;
+            }
+            Ordering::Equal => {
+                out.push((n, Some(o)));
+                a += o_len;
+                b += n_len;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Whether a tree's bytes may hold a `.gitattributes` entry.
+fn may_have_attributes(data: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" .gitattributes\0"));
+    FINDER.find(data).is_some()
+}
+
+/// The `.gitattributes` entry of a tree (any mode but a directory's), as git reads it.
+fn attr_entry<'a>(v: &[Entry<'a>]) -> Option<Entry<'a>> {
+    v.iter().find(|e| e.name == b".gitattributes" && !e.is_tree()).copied()
+}
+
+impl<'r> Walker<'r> {
+    fn new(objects: PackedObjects<'r>, kind: gix::hash::Kind, info: Option<Arc<AttrFile>>) -> Walker<'r> {
+        let checkouts = vec![Checkout::default(), Checkout::symlink()];
+        let checkout_ids = checkouts.iter().cloned().zip(0..).collect();
+        Walker {
+            objects,
+            kind,
+            hash_len: kind.len_in_bytes(),
+            out: Walked::default(),
+            seen: HashSet::new(),
+            checkouts,
+            checkout_ids,
+            info,
+            attr_files: HashMap::new(),
+            path: Vec::new(),
+            frames: Vec::new(),
+            buf: Vec::new(),
+        }
+    }
+
     /// Read an object, requiring it to be there.
     fn read(&mut self, id: ObjectId) -> Result<gix::object::Kind> {
         let data = self.objects.try_find(&id, &mut self.buf).map_err(|e| anyhow!("cannot read object {id}: {e}"))?;
@@ -218,72 +466,248 @@ impl Walker<'_> {
         Ok((tree, parents))
     }
 
-    fn tree_data(&self, id: ObjectId, buf: &mut Vec<u8>) -> Result<()> {
-        let obj = self.objects.try_find(&id, buf).map_err(|e| anyhow!("cannot read tree {id}: {e}"))?;
-        let obj = obj.ok_or_else(|| anyhow!("tree {id} is missing"))?;
-        if obj.kind != gix::object::Kind::Tree {
-            bail!("object {id} is a {}, not a tree", obj.kind);
-        }
-        Ok(())
+    /// Record what changed from root tree `old` (or the empty tree) to `new`: directory by
+    /// directory, depth first, entries in tree order (a stack of directories, not recursion:
+    /// trees may nest thousands deep).
+    fn diff_root(&mut self, old: Option<ObjectId>, new: ObjectId, at: &At<'_>) -> Result<()> {
+        self.path.clear();
+        self.frames.clear();
+        let res = self.diff(old, new, at);
+        self.path.clear();
+        self.frames.clear();
+        res.map_err(|e| match at.commit {
+            Some(c) => e.context(format!("commit {c}")),
+            None => e,
+        })
     }
 
-    /// Record what changed from `old` (or the empty tree) to `new`.
-    fn diff(&mut self, old: Option<ObjectId>, new: ObjectId, commit: Option<ObjectId>, refname: &BStr) -> Result<()> {
-        if old == Some(new) {
-            return Ok(());
-        }
-        let [mut old_data, mut new_data] = std::mem::take(&mut self.bufs);
-        let read = self.tree_data(new, &mut new_data).and_then(|()| match old {
-            Some(o) => self.tree_data(o, &mut old_data),
-            None => {
-                old_data.clear();
-                Ok(())
-            }
-        });
-        if let Err(e) = read {
-            self.bufs = [old_data, new_data];
-            return Err(e);
-        }
-        let mut recorder = gix::diff::tree::Recorder::default();
-        let mut state = gix::diff::tree::State::default();
-        let diffed = gix::diff::tree(
-            gix::objs::TreeRefIter::from_bytes(&old_data, self.kind),
-            gix::objs::TreeRefIter::from_bytes(&new_data, self.kind),
-            &mut state,
-            &self.objects,
-            &mut recorder,
-        );
-        self.bufs = [old_data, new_data];
-        diffed.map_err(|e| anyhow!("cannot diff trees of {}: {e}", commit.unwrap_or(new)))?;
-        for change in recorder.records {
-            use gix::diff::tree::recorder::Change;
-            let (mode, oid, path) = match change {
-                Change::Addition { entry_mode, oid, path, .. } => (entry_mode, oid, path),
-                Change::Modification { entry_mode, oid, path, .. } => (entry_mode, oid, path),
-                Change::Deletion { .. } => continue,
+    fn diff(&mut self, old: Option<ObjectId>, new: ObjectId, at: &At<'_>) -> Result<()> {
+        let mut stack: Vec<Level> = Vec::new();
+        stack.extend(self.open(old, new, false)?);
+        while let Some(level) = stack.last_mut() {
+            let Some(change) = level.changes.get(level.next).cloned() else {
+                if level.frame {
+                    self.frames.pop();
+                }
+                stack.pop();
+                continue;
             };
-            match mode.kind() {
-                EntryKind::Blob | EntryKind::BlobExecutable => self.add(oid, path, commit, refname),
-                EntryKind::Commit => {
-                    if self.seen.insert((path, oid, 2)) {
+            level.next += 1;
+            self.path.truncate(level.base);
+            if level.base > 0 {
+                self.path.push(b'/');
+            }
+            self.path.extend_from_slice(level.names.get(change.name).unwrap_or_default());
+            let (id, force) = (change.id, level.force);
+            match change.mode & S_IFMT {
+                S_IFDIR => {
+                    if self.path.len() > MAX_PATH {
+                        bail!("tree {id} is nested too deeply");
+                    }
+                    stack.extend(self.open(change.old, id, force)?);
+                }
+                S_IFREG => self.file(id, at),
+                S_IFLNK => {
+                    if self.seen.insert((BString::from(self.path.as_slice()), id, CHECKOUT_SYMLINK)) {
+                        self.out.symlinks += 1;
+                        self.push(id, CHECKOUT_SYMLINK, at);
+                    }
+                }
+                // Gitlinks (and any other mode, which git's canon_mode takes for one).
+                _ => {
+                    if self.seen.insert((BString::from(self.path.as_slice()), id, GITLINK)) {
                         self.out.submodules += 1;
                     }
                 }
-                EntryKind::Link => {
-                    if self.seen.insert((path, oid, 1)) {
-                        self.out.symlinks += 1;
-                    }
-                }
-                EntryKind::Tree => {}
             }
         }
         Ok(())
     }
 
-    fn add(&mut self, blob: ObjectId, path: BString, commit: Option<ObjectId>, refname: &BStr) {
-        if !self.seen.insert((path.clone(), blob, 0)) {
+    /// The directory at `self.path`: the entries of tree `new` not identical in `old` (with
+    /// `force`, every entry: the attributes of a directory above changed); its
+    /// `.gitattributes` pushed on the frames. `None` when the trees are the same.
+    fn open(&mut self, old: Option<ObjectId>, new: ObjectId, force: bool) -> Result<Option<Level>> {
+        if !force && old == Some(new) {
+            return Ok(None);
+        }
+        let objects = &self.objects;
+        let tree = |id: ObjectId| -> Result<_> {
+            let obj = objects.object(&id).map_err(|e| anyhow!("cannot read tree {id}: {e:#}"))?;
+            let obj = obj.ok_or_else(|| anyhow!("tree {id} is missing"))?;
+            if obj.kind != gix::object::Kind::Tree {
+                bail!("object {id} is a {}, not a tree", obj.kind);
+            }
+            Ok(obj)
+        };
+        let new_obj = tree(new)?;
+        let old_obj = match old {
+            Some(o) if !force => Some(tree(o)?),
+            _ => None,
+        };
+        let hash_len = self.hash_len;
+        let malformed = |id: ObjectId| anyhow!("malformed tree {id}");
+        let mut force = force;
+        let mut frame = false;
+        let attrs =
+            may_have_attributes(&new_obj.data) || old_obj.as_ref().is_some_and(|o| may_have_attributes(&o.data));
+        let todo: Vec<(Entry<'_>, Option<Entry<'_>>)> = match (&old_obj, old) {
+            // The common case: no attributes on either side, compared from the first
+            // entry that differs.
+            (Some(o), Some(_)) if !attrs => {
+                changed_bytes(&o.data, &new_obj.data, hash_len).ok_or_else(|| malformed(new))?
+            }
+            _ => {
+                let n = entries(&new_obj.data, hash_len).ok_or_else(|| malformed(new))?;
+                let p = match (&old_obj, old) {
+                    (Some(o), Some(old_id)) => entries(&o.data, hash_len).ok_or_else(|| malformed(old_id))?,
+                    _ => Vec::new(),
+                };
+                let here = attr_entry(&n);
+                // Attributes that changed here change the checkouts of everything below.
+                if old_obj.is_some() && here.map(|e| e.raw) != attr_entry(&p).map(|e| e.raw) {
+                    force = true;
+                }
+                if let Some(e) = here.filter(|e| e.mode & S_IFMT != S_IFGITLINK) {
+                    let file = self.attr_file(ObjectId::from_bytes_or_panic(e.id), self.path.is_empty());
+                    self.frames.push(Frame { dir: Some(self.path.clone()), file });
+                    frame = true;
+                }
+                if force || old_obj.is_none() {
+                    n.into_iter().map(|e| (e, None)).collect()
+                } else {
+                    changed(&p, &n)
+                }
+            }
+        };
+        let mut level = Level {
+            changes: Vec::with_capacity(todo.len()),
+            names: Vec::new(),
+            next: 0,
+            base: self.path.len(),
+            force,
+            frame,
+        };
+        for (n, o) in todo {
+            let start = level.names.len();
+            level.names.extend_from_slice(n.name);
+            level.changes.push(Change {
+                mode: n.mode,
+                name: start..level.names.len(),
+                id: ObjectId::from_bytes_or_panic(n.id),
+                old: o.filter(Entry::is_tree).map(|o| ObjectId::from_bytes_or_panic(o.id)),
+            });
+        }
+        Ok(Some(level))
+    }
+
+    /// A regular file at `self.path`, under each of its checkouts.
+    fn file(&mut self, id: ObjectId, at: &At<'_>) {
+        if self.frames.is_empty() && self.info.is_none() {
+            self.add(id, CHECKOUT_DEFAULT, at);
             return;
         }
-        self.out.places.push(WalkPlace { blob, path, commit, refname: refname.to_owned() });
+        for co in attr::checkouts(&self.frames, self.info.as_ref(), &self.path) {
+            let ci = match self.checkout_ids.get(&co) {
+                Some(&i) => i,
+                None => {
+                    let i = self.checkouts.len() as u32;
+                    self.checkouts.push(co.clone());
+                    self.checkout_ids.insert(co, i);
+                    i
+                }
+            };
+            self.add(id, ci, at);
+        }
+    }
+
+    /// Record `(self.path, blob, checkout)` unless it was recorded before.
+    fn add(&mut self, blob: ObjectId, checkout: u32, at: &At<'_>) {
+        if self.seen.insert((BString::from(self.path.as_slice()), blob, checkout)) {
+            self.push(blob, checkout, at);
+        }
+    }
+
+    fn push(&mut self, blob: ObjectId, checkout: u32, at: &At<'_>) {
+        self.out.places.push(WalkPlace {
+            blob,
+            path: BString::from(self.path.as_slice()),
+            commit: at.commit,
+            refname: at.refname.to_owned(),
+            checkout: checkout as usize,
+        });
+    }
+
+    /// A `.gitattributes` blob, parsed once; an unreadable one reads as empty, as git does.
+    fn attr_file(&mut self, id: ObjectId, top: bool) -> Arc<AttrFile> {
+        if let Some(f) = self.attr_files.get(&(id, top)) {
+            return f.clone();
+        }
+        let file = match self.objects.object(&id) {
+            Ok(Some(o)) if o.kind == gix::object::Kind::Blob && (o.data.len() as u64) < attr::MAX_FILE => {
+                AttrFile::parse(&o.data, top)
+            }
+            _ => AttrFile::default(),
+        };
+        let file = Arc::new(file);
+        self.attr_files.insert((id, top), file.clone());
+        file
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tree's bytes from `(mode, name, id byte)`.
+    fn tree(entries: &[(&str, &str, u8)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (mode, name, id) in entries {
+            out.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+            out.extend_from_slice(&[*id; 20]);
+        }
+        out
+    }
+
+    fn names(c: &[(Entry<'_>, Option<Entry<'_>>)]) -> Vec<(String, bool)> {
+        c.iter().map(|(n, o)| (String::from_utf8_lossy(n.name).into_owned(), o.is_some())).collect()
+    }
+
+    #[test]
+    fn changed_entries_are_all_found_sorted_or_not() {
+        let old = tree(&[("100644", "a", 1), ("40000", "d", 2), ("100644", "z", 3)]);
+        let new = tree(&[("100644", "a", 1), ("40000", "d", 4), ("100644", "e", 5), ("100644", "z", 3)]);
+        let (o, n) = (entries(&old, 20).unwrap(), entries(&new, 20).unwrap());
+        assert_eq!(names(&changed(&o, &n)), [("d".to_string(), true), ("e".to_string(), false)]);
+        // Compared from the first entry that differs: the same.
+        let from = shared_head(&old, &new, 20).unwrap();
+        assert_eq!(from, "100644 a\0".len() + 20);
+        let (o2, n2) = (entries(&old[from..], 20).unwrap(), entries(&new[from..], 20).unwrap());
+        assert_eq!(names(&changed(&o2, &n2)), names(&changed(&o, &n)));
+        assert_eq!(names(&changed_bytes(&old, &new, 20).unwrap()), names(&changed(&o, &n)));
+        // In step again after a difference: the rest is not decoded (a malformed tail that
+        // both share changes nothing), but a difference after it is found.
+        let tail = b"garbage that is no entry";
+        let old_t = [tree(&[("100644", "a", 1), ("100644", "b", 2)]).as_slice(), tail].concat();
+        let new_t = [tree(&[("100644", "a", 9), ("100644", "b", 2)]).as_slice(), tail].concat();
+        assert_eq!(names(&changed_bytes(&old_t, &new_t, 20).unwrap()), [("a".to_string(), true)]);
+        let old3 = tree(&[("100644", "a", 1), ("100644", "b", 2), ("100644", "c", 3), ("100644", "d", 4)]);
+        let new3 = tree(&[("100644", "a", 9), ("100644", "b", 2), ("100644", "c", 3), ("100644", "d", 8)]);
+        let got = names(&changed_bytes(&old3, &new3, 20).unwrap());
+        assert_eq!(got, [("a".to_string(), true), ("d".to_string(), true)]);
+        // A mode change is a change; an unsorted tree loses no entry (it may give more).
+        let new = tree(&[("100755", "a", 1), ("100644", "z", 9), ("40000", "d", 2), ("100644", "b", 7)]);
+        let n = entries(&new, 20).unwrap();
+        let got = names(&changed(&o, &n));
+        for name in ["a", "z", "b"] {
+            assert!(got.iter().any(|(g, _)| g == name), "{name}: {got:?}");
+        }
+        // Malformed bytes are refused, not skipped.
+        assert!(entries(b"100644 a\0short", 20).is_none());
+        assert!(entries(b"10x644 a\0aaaaaaaaaaaaaaaaaaaa", 20).is_none());
+        // git's order: a tree sorts as if its name ended in '/'.
+        let bytes = tree(&[("40000", "a", 1), ("100644", "a.b", 2)]);
+        let t = entries(&bytes, 20).unwrap();
+        assert_eq!(tree_order(&t[1], &t[0]), Ordering::Less);
     }
 }

@@ -628,6 +628,43 @@ pub fn attributes(frames: &[Frame], path: &[u8], icase: bool) -> HashMap<Arc<str
     values
 }
 
+/// The distinct checkouts of the file at `path` under `frames` (the `.gitattributes` of its
+/// directories, top first): with and without `info` (`$GIT_DIR/info/attributes`, which
+/// server-side checkouts and archives apply on top), each matched with and without case
+/// folding (clients on case-insensitive file systems). The push gate and the audit give a
+/// place these checkouts.
+pub fn checkouts(frames: &[Frame], info: Option<&Arc<AttrFile>>, path: &[u8]) -> Vec<Checkout> {
+    if frames.iter().all(|f| f.file.is_empty()) && info.is_none() {
+        return vec![Checkout::default()];
+    }
+    let mut with_info: Vec<Frame> = frames.to_vec();
+    if let Some(i) = info {
+        with_info.push(Frame { dir: None, file: i.clone() });
+    }
+    let mut out: Vec<Checkout> = Vec::new();
+    for f in [frames, &with_info[..]] {
+        for icase in [false, true] {
+            let co = Checkout::from_attributes(&attributes(f, path, icase));
+            if !out.contains(&co) {
+                out.push(co);
+            }
+        }
+    }
+    out
+}
+
+/// `$GIT_DIR/info/attributes` parsed, when it is a readable file below [`MAX_FILE`] with
+/// any rule or macro in it.
+pub fn info_attributes(git_dir: &std::path::Path) -> Option<Arc<AttrFile>> {
+    let path = git_dir.join("info").join("attributes");
+    let meta = std::fs::metadata(&path).ok()?;
+    if !meta.is_file() || meta.len() >= MAX_FILE {
+        return None;
+    }
+    let file = AttrFile::parse_file(&std::fs::read(path).ok()?);
+    (!file.is_empty()).then(|| Arc::new(file))
+}
+
 /// How git may rewrite line endings when it writes the file (`convert_attrs` with every
 /// client configuration of `core.autocrlf` and `core.eol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -827,5 +864,27 @@ mod tests {
         let f = frames(&[("", "*.PKL working-tree-encoding=latin1")]);
         assert_eq!(Checkout::from_attributes(&attributes(&f, b"a.pkl", true)).encoding.as_deref(), Some("latin1"));
         assert_eq!(Checkout::from_attributes(&attributes(&f, b"a.pkl", false)).encoding, None);
+    }
+
+    #[test]
+    fn checkouts_with_and_without_info_and_case() {
+        assert_eq!(checkouts(&[], None, b"a.pkl"), vec![Checkout::default()]);
+        let f = frames(&[("", "*.PKL working-tree-encoding=latin1")]);
+        let cs = checkouts(&f, None, b"a.pkl");
+        assert_eq!(cs.len(), 2);
+        assert_eq!(cs[0], Checkout::default());
+        assert_eq!(cs[1].encoding.as_deref(), Some("latin1"));
+        // info/attributes on top, and only the distinct checkouts.
+        let info = Arc::new(AttrFile::parse_file(b"\xef\xbb\xbf*.pkl eol=crlf\n"));
+        let cs = checkouts(&[], Some(&info), b"d/a.pkl");
+        assert_eq!(cs, vec![Checkout::default(), Checkout { crlf: Crlf::Always, ..Checkout::default() }]);
+        let dir = tempfile::tempdir().unwrap();
+        assert!(info_attributes(dir.path()).is_none());
+        std::fs::create_dir_all(dir.path().join("info")).unwrap();
+        std::fs::write(dir.path().join("info/attributes"), "# nothing\n").unwrap();
+        assert!(info_attributes(dir.path()).is_none());
+        std::fs::write(dir.path().join("info/attributes"), "*.pkl ident\n").unwrap();
+        let info = info_attributes(dir.path()).unwrap();
+        assert!(checkouts(&[], Some(&info), b"a.pkl").iter().any(|c| c.ident));
     }
 }

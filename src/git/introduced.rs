@@ -17,7 +17,7 @@
 //! Trees are diffed here rather than with `gix::diff::tree`: entries are compared as raw
 //! bytes straight from the decoded (and cached) tree objects, without copying them.
 
-use super::attr::{attributes, AttrFile, Checkout, Frame};
+use super::attr::{AttrFile, Checkout, Frame};
 use super::open::GateRepo;
 use super::packed::{Obj, PackedObjects};
 use super::updates::{RefUpdate, UpdateKind};
@@ -699,26 +699,9 @@ impl<'s> Differ<'s> {
         file
     }
 
-    /// The distinct checkouts of `path` under `frames`: with and without `info/attributes`,
-    /// with and without case folding.
+    /// The distinct checkouts of `path` under `frames` ([`super::attr::checkouts`]).
     fn checkouts(&self, frames: &[Frame], path: &[u8]) -> Vec<Checkout> {
-        if frames.iter().all(|f| f.file.is_empty()) && self.info.is_none() {
-            return vec![Checkout::default()];
-        }
-        let mut with_info: Vec<Frame> = frames.to_vec();
-        if let Some(i) = &self.info {
-            with_info.push(Frame { dir: None, file: i.clone() });
-        }
-        let mut out: Vec<Checkout> = Vec::new();
-        for f in [frames, &with_info[..]] {
-            for icase in [false, true] {
-                let co = Checkout::from_attributes(&attributes(f, path, icase));
-                if !out.contains(&co) {
-                    out.push(co);
-                }
-            }
-        }
-        out
+        super::attr::checkouts(frames, self.info.as_ref(), path)
     }
 
     fn add(&mut self, id: ObjectId, path: BString, commit: Option<ObjectId>, ctx: &Ctx, checkout: Checkout) {
