@@ -85,7 +85,7 @@ pub fn decode_pointer(head: &[u8]) -> Option<Pointer> {
 /// `lfs.decodeKV` / `decodeKVData`.
 fn decode_kv(data: &[u8]) -> Option<Pointer> {
     // matcherRE: `git-media|hawser|git-lfs` anywhere.
-    let has = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
+    let has = |needle: &[u8]| memchr::memmem::find(data, needle).is_some();
     if !(has(b"git-media") || has(b"hawser") || has(b"git-lfs")) {
         return None;
     }

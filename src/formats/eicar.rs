@@ -32,15 +32,7 @@ pub const EDGE: u64 = 64 << 10;
 
 /// Where the signature is in `hay`.
 pub fn find(hay: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(rel) = hay.get(from..)?.iter().position(|&b| b == b'X') {
-        let at = from + rel;
-        if hay.get(at..at + EICAR.len()) == Some(EICAR) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+    memchr::memmem::find(hay, EICAR)
 }
 
 /// Search a random-access source (whole when small, head and tail when large).

@@ -1820,10 +1820,14 @@ fn template_text(head: &[u8]) -> Option<Format> {
         Err(e) if e.error_len().is_none() => std::str::from_utf8(head.get(..e.valid_up_to())?).ok()?,
         Err(_) => return None,
     };
+    // The delimiters first: a fast search that most text fails.
+    if !(text.contains("{{") || text.contains("{%")) {
+        return None;
+    }
     if text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
         return None;
     }
-    (text.contains("{{") || text.contains("{%")).then_some(Format::ChatTemplate)
+    Some(Format::ChatTemplate)
 }
 
 /// Variables chat templates render with (transformers' `apply_chat_template`).
