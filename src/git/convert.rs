@@ -144,9 +144,7 @@ pub fn crlf_to_worktree(buf: &[u8], mode: Crlf) -> Option<Vec<u8>> {
     }
     // Cheap first looks: no LF, nothing to convert; for `auto`, any NUL (binary) or CR (a
     // lone CR, or a CRLF) means no conversion either, as the full count below would say.
-    if memchr::memchr(b'\n', buf).is_none() {
-        return None;
-    }
+    memchr::memchr(b'\n', buf)?;
     if mode == Crlf::Auto {
         if memchr::memchr2(0, b'\r', buf).is_some() {
             return None;
@@ -513,8 +511,6 @@ mod tests {
             assert_eq!(crlf_to_worktree(&buf, Crlf::Auto), crlf_auto_reference(&buf), "{buf:?}");
         }
     }
-
-    use super::*;
 
     const HEX: &str = "0123456789abcdef0123456789abcdef01234567";
 
