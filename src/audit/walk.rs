@@ -26,12 +26,15 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 use crate::git::attr::{self, AttrFile, Checkout, Frame};
+use crate::git::tree::{
+    all_entries, attr_entry, changed, changed_bytes, may_have_attributes, Entry, S_IFDIR, S_IFGITLINK, S_IFLNK, S_IFMT,
+    S_IFREG,
+};
 use crate::git::{GateRepo, PackedObjects};
 use anyhow::{anyhow, bail, Result};
 use gix::bstr::{BStr, BString, ByteSlice};
 use gix::objs::Find;
 use gix::ObjectId;
-use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -248,171 +251,6 @@ struct Walker<'r> {
     buf: Vec<u8>,
 }
 
-/// One tree entry, borrowed from the tree's bytes: `<octal mode> <name>\0<id>`.
-#[derive(Clone, Copy)]
-struct Entry<'a> {
-    mode: u32,
-    name: &'a [u8],
-    id: &'a [u8],
-    /// The whole entry as stored: identical bytes, identical entry.
-    raw: &'a [u8],
-}
-
-const S_IFMT: u32 = 0o170000;
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
-const S_IFGITLINK: u32 = 0o160000;
-
-impl Entry<'_> {
-    fn is_tree(&self) -> bool {
-        self.mode & S_IFMT == S_IFDIR
-    }
-}
-
-/// The entry at the start of `data` and its length; `None` when it is malformed.
-fn entry(data: &[u8], hash_len: usize) -> Option<(Entry<'_>, usize)> {
-    let sp = data.iter().position(|&b| b == b' ')?;
-    let nul = sp + 1 + data.get(sp + 1..)?.iter().position(|&b| b == 0)?;
-    let end = nul + 1 + hash_len;
-    let mode_bytes = data.get(..sp)?;
-    if mode_bytes.is_empty() || mode_bytes.len() > 7 {
-        return None;
-    }
-    let mut mode = 0u32;
-    for &d in mode_bytes {
-        if !d.is_ascii_digit() || d > b'7' {
-            return None;
-        }
-        mode = mode * 8 + u32::from(d - b'0');
-    }
-    let e = Entry { mode, name: data.get(sp + 1..nul)?, id: data.get(nul + 1..end)?, raw: data.get(..end)? };
-    Some((e, end))
-}
-
-/// Every entry of a tree's bytes; `None` when they are malformed.
-fn entries(mut data: &[u8], hash_len: usize) -> Option<Vec<Entry<'_>>> {
-    let mut out = Vec::new();
-    while !data.is_empty() {
-        let (e, n) = entry(data, hash_len)?;
-        out.push(e);
-        data = data.get(n..)?;
-    }
-    Some(out)
-}
-
-/// git's tree order (`base_name_compare`): names compare as if trees ended in `/`.
-fn tree_order(a: &Entry<'_>, b: &Entry<'_>) -> Ordering {
-    let n = a.name.len().min(b.name.len());
-    match a.name.get(..n).cmp(&b.name.get(..n)) {
-        Ordering::Equal => {}
-        o => return o,
-    }
-    let next = |e: &Entry<'_>| e.name.get(n).copied().unwrap_or(if e.is_tree() { b'/' } else { 0 });
-    next(a).cmp(&next(b))
-}
-
-/// The entries of `new` not identical to one of `old`, each with its namesake in `old`
-/// (which pairs subtrees for a smaller diff). Only an entry identical in mode, name and id to
-/// one of `old` is passed over, so an unsorted tree loses nothing (only pairings).
-fn changed<'a>(old: &[Entry<'a>], new: &[Entry<'a>]) -> Vec<(Entry<'a>, Option<Entry<'a>>)> {
-    let mut out = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while let Some(n) = new.get(j) {
-        match old.get(i) {
-            Some(o) if o.raw == n.raw => {
-                i += 1;
-                j += 1;
-            }
-            Some(o) => match tree_order(o, n) {
-                Ordering::Less => i += 1,
-                Ordering::Greater => {
-                    out.push((*n, None));
-                    j += 1;
-                }
-                Ordering::Equal => {
-                    out.push((*n, Some(*o)));
-                    i += 1;
-                    j += 1;
-                }
-            },
-            None => {
-                out.push((*n, None));
-                j += 1;
-            }
-        }
-    }
-    out
-}
-
-/// The entries both trees start with, as a length in bytes (whole entries).
-fn shared_head(old: &[u8], new: &[u8], hash_len: usize) -> Option<usize> {
-    let same = old.iter().zip(new).take_while(|(a, b)| a == b).count();
-    let mut at = 0;
-    while at < new.len() {
-        let (_, n) = entry(new.get(at..)?, hash_len)?;
-        if at + n > same {
-            break;
-        }
-        at += n;
-    }
-    Some(at)
-}
-
-/// [`changed`] straight from two trees' bytes, without decoding what they share: from the
-/// first entry that differs, and once they are in step again after a difference, the rest
-/// compared as bytes ends it when equal. `None` for malformed bytes.
-fn changed_bytes<'a>(old: &'a [u8], new: &'a [u8], hash_len: usize) -> Option<Vec<(Entry<'a>, Option<Entry<'a>>)>> {
-    let from = shared_head(old, new, hash_len)?;
-    let (mut a, mut b) = (from, from);
-    let mut out = Vec::new();
-    let mut in_step = true;
-    while let Some(rest) = new.get(b..).filter(|r| !r.is_empty()) {
-        let (n, n_len) = entry(rest, hash_len)?;
-        let Some(old_rest) = old.get(a..).filter(|r| !r.is_empty()) else {
-            out.push((n, None));
-            b += n_len;
-            continue;
-        };
-        let (o, o_len) = entry(old_rest, hash_len)?;
-        if o.raw == n.raw {
-            if !in_step && old_rest == rest {
-                break;
-            }
-            in_step = true;
-            a += o_len;
-            b += n_len;
-            continue;
-        }
-        in_step = false;
-        match tree_order(&o, &n) {
-            Ordering::Less => a += o_len,
-            Ordering::Greater => {
-                out.push((n, None));
-                b += n_len;
-            }
-            Ordering::Equal => {
-                out.push((n, Some(o)));
-                a += o_len;
-                b += n_len;
-            }
-        }
-    }
-    Some(out)
-}
-
-/// Whether a tree's bytes may hold a `.gitattributes` entry.
-fn may_have_attributes(data: &[u8]) -> bool {
-    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" .gitattributes\0"));
-    FINDER.find(data).is_some()
-}
-
-/// The `.gitattributes` entry of a tree (any mode but a directory's), as git reads it.
-fn attr_entry<'a>(v: &[Entry<'a>]) -> Option<Entry<'a>> {
-    v.iter().find(|e| e.name == b".gitattributes" && !e.is_tree()).copied()
-}
-
 impl<'r> Walker<'r> {
     fn new(objects: PackedObjects<'r>, kind: gix::hash::Kind, info: Option<Arc<AttrFile>>) -> Walker<'r> {
         let checkouts = vec![Checkout::default(), Checkout::symlink()];
@@ -558,9 +396,9 @@ impl<'r> Walker<'r> {
                 changed_bytes(&o.data, &new_obj.data, hash_len).ok_or_else(|| malformed(new))?
             }
             _ => {
-                let n = entries(&new_obj.data, hash_len).ok_or_else(|| malformed(new))?;
+                let n = all_entries(&new_obj.data, hash_len).ok_or_else(|| malformed(new))?;
                 let p = match (&old_obj, old) {
-                    (Some(o), Some(old_id)) => entries(&o.data, hash_len).ok_or_else(|| malformed(old_id))?,
+                    (Some(o), Some(old_id)) => all_entries(&o.data, hash_len).ok_or_else(|| malformed(old_id))?,
                     _ => Vec::new(),
                 };
                 let here = attr_entry(&n);
@@ -652,62 +490,5 @@ impl<'r> Walker<'r> {
         let file = Arc::new(file);
         self.attr_files.insert((id, top), file.clone());
         file
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A tree's bytes from `(mode, name, id byte)`.
-    fn tree(entries: &[(&str, &str, u8)]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (mode, name, id) in entries {
-            out.extend_from_slice(format!("{mode} {name}\0").as_bytes());
-            out.extend_from_slice(&[*id; 20]);
-        }
-        out
-    }
-
-    fn names(c: &[(Entry<'_>, Option<Entry<'_>>)]) -> Vec<(String, bool)> {
-        c.iter().map(|(n, o)| (String::from_utf8_lossy(n.name).into_owned(), o.is_some())).collect()
-    }
-
-    #[test]
-    fn changed_entries_are_all_found_sorted_or_not() {
-        let old = tree(&[("100644", "a", 1), ("40000", "d", 2), ("100644", "z", 3)]);
-        let new = tree(&[("100644", "a", 1), ("40000", "d", 4), ("100644", "e", 5), ("100644", "z", 3)]);
-        let (o, n) = (entries(&old, 20).unwrap(), entries(&new, 20).unwrap());
-        assert_eq!(names(&changed(&o, &n)), [("d".to_string(), true), ("e".to_string(), false)]);
-        // Compared from the first entry that differs: the same.
-        let from = shared_head(&old, &new, 20).unwrap();
-        assert_eq!(from, "100644 a\0".len() + 20);
-        let (o2, n2) = (entries(&old[from..], 20).unwrap(), entries(&new[from..], 20).unwrap());
-        assert_eq!(names(&changed(&o2, &n2)), names(&changed(&o, &n)));
-        assert_eq!(names(&changed_bytes(&old, &new, 20).unwrap()), names(&changed(&o, &n)));
-        // In step again after a difference: the rest is not decoded (a malformed tail that
-        // both share changes nothing), but a difference after it is found.
-        let tail = b"garbage that is no entry";
-        let old_t = [tree(&[("100644", "a", 1), ("100644", "b", 2)]).as_slice(), tail].concat();
-        let new_t = [tree(&[("100644", "a", 9), ("100644", "b", 2)]).as_slice(), tail].concat();
-        assert_eq!(names(&changed_bytes(&old_t, &new_t, 20).unwrap()), [("a".to_string(), true)]);
-        let old3 = tree(&[("100644", "a", 1), ("100644", "b", 2), ("100644", "c", 3), ("100644", "d", 4)]);
-        let new3 = tree(&[("100644", "a", 9), ("100644", "b", 2), ("100644", "c", 3), ("100644", "d", 8)]);
-        let got = names(&changed_bytes(&old3, &new3, 20).unwrap());
-        assert_eq!(got, [("a".to_string(), true), ("d".to_string(), true)]);
-        // A mode change is a change; an unsorted tree loses no entry (it may give more).
-        let new = tree(&[("100755", "a", 1), ("100644", "z", 9), ("40000", "d", 2), ("100644", "b", 7)]);
-        let n = entries(&new, 20).unwrap();
-        let got = names(&changed(&o, &n));
-        for name in ["a", "z", "b"] {
-            assert!(got.iter().any(|(g, _)| g == name), "{name}: {got:?}");
-        }
-        // Malformed bytes are refused, not skipped.
-        assert!(entries(b"100644 a\0short", 20).is_none());
-        assert!(entries(b"10x644 a\0aaaaaaaaaaaaaaaaaaaa", 20).is_none());
-        // git's order: a tree sorts as if its name ended in '/'.
-        let bytes = tree(&[("40000", "a", 1), ("100644", "a.b", 2)]);
-        let t = entries(&bytes, 20).unwrap();
-        assert_eq!(tree_order(&t[1], &t[0]), Ordering::Less);
     }
 }

@@ -20,11 +20,14 @@
 use super::attr::{AttrFile, Checkout, Frame};
 use super::open::GateRepo;
 use super::packed::{Obj, PackedObjects};
+use super::tree::{
+    attr_entry, changed, changed_bytes, entries, may_have_attributes, Entry, S_IFDIR, S_IFGITLINK, S_IFLNK, S_IFMT,
+    S_IFREG,
+};
 use super::updates::{RefUpdate, UpdateKind};
 use anyhow::{anyhow, bail, Context, Result};
 use gix::bstr::{BStr, BString, ByteSlice};
 use gix::ObjectId;
-use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -268,9 +271,6 @@ struct Differ<'s> {
     hash_len: usize,
     /// Parsed `.gitattributes` blobs (top-level parses count macros, hence the flag).
     attr_files: HashMap<(ObjectId, bool), Arc<AttrFile>>,
-    /// Whether a tree holds the bytes of a `.gitattributes` entry, by tree (each tree is
-    /// compared as the new side, then again as the old side of the next commit).
-    attr_memo: IdMap<bool>,
     /// Record places per commit for the per-ref walks.
     record: bool,
     recording: Option<Vec<Memo>>,
@@ -292,207 +292,6 @@ struct Collector<'r> {
     memo: Option<IdMap<Rc<Vec<Memo>>>>,
 }
 
-/// One tree entry, borrowed from the tree's bytes.
-#[derive(Clone, Copy)]
-struct Entry<'a> {
-    mode: u32,
-    name: &'a [u8],
-    id: &'a [u8],
-    /// The whole entry as stored: identical bytes mean an identical entry.
-    raw: &'a [u8],
-}
-
-const S_IFMT: u32 = 0o170000;
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
-
-impl Entry<'_> {
-    fn is_tree(&self) -> bool {
-        self.mode & S_IFMT == S_IFDIR
-    }
-}
-
-/// Iterate a tree's entries: `<octal mode> <name>\0<id>`.
-struct Entries<'a> {
-    data: &'a [u8],
-    hash_len: usize,
-    bad: bool,
-}
-
-impl<'a> Iterator for Entries<'a> {
-    type Item = Entry<'a>;
-
-    fn next(&mut self) -> Option<Entry<'a>> {
-        if self.data.is_empty() {
-            return None;
-        }
-        let parsed = (|| {
-            let sp = self.data.iter().position(|&b| b == b' ')?;
-            let nul = sp + 1 + self.data.get(sp + 1..)?.iter().position(|&b| b == 0)?;
-            let end = nul + 1 + self.hash_len;
-            let mode_bytes = self.data.get(..sp)?;
-            if mode_bytes.is_empty() || mode_bytes.len() > 7 {
-                return None;
-            }
-            let mut mode = 0u32;
-            for &d in mode_bytes {
-                if !(b'0'..=b'7').contains(&d) {
-                    return None;
-                }
-                mode = mode * 8 + u32::from(d - b'0');
-            }
-            let e = Entry {
-                mode,
-                name: self.data.get(sp + 1..nul)?,
-                id: self.data.get(nul + 1..end)?,
-                raw: self.data.get(..end)?,
-            };
-            Some((e, end))
-        })();
-        match parsed {
-            Some((e, end)) => {
-                self.data = self.data.get(end..).unwrap_or_default();
-                Some(e)
-            }
-            None => {
-                self.bad = true;
-                self.data = &[];
-                None
-            }
-        }
-    }
-}
-
-/// A tree's entries, and whether it is malformed. (Order does not matter for what is
-/// found changed: only an entry identical in mode, name and id to one of the old tree is
-/// passed over, whatever the order; the order only pairs subtrees for a smaller diff.)
-fn entries(o: &Obj, hash_len: usize) -> (Vec<Entry<'_>>, bool) {
-    let mut it = Entries { data: &o.data, hash_len, bad: false };
-    let v: Vec<Entry<'_>> = it.by_ref().collect();
-    (v, it.bad)
-}
-
-/// The entries of `new` that are not identical in `old`, with their namesake in `old`.
-fn merge_changed<'a>(old: &[Entry<'a>], new: &[Entry<'a>]) -> Vec<(Entry<'a>, Option<Entry<'a>>)> {
-    let mut changed = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while let Some(n) = new.get(j) {
-        match old.get(i) {
-            None => {
-                changed.push((*n, None));
-                j += 1;
-            }
-            Some(o) if o.raw == n.raw => {
-                i += 1;
-                j += 1;
-            }
-            Some(o) => match tree_order(o, n) {
-                Ordering::Less => i += 1,
-                Ordering::Greater => {
-                    changed.push((*n, None));
-                    j += 1;
-                }
-                Ordering::Equal => {
-                    changed.push((*n, Some(*o)));
-                    i += 1;
-                    j += 1;
-                }
-            },
-        }
-    }
-    changed
-}
-
-/// One entry at `off`, and where the next starts.
-fn entry_at(data: &[u8], off: usize, hash_len: usize) -> Option<(Entry<'_>, usize)> {
-    let rest = data.get(off..)?;
-    let mut it = Entries { data: rest, hash_len, bad: false };
-    let e = it.next()?;
-    Some((e, off + e.raw.len()))
-}
-
-/// Length of the common prefix of two byte strings (compared in blocks).
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    let n = a.len().min(b.len());
-    let mut i = 0;
-    while i + 64 <= n && a.get(i..i + 64) == b.get(i..i + 64) {
-        i += 64;
-    }
-    while i < n && a.get(i) == b.get(i) {
-        i += 1;
-    }
-    i
-}
-
-/// [`merge_changed`] without decoding the entries the two trees share: the common prefix
-/// is skipped as bytes, and once the trees agree again after a difference, a single
-/// comparison of what is left ends the merge. `None` for a malformed tree.
-fn fast_changed<'a>(old: &'a [u8], new: &'a [u8], hash_len: usize) -> Option<Vec<(Entry<'a>, Option<Entry<'a>>)>> {
-    let p = common_prefix(old, new);
-    let mut off = 0;
-    while off < new.len() {
-        let (_, end) = entry_at(new, off, hash_len)?;
-        if end > p {
-            break;
-        }
-        off = end;
-    }
-    let (mut a, mut b) = (off, off);
-    let mut changed = Vec::new();
-    let mut in_sync = true;
-    while b < new.len() {
-        let (n, n_end) = entry_at(new, b, hash_len)?;
-        if a >= old.len() {
-            changed.push((n, None));
-            b = n_end;
-            continue;
-        }
-        let (o, o_end) = entry_at(old, a, hash_len)?;
-        if o.raw == n.raw {
-            if !in_sync {
-                if old.get(a..) == new.get(b..) {
-                    break;
-                }
-                in_sync = true;
-            }
-            a = o_end;
-            b = n_end;
-            continue;
-        }
-        in_sync = false;
-        match tree_order(&o, &n) {
-            Ordering::Less => a = o_end,
-            Ordering::Greater => {
-                changed.push((n, None));
-                b = n_end;
-            }
-            Ordering::Equal => {
-                changed.push((n, Some(o)));
-                a = o_end;
-                b = n_end;
-            }
-        }
-    }
-    Some(changed)
-}
-
-/// The raw `.gitattributes` entry of a tree, if any.
-fn attr_entry<'a>(v: &[Entry<'a>]) -> Option<&'a [u8]> {
-    v.iter().find(|e| e.name == b".gitattributes" && !e.is_tree()).map(|e| e.raw)
-}
-
-/// git's tree order (`base_name_compare`): names compare as if trees ended in `/`.
-fn tree_order(a: &Entry<'_>, b: &Entry<'_>) -> Ordering {
-    let n = a.name.len().min(b.name.len());
-    match a.name.get(..n).cmp(&b.name.get(..n)) {
-        Ordering::Equal => {}
-        o => return o,
-    }
-    let next = |e: &Entry<'_>| e.name.get(n).copied().unwrap_or(if e.is_tree() { b'/' } else { 0 });
-    next(a).cmp(&next(b))
-}
-
 impl<'s> Differ<'s> {
     fn new(objects: PackedObjects<'s>, info: Option<Arc<AttrFile>>, kind: gix::hash::Kind, record: bool) -> Differ<'s> {
         Differ {
@@ -500,7 +299,6 @@ impl<'s> Differ<'s> {
             info,
             hash_len: kind.len_in_bytes(),
             attr_files: HashMap::new(),
-            attr_memo: IdMap::default(),
             record,
             recording: None,
             found: Found::default(),
@@ -524,21 +322,6 @@ impl<'s> Differ<'s> {
             self.found.memo.push((commit, rec));
         }
         Ok(())
-    }
-
-    /// Whether a tree's bytes may hold a `.gitattributes` entry (remembered per tree).
-    fn may_attr(&mut self, id: ObjectId, data: &[u8]) -> bool {
-        if let Some(&v) = self.attr_memo.get(&id) {
-            return v;
-        }
-        if self.attr_memo.len() > 1 << 16 {
-            self.attr_memo.clear();
-        }
-        static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" .gitattributes\0"));
-        let v = FINDER.find(data).is_some();
-        self.attr_memo.insert(id, v);
-        v
     }
 
     /// The tree of a commit, read from the commit object's first line.
@@ -601,21 +384,21 @@ impl<'s> Differ<'s> {
         // the full comparison necessary; the common case compares raw bytes only.
         let slow = force
             || old_obj.is_none()
-            || self.may_attr(new, &new_obj.data)
-            || old.zip(old_obj.as_ref()).is_some_and(|(id, o)| self.may_attr(id, &o.data));
+            || may_have_attributes(&new_obj.data)
+            || old_obj.as_ref().is_some_and(|o| may_have_attributes(&o.data));
         let mut new_attr: Option<Entry<'_>> = None;
         let changed: Vec<(Entry<'_>, Option<Entry<'_>>)> = match (&old_obj, slow) {
-            (Some(o), false) => match fast_changed(&o.data, &new_obj.data, hash_len) {
+            (Some(o), false) => match changed_bytes(&o.data, &new_obj.data, hash_len) {
                 Some(c) => c,
                 None => {
                     force = true;
-                    Entries { data: &new_obj.data, hash_len, bad: false }.map(|e| (e, None)).collect()
+                    entries(&new_obj.data, hash_len).0.into_iter().map(|e| (e, None)).collect()
                 }
             },
             _ => {
-                let (new_entries, new_bad) = entries(&new_obj, hash_len);
+                let (new_entries, new_bad) = entries(&new_obj.data, hash_len);
                 let (old_entries, old_bad) = match &old_obj {
-                    Some(o) => entries(o, hash_len),
+                    Some(o) => entries(&o.data, hash_len),
                     None => (Vec::new(), false),
                 };
                 if new_bad || old_bad {
@@ -624,7 +407,10 @@ impl<'s> Differ<'s> {
                 }
                 // The directory's own attributes, and whether they changed.
                 new_attr = new_entries.iter().find(|e| e.name == b".gitattributes" && !e.is_tree()).copied();
-                if !force && old_obj.is_some() && attr_entry(&new_entries) != attr_entry(&old_entries) {
+                if !force
+                    && old_obj.is_some()
+                    && attr_entry(&new_entries).map(|e| e.raw) != attr_entry(&old_entries).map(|e| e.raw)
+                {
                     force = true;
                 }
                 if old_obj.is_none() && old.is_some() {
@@ -633,12 +419,12 @@ impl<'s> Differ<'s> {
                 if force || old_obj.is_none() {
                     new_entries.iter().map(|e| (*e, None)).collect()
                 } else {
-                    merge_changed(&old_entries, &new_entries)
+                    changed(&old_entries, &new_entries)
                 }
             }
         };
         let pushed = match new_attr {
-            Some(e) if e.mode & S_IFMT != 0o160000 => {
+            Some(e) if e.mode & S_IFMT != S_IFGITLINK => {
                 let id = ObjectId::from_bytes_or_panic(e.id);
                 let top = path.is_empty();
                 let file = self.attr_file(id, top);

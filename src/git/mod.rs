@@ -8,6 +8,7 @@ pub mod convert;
 mod introduced;
 mod open;
 mod packed;
+pub(crate) mod tree;
 mod updates;
 
 pub use attr::{Checkout, Crlf};
