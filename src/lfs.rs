@@ -495,6 +495,74 @@ pub(crate) enum TemplateToken {
     Name,
 }
 
+/// What a key or path matched against a template's tokens has bound so far: characters of
+/// the oid and the repository placeholders. The S3 store's listing and the filesystem
+/// watcher match with it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TemplateBinding {
+    oid: Vec<Option<u8>>,
+    repo: Option<String>,
+    owner: Option<String>,
+    name: Option<String>,
+}
+
+impl TemplateBinding {
+    pub fn new() -> TemplateBinding {
+        TemplateBinding { oid: vec![None; 64], ..Default::default() }
+    }
+
+    /// `part` bound to oid characters from `at` on; `None` when it is not lowercase hex or
+    /// disagrees with what is bound there.
+    pub fn bind_oid(&self, at: usize, part: &str) -> Option<TemplateBinding> {
+        let mut nb = self.clone();
+        for (i, c) in part.bytes().enumerate() {
+            if !(c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+                return None;
+            }
+            match nb.oid.get_mut(at + i)? {
+                slot @ None => *slot = Some(c),
+                Some(prev) if *prev == c => {}
+                Some(_) => return None,
+            }
+        }
+        Some(nb)
+    }
+
+    /// `value` bound to a repository placeholder (`{repo}`, `{owner}`, `{name}`); `None` when
+    /// it disagrees with what is bound, or `token` is no such placeholder.
+    pub fn bind_name(&self, token: &TemplateToken, value: &str) -> Option<TemplateBinding> {
+        let mut nb = self.clone();
+        let slot = match token {
+            TemplateToken::Repo => &mut nb.repo,
+            TemplateToken::Owner => &mut nb.owner,
+            TemplateToken::Name => &mut nb.name,
+            _ => return None,
+        };
+        match slot {
+            Some(v) if v != value => return None,
+            _ => *slot = Some(value.to_string()),
+        }
+        Some(nb)
+    }
+
+    /// The full oid and the repository it names (`{repo}`, else `{owner}/{name}`, else
+    /// `{name}`), when the oid is complete and the repository name valid.
+    pub fn resolved(&self) -> Option<(String, Option<StoreRepo>)> {
+        let oid: String = self.oid.iter().map(|c| c.map(char::from)).collect::<Option<String>>()?;
+        let repo = match (&self.repo, &self.owner, &self.name) {
+            (Some(r), _, _) => Some(r.clone()),
+            (None, Some(o), Some(n)) => Some(format!("{o}/{n}")),
+            (None, None, Some(n)) => Some(n.clone()),
+            _ => None,
+        };
+        let repo = match repo {
+            Some(r) => Some(StoreRepo::new(&r)?),
+            None => None,
+        };
+        is_oid(&oid).then_some((oid, repo))
+    }
+}
+
 /// Split a template (or one path component of it) into literals and placeholders, as
 /// [`expand_template`] reads them; the stores match keys and paths against the result.
 pub(crate) fn template_tokens(t: &str) -> Result<Vec<TemplateToken>, String> {

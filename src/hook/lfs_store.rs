@@ -10,7 +10,7 @@ use super::gate::PolicyDecider;
 use super::judge::{budget_judged, judge_lfs_object, run_pool, Jobs, Names};
 use super::{audit, now_secs, under, Action, Cache, HookConfig, Judged, Out};
 use crate::finding::{Finding, Severity};
-use crate::lfs::{self, Layout, LfsStore, Pointer, StoreRepo, TemplateToken as Token};
+use crate::lfs::{self, Layout, LfsStore, Pointer, StoreRepo, TemplateBinding, TemplateToken as Token};
 use crate::policy::Policy;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -607,40 +607,9 @@ fn split_template(full: &str) -> Result<(PathBuf, Vec<Segment>), String> {
     Ok((PathBuf::from(fixed), segs))
 }
 
-/// What the components matched so far say.
-#[derive(Debug, Clone, Default)]
-struct Bound {
-    oid: Vec<Option<u8>>,
-    repo: Option<String>,
-    owner: Option<String>,
-    name: Option<String>,
-}
-
-impl Bound {
-    fn new() -> Bound {
-        Bound { oid: vec![None; 64], ..Default::default() }
-    }
-
-    fn key(&self) -> Option<ObjKey> {
-        let oid: Option<String> = self.oid.iter().map(|c| c.map(char::from)).collect();
-        let oid = oid.filter(|o| lfs::is_oid(o))?;
-        let repo = match (&self.repo, &self.owner, &self.name) {
-            (Some(r), _, _) => Some(r.clone()),
-            (None, Some(o), Some(n)) => Some(format!("{o}/{n}")),
-            (None, None, Some(n)) => Some(n.clone()),
-            _ => None,
-        };
-        let repo = match repo {
-            Some(r) => Some(StoreRepo::new(&r)?),
-            None => None,
-        };
-        Some(ObjKey { oid, repo })
-    }
-}
-
 /// Match one directory entry name against a segment's tokens (backtracking over the
 /// variable-length repository placeholders); every way it matches.
-fn match_segment(tokens: &[Token], name: &str, b: &Bound, out: &mut Vec<Bound>) {
+fn match_segment(tokens: &[Token], name: &str, b: &TemplateBinding, out: &mut Vec<TemplateBinding>) {
     let Some((first, rest)) = tokens.split_first() else {
         if name.is_empty() {
             out.push(b.clone());
@@ -655,33 +624,12 @@ fn match_segment(tokens: &[Token], name: &str, b: &Bound, out: &mut Vec<Bound>) 
         }
         Token::Oid(a, z) => {
             let n = z.saturating_sub(*a);
-            let Some(part) = name.get(..n) else { return };
-            if !part.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
-                return;
-            }
-            let mut nb = b.clone();
-            for (i, c) in part.bytes().enumerate() {
-                match nb.oid.get_mut(a + i) {
-                    Some(slot @ None) => *slot = Some(c),
-                    Some(Some(prev)) if *prev == c => {}
-                    _ => return,
-                }
-            }
+            let Some(nb) = name.get(..n).and_then(|part| b.bind_oid(*a, part)) else { return };
             match_segment(rest, name.get(n..).unwrap_or_default(), &nb, out);
         }
         Token::Repo | Token::Owner | Token::Name => {
             for end in (1..=name.len()).filter(|e| name.is_char_boundary(*e)) {
-                let value = name.get(..end).unwrap_or_default().to_string();
-                let mut nb = b.clone();
-                let slot = match first {
-                    Token::Repo => &mut nb.repo,
-                    Token::Owner => &mut nb.owner,
-                    _ => &mut nb.name,
-                };
-                match slot {
-                    Some(v) if *v != value => continue,
-                    _ => *slot = Some(value),
-                }
+                let Some(nb) = b.bind_name(first, name.get(..end).unwrap_or_default()) else { continue };
                 match_segment(rest, name.get(end..).unwrap_or_default(), &nb, out);
             }
         }
@@ -697,7 +645,7 @@ const MAX_REPO_DEPTH: usize = 8;
 /// gives a full valid oid are candidates; links are never followed.
 fn each_template_object(root: &Path, pattern: &[Segment], f: &mut dyn FnMut(ObjKey, Stamp)) {
     let mut seen = std::collections::HashSet::new();
-    walk_template(root, pattern, 0, &Bound::new(), None, 0, &mut |k, s| {
+    walk_template(root, pattern, 0, &TemplateBinding::new(), None, 0, &mut |k, s| {
         if seen.insert(k.clone()) {
             f(k, s);
         }
@@ -708,7 +656,7 @@ fn walk_template(
     dir: &Path,
     pattern: &[Segment],
     i: usize,
-    b: &Bound,
+    b: &TemplateBinding,
     // The directories a multi-level `{repo}`/`{owner}` has taken so far (`group/`).
     partial: Option<&str>,
     depth: usize,
@@ -734,7 +682,8 @@ fn walk_template(
             let mut found = Vec::new();
             match_segment(seg, &full_name, b, &mut found);
             for nb in found {
-                if let Some(k) = nb.key() {
+                if let Some((oid, repo)) = nb.resolved() {
+                    let k = ObjKey { oid, repo };
                     f(k, stamp(&m));
                 }
             }

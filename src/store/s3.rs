@@ -34,7 +34,7 @@
 use super::credentials::{self, Credentials};
 use super::{LfsObjects, ObjectMeta};
 use crate::lfs::{is_oid, LfsStore, StoreError, StoreRepo};
-use crate::lfs::{template_tokens as parse_template, TemplateToken as Token};
+use crate::lfs::{template_tokens as parse_template, TemplateBinding, TemplateToken as Token};
 use crate::source::Source;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
@@ -479,57 +479,28 @@ fn default_oid(rest: &str) -> Option<String> {
     is_oid(&oid).then_some(oid)
 }
 
-/// What a key's match has bound so far.
-#[derive(Clone)]
-struct Bound {
-    oid: [Option<u8>; 64],
-    repo: Option<String>,
-    owner: Option<String>,
-    name: Option<String>,
-}
-
 /// The oid and repository a key below the prefix stands for under a template: the first
 /// way the whole key matches that gives a full oid and a valid repository name.
 fn match_key(tokens: &[Token], key: &str) -> Option<(String, Option<StoreRepo>)> {
-    let b = Bound { oid: [None; 64], repo: None, owner: None, name: None };
+    let b = TemplateBinding::new();
     let mut budget = 100_000u32;
     match_from(tokens, key, b, &mut budget)
 }
 
-fn match_from(tokens: &[Token], rest: &str, b: Bound, budget: &mut u32) -> Option<(String, Option<StoreRepo>)> {
+fn match_from(
+    tokens: &[Token],
+    rest: &str,
+    b: TemplateBinding,
+    budget: &mut u32,
+) -> Option<(String, Option<StoreRepo>)> {
     *budget = budget.checked_sub(1)?;
     let Some((first, more)) = tokens.split_first() else {
-        if !rest.is_empty() {
-            return None;
-        }
-        let oid: String = b.oid.iter().map(|c| c.map(char::from)).collect::<Option<String>>()?;
-        let repo = match (&b.repo, &b.owner, &b.name) {
-            (Some(r), _, _) => Some(r.clone()),
-            (None, Some(o), Some(n)) => Some(format!("{o}/{n}")),
-            (None, None, Some(n)) => Some(n.clone()),
-            _ => None,
-        };
-        let repo = match repo {
-            Some(r) => Some(StoreRepo::new(&r)?),
-            None => None,
-        };
-        return is_oid(&oid).then_some((oid, repo));
+        return rest.is_empty().then(|| b.resolved()).flatten();
     };
     match first {
         Token::Lit(l) => match_from(more, rest.strip_prefix(l.as_str())?, b, budget),
         Token::Oid(a, z) => {
-            let part = rest.get(..z - a)?;
-            let mut nb = b;
-            for (i, c) in part.bytes().enumerate() {
-                if !(c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
-                    return None;
-                }
-                match nb.oid.get_mut(a + i)? {
-                    slot @ None => *slot = Some(c),
-                    Some(prev) if *prev == c => {}
-                    Some(_) => return None,
-                }
-            }
+            let nb = b.bind_oid(*a, rest.get(..z - a)?)?;
             match_from(more, rest.get(z - a..)?, nb, budget)
         }
         Token::Repo | Token::Owner | Token::Name => {
@@ -539,16 +510,7 @@ fn match_from(tokens: &[Token], rest: &str, b: Bound, budget: &mut u32) -> Optio
                 if matches!(first, Token::Name) && value.contains('/') {
                     break;
                 }
-                let mut nb = b.clone();
-                let slot = match first {
-                    Token::Repo => &mut nb.repo,
-                    Token::Owner => &mut nb.owner,
-                    _ => &mut nb.name,
-                };
-                match slot {
-                    Some(v) if v != value => continue,
-                    _ => *slot = Some(value.to_string()),
-                }
+                let Some(nb) = b.bind_name(first, value) else { continue };
                 if let Some(found) = match_from(more, rest.get(end..)?, nb, budget) {
                     return Some(found);
                 }
