@@ -234,3 +234,27 @@ fn lfs_watch_memory_is_bounded_by_recency() {
     assert_eq!(summary.remembered, 301, "{summary:?}");
     assert_eq!(summary.judged, 300, "{summary:?}");
 }
+
+/// An LFS object whose content no format matches: `lfs scan` (which knows no name) caches it
+/// as unsupported, and a pointer to it under a name that claims a model is still an error,
+/// not served from that cache; under a neutral name the cached verdict serves.
+#[test]
+fn a_cached_lfs_verdict_does_not_dodge_a_pointers_model_name() {
+    let s = store();
+    // Past 1 MiB, so that the unsupported verdict is cached.
+    let mut bytes = b"\xfe\xed\xfa\xce".to_vec();
+    bytes.extend((0..1_200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    let oid = put_gitea_object(&s.root, &bytes);
+    let o = lfs(&s, &["scan", &oid], b"");
+    assert!(show(&o.stdout).contains("unsupported"), "{}{}", show(&o.stdout), show(&o.stderr));
+
+    s.e.write("data.bin", &pointer(&bytes));
+    s.e.commit("neutral name");
+    let out = assert_accepted(s.e.push(&["main"]));
+    assert!(out.contains("(1 from cache)"), "{out}");
+
+    s.e.write("weights/model.safetensors", &pointer(&bytes));
+    s.e.commit("a name that claims a model");
+    let out = assert_rejected(s.e.push(&["main"]));
+    assert!(out.contains("model-content-unrecognised"), "{out}");
+}
