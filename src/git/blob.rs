@@ -19,6 +19,8 @@ pub struct BlobReader {
     git_dir: PathBuf,
     big: u64,
     buf: Vec<u8>,
+    /// The object store refuses allocations of `big` bytes or more.
+    limited: bool,
 }
 
 /// A blob's bytes, ready to scan.
@@ -27,13 +29,69 @@ pub struct ReadBlob {
     pub source: Arc<dyn Source>,
     /// True when the blob was streamed to a temporary file.
     pub streamed: bool,
+    /// The bytes, when they are in memory (the same as `source`).
+    pub memory: Option<Arc<BytesSource>>,
 }
 
 impl BlobReader {
     /// `big`: blobs of at least this many bytes are streamed instead of loaded.
     pub fn new(mut odb: gix::odb::Handle, git_dir: &Path, big: u64) -> BlobReader {
         odb.set_pack_cache(|| Box::new(DeltaBases::default()));
-        BlobReader { odb, git_dir: git_dir.to_path_buf(), big, buf: Vec::new() }
+        BlobReader { odb, git_dir: git_dir.to_path_buf(), big, buf: Vec::new(), limited: false }
+    }
+
+    /// A reader on its own object store for `objects_dir` (and its alternates), which refuses
+    /// to allocate `big` bytes or more for any object: [`BlobReader::try_read_small`] then
+    /// needs no header lookup first.
+    pub fn at(objects_dir: &Path, kind: gix::hash::Kind, git_dir: &Path, big: u64) -> std::io::Result<BlobReader> {
+        let limit = usize::try_from(big.saturating_sub(1)).unwrap_or(usize::MAX);
+        let options = gix::odb::store::init::Options { alloc_limit_bytes: Some(limit), ..Default::default() };
+        let odb = gix::odb::at_opts(objects_dir, kind, None, options)?;
+        let mut reader = BlobReader::new(odb, git_dir, big);
+        reader.limited = true;
+        Ok(reader)
+    }
+
+    /// The blob in memory when it is smaller than `big`, in one lookup; `None` when it is
+    /// not (or gix could not load it within the limit): then [`BlobReader::size`] and
+    /// [`BlobReader::read_sized`] decide. Fails for missing objects and non-blobs.
+    pub fn try_read_small(&mut self, id: &ObjectId) -> Result<Option<ReadBlob>> {
+        if !self.limited {
+            return Ok(None);
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let (kind, start, len) = match self.odb.try_find(id, &mut buf) {
+            // Over the allocation limit (or unreadable by gix): the header decides.
+            Err(_) => {
+                self.buf = buf;
+                return Ok(None);
+            }
+            Ok(None) => {
+                self.buf = buf;
+                bail!("object {id} is missing");
+            }
+            Ok(Some(data)) => (data.kind, data.data.as_ptr() as usize, data.data.len()),
+        };
+        if kind != gix::object::Kind::Blob {
+            self.buf = buf;
+            bail!("object {id} is a {kind}, not a blob");
+        }
+        // The object is the buffer (gix decodes into it): keep it without a copy.
+        if start == buf.as_ptr() as usize && len <= buf.len() {
+            buf.truncate(len);
+            return Ok(Some(self.in_memory(buf)));
+        }
+        let data = self.odb.try_find(id, &mut buf).ok().flatten().map(|d| d.data.to_vec());
+        self.buf = buf;
+        match data {
+            Some(data) if data.len() == len => Ok(Some(self.in_memory(data))),
+            _ => Ok(None),
+        }
+    }
+
+    fn in_memory(&self, data: Vec<u8>) -> ReadBlob {
+        let memory = Arc::new(BytesSource(data));
+        ReadBlob { size: memory.0.len() as u64, source: memory.clone(), streamed: false, memory: Some(memory) }
     }
 
     /// Size of a blob without inflating it; fails for missing objects and non-blobs.
@@ -68,14 +126,24 @@ impl BlobReader {
     ) -> Result<ReadBlob> {
         if size >= self.big {
             let source = self.stream(id, size, check)?;
-            return Ok(ReadBlob { size, source, streamed: true });
+            return Ok(ReadBlob { size, source, streamed: true, memory: None });
         }
-        let data = self.odb.try_find(id, &mut self.buf).map_err(|e| anyhow!("cannot read blob {id}: {e}"))?;
+        let data = match self.odb.try_find(id, &mut self.buf) {
+            Ok(d) => d,
+            // A delta base over the allocation limit: git reads it, the blob itself is small.
+            Err(_) if self.limited => {
+                let source = self.stream(id, size, check)?;
+                let data = crate::source::read_up_to(source.as_ref(), 0, usize::try_from(size).unwrap_or(usize::MAX))?;
+                return Ok(self.in_memory(data));
+            }
+            Err(e) => bail!("cannot read blob {id}: {e}"),
+        };
         let data = data.ok_or_else(|| anyhow!("blob {id} is missing"))?;
         if data.kind != gix::object::Kind::Blob || data.data.len() as u64 != size {
             bail!("blob {id} changed while it was read");
         }
-        Ok(ReadBlob { size, source: Arc::new(BytesSource(data.data.to_vec())), streamed: false })
+        let data = data.data.to_vec();
+        Ok(self.in_memory(data))
     }
 
     /// Stream a big blob through `git cat-file` into a temporary file that has no name (or

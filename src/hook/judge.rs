@@ -197,8 +197,7 @@ impl Jobs for BlobJobs {
     }
 
     fn local(&self) -> Self::Local {
-        gix::odb::at(&self.store_dir, self.kind)
-            .map(|odb| BlobReader::new(odb, &self.git_dir, self.config.stream_threshold))
+        BlobReader::at(&self.store_dir, self.kind, &self.git_dir, self.config.stream_threshold)
             .map_err(|e| format!("cannot open the object store: {e}"))
     }
 
@@ -625,22 +624,34 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
             return (Judged { cached: true, ..j }, None, variants);
         }
     }
-    let size = match reader.size(&blob.id) {
-        Ok(s) => s,
-        Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None, Vec::new()),
-    };
-    if let Some(m) = max_size.filter(|m| size > *m) {
-        return (too_large(size, m, None), None, Vec::new());
-    }
     if let Err(e) = ctx.meter.check() {
         return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None, Vec::new());
     }
-    let read = match reader.read_sized(&blob.id, size, &|| ctx.meter.check()) {
-        Ok(r) => r,
-        Err(e) => return (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None, Vec::new()),
+    let unreadable_blob =
+        |e: anyhow::Error| (unreadable(&format!("cannot read blob {}: {e:#}", blob.id)), None, Vec::new());
+    // Most blobs are small: read in one lookup. Others by their header's size, which may
+    // be over the limit before anything is read.
+    let read = match reader.try_read_small(&blob.id) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            let size = match reader.size(&blob.id) {
+                Ok(s) => s,
+                Err(e) => return unreadable_blob(e),
+            };
+            if let Some(m) = max_size.filter(|m| size > *m) {
+                return (too_large(size, m, None), None, Vec::new());
+            }
+            match reader.read_sized(&blob.id, size, &|| ctx.meter.check()) {
+                Ok(r) => r,
+                Err(e) => return unreadable_blob(e),
+            }
+        }
+        Err(e) => return unreadable_blob(e),
     };
-    let raw = read.source.clone();
-    let source: Arc<dyn Source> = Arc::new(Guarded::new(read.source, ctx.meter.clone()));
+    if let Some(m) = max_size.filter(|m| read.size > *m) {
+        return (too_large(read.size, m, None), None, Vec::new());
+    }
+    let source: Arc<dyn Source> = Arc::new(Guarded::new(read.source.clone(), ctx.meter.clone()));
     let head = match crate::source::read_up_to(source.as_ref(), 0, lfs::MAX_POINTER_SIZE as usize) {
         Ok(b) => b,
         Err(e) => return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None, Vec::new()),
@@ -665,14 +676,7 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
     }
     // Other checkouts need the bytes in memory; a streamed blob is converted only if
     // git would convert it, which is then an error (it cannot be judged within memory).
-    let bytes = if read.streamed {
-        None
-    } else {
-        match crate::source::read_up_to(raw.as_ref(), 0, usize::try_from(read.size).unwrap_or(usize::MAX)) {
-            Ok(b) => Some(b),
-            Err(e) => return (unreadable(&format!("cannot read blob {}: {e}", blob.id)), None, Vec::new()),
-        }
-    };
+    let bytes = read.memory.as_ref().map(|m| m.0.as_slice());
     let hex = blob.id.to_string();
     // Judgements by label, shared between checkouts.
     let mut done: Vec<(String, Judged)> = Vec::new();
@@ -693,7 +697,7 @@ fn judge_one(reader: &mut BlobReader, ctx: &Ctx<'_>, blob: &NewBlob) -> (Judged,
             );
             add(&mut done, format!("filter={f}"), Judged::from_findings(vec![finding], read.size, None), &mut mine);
         }
-        match bytes.as_deref() {
+        match bytes {
             None => {
                 if streamed_would_convert(co) {
                     let finding = Finding::new(
