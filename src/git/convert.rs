@@ -23,6 +23,29 @@ pub struct Variant {
 /// that is not git's own failure).
 pub fn variants(blob: &[u8], hex: &str, co: &Checkout) -> (Vec<Variant>, Vec<String>) {
     let mut out: Vec<Variant> = Vec::new();
+    let problems = Vec::new();
+    if co.symlink {
+        return (out, problems);
+    }
+    // The common case (end of line only): one conversion, no copies.
+    if !co.ident && co.encoding.is_none() {
+        if let Some(c) = crlf_to_worktree(blob, co.crlf) {
+            let label = match co.crlf {
+                Crlf::Always => "text, CRLF line endings",
+                _ => "core.autocrlf=true (LF -> CRLF)",
+            };
+            if c != blob {
+                out.push(Variant { label: label.to_string(), bytes: c });
+            }
+        }
+        return (out, problems);
+    }
+    variants_staged(blob, hex, co)
+}
+
+/// [`variants`] through every stage: ident, end of line, then each encoding.
+fn variants_staged(blob: &[u8], hex: &str, co: &Checkout) -> (Vec<Variant>, Vec<String>) {
+    let mut out: Vec<Variant> = Vec::new();
     let mut problems = Vec::new();
     if co.symlink {
         return (out, problems);
@@ -509,6 +532,19 @@ mod tests {
                 buf.push(0x1a);
             }
             assert_eq!(crlf_to_worktree(&buf, Crlf::Auto), crlf_auto_reference(&buf), "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn end_of_line_only_variants_equal_the_staged_ones() {
+        let texts: [&[u8]; 8] = [b"", b"a", b"a\nb\n", b"a\r\nb\n", b"\n", b"x\x00\ny", b"lone\rcr\n", b"$Id$\nkeep\n"];
+        for crlf in [Crlf::Never, Crlf::Auto, Crlf::Always] {
+            for symlink in [false, true] {
+                let co = Checkout { crlf, symlink, ..Checkout::default() };
+                for t in texts {
+                    assert_eq!(variants(t, HEX, &co), variants_staged(t, HEX, &co), "{crlf:?} {symlink} {t:?}");
+                }
+            }
         }
     }
 
