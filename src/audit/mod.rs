@@ -21,7 +21,7 @@ pub mod state;
 pub mod walk;
 
 use crate::git::attr::Checkout;
-use crate::git::{GateRepo, GitEnv, NewBlob, ObjectId, Place};
+use crate::git::{GateRepo, GitEnv, NewBlob, ObjectId, ObjectView, Place};
 use crate::hook::gate::{find_policy, hook_config, PolicyDecider, PolicySource, SYSTEM_POLICY};
 use crate::hook::{escape_bytes, judge_push, Action, Cache, HookConfig, HookEnv, Judged, Judgement};
 use crate::policy::Policy;
@@ -100,27 +100,123 @@ pub fn run(opts: &Options, sink: &mut dyn FnMut(&Block) -> Result<()>) -> Result
     auditor.stats.other_shards = (repos.len() - mine.len()) as u64;
     let progress = Progress::new(opts.progress, mine.len() as u64);
     let mut summary = Summary::new(shard);
-    for r in mine {
-        let block = match journal.as_mut().and_then(|j| j.done.remove(&r.name)) {
-            Some(b) => {
-                auditor.stats.resumed += 1;
-                b
-            }
-            None => {
-                let b = auditor.audit(r);
-                if let Some(j) = journal.as_mut() {
-                    j.record(&b)?;
+    // The next repository is walked on its own thread while this one's files are judged:
+    // the walk reads trees on one core, judging takes every core.
+    let walk_these: Vec<&Repo> =
+        mine.iter().copied().filter(|r| journal.as_ref().is_none_or(|j| !j.done.contains_key(&r.name))).collect();
+    std::thread::scope(|scope| -> Result<()> {
+        let mut walks = Ahead::start(scope, &walk_these, walkers(opts.jobs), &|r: &&Repo| Walk::of(r));
+        for r in mine {
+            let block = match journal.as_mut().and_then(|j| j.done.remove(&r.name)) {
+                Some(b) => {
+                    auditor.stats.resumed += 1;
+                    b
                 }
-                auditor.stats.audited += 1;
-                b
-            }
-        };
-        progress.repo(&auditor.stats);
-        sink(&block)?;
-        summary.add_block(&block);
-    }
+                None => {
+                    // Without a walking thread (or out of step with them): walked here.
+                    let walked = walks.next().filter(|w| w.name == r.name).unwrap_or_else(|| Walk::of(r));
+                    let b = auditor.audit(r, walked);
+                    if let Some(j) = journal.as_mut() {
+                        j.record(&b)?;
+                    }
+                    auditor.stats.audited += 1;
+                    b
+                }
+            };
+            progress.repo(&auditor.stats);
+            sink(&block)?;
+            summary.add_block(&block);
+        }
+        Ok(())
+    })?;
     progress.finish();
     Ok(Outcome { summary, stats: auditor.stats })
+}
+
+/// Threads that walk repositories ahead of the judging: as many as judge (a fork's
+/// judgements come from the fleet table, so a run of forks is all walking).
+fn walkers(jobs: usize) -> usize {
+    match jobs {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
+}
+
+/// `f` of each item, in the items' order, computed by threads at most as many items ahead
+/// of the consumer as there are threads (so that memory stays that of a few results).
+struct Ahead<R> {
+    results: Vec<std::sync::mpsc::Receiver<R>>,
+    at: usize,
+    /// One ticket back for each result taken: a thread takes one before each item.
+    tickets: std::sync::mpsc::SyncSender<()>,
+}
+
+impl<R: Send> Ahead<R> {
+    fn start<'scope, 'env, T: Sync>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        items: &'env [T],
+        threads: usize,
+        f: &'env (dyn Fn(&T) -> R + Sync),
+    ) -> Ahead<R> {
+        let threads = threads.clamp(1, items.len().max(1));
+        let (senders, results): (Vec<_>, Vec<_>) = items.iter().map(|_| std::sync::mpsc::sync_channel::<R>(1)).unzip();
+        let (tickets, taken) = std::sync::mpsc::sync_channel::<()>(threads);
+        for _ in 0..threads {
+            let _ = tickets.try_send(());
+        }
+        let shared = Arc::new((senders, std::sync::Mutex::new(taken), std::sync::atomic::AtomicUsize::new(0)));
+        for i in 0..threads {
+            let shared = shared.clone();
+            let spawned =
+                std::thread::Builder::new().name(format!("modelgate-walk-{i}")).spawn_scoped(scope, move || {
+                    let (senders, taken, next) = &*shared;
+                    loop {
+                        let ticket = taken.lock().map(|t| t.recv());
+                        if !matches!(ticket, Ok(Ok(()))) {
+                            return;
+                        }
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let (Some(item), Some(tx)) = (items.get(i), senders.get(i)) else { return };
+                        if tx.send(f(item)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            if spawned.is_err() {
+                break;
+            }
+        }
+        // Without any thread the senders go with `shared` here, and `next` says so.
+        Ahead { results, at: 0, tickets }
+    }
+
+    /// The next result; `None` at the end or when no thread computes it.
+    fn next(&mut self) -> Option<R> {
+        let r = self.results.get(self.at)?.recv().ok();
+        self.at += 1;
+        let _ = self.tickets.try_send(());
+        r
+    }
+}
+
+/// A repository opened and walked (or why not), and how long that took.
+struct Walk {
+    name: String,
+    walked: Result<(ObjectView, walk::Walked)>,
+    took: std::time::Duration,
+}
+
+impl Walk {
+    fn of(repo: &Repo) -> Walk {
+        let started = std::time::Instant::now();
+        let walked = std::panic::catch_unwind(|| -> Result<_> {
+            let gate = GateRepo::open(&repo.git_dir, &GitEnv::default())?;
+            let walked = walk::walk(&gate)?;
+            Ok((gate.into_view(), walked))
+        })
+        .unwrap_or_else(|_| Err(anyhow!("internal error: the walk of this repository panicked")));
+        Walk { name: repo.name.clone(), walked, took: started.elapsed() }
+    }
 }
 
 fn header(opts: &Options, shard: Option<String>) -> Result<state::Header> {
@@ -274,7 +370,7 @@ impl<'o> Auditor<'o> {
     }
 
     /// Audit one repository; a failure is the repository record's error.
-    fn audit(&mut self, repo: &Repo) -> Block {
+    fn audit(&mut self, repo: &Repo, walked: Walk) -> Block {
         let mut rec = RepoRecord {
             repository: repo.name.clone(),
             path: repo.git_dir.display().to_string(),
@@ -284,7 +380,7 @@ impl<'o> Auditor<'o> {
         let source = policy_source(self.opts.policy.as_deref(), &repo.git_dir);
         rec.policy = Some(source.path().map_or_else(|| "built-in policy".to_string(), |p| p.display().to_string()));
         let files = match self.judging(&source) {
-            Ok(j) => self.audit_with(repo, &j, &mut rec),
+            Ok(j) => self.audit_with(repo, walked, &j, &mut rec),
             Err(e) => Err(anyhow!("the repository's policy cannot be loaded: {e}")),
         };
         match files {
@@ -299,11 +395,9 @@ impl<'o> Auditor<'o> {
         }
     }
 
-    fn audit_with(&mut self, repo: &Repo, j: &Judging, rec: &mut RepoRecord) -> Result<Vec<FileRecord>> {
-        let started = std::time::Instant::now();
-        let gate = GateRepo::open(&repo.git_dir, &GitEnv::default())?;
-        let walked = walk::walk(&gate)?;
-        self.stats.walk_time += started.elapsed();
+    fn audit_with(&mut self, repo: &Repo, walk: Walk, j: &Judging, rec: &mut RepoRecord) -> Result<Vec<FileRecord>> {
+        self.stats.walk_time += walk.took;
+        let (objects, walked) = walk.walked?;
         rec.refs = walked.refs;
         rec.commits = walked.commits;
         rec.symlinks = walked.symlinks;
@@ -359,11 +453,11 @@ impl<'o> Auditor<'o> {
                 Place { path: p.path.clone(), commit: p.commit, refname: p.refname.clone(), checkout: checkout(p) };
             todo.push((NewBlob { id, places: vec![place] }, co));
         }
-        let at = pack_order(&repo.git_dir, gate.object_hash(), &todo.iter().map(|(b, _)| b.id).collect::<Vec<_>>());
+        let at = pack_order(&repo.git_dir, objects.object_hash(), &todo.iter().map(|(b, _)| b.id).collect::<Vec<_>>());
         let mut sorted: Vec<(usize, (NewBlob, u32))> = todo.into_iter().enumerate().collect();
         sorted.sort_by_key(|(i, _)| at.get(*i).copied().unwrap_or((usize::MAX, 0)));
         let (todo, numbered): (Vec<NewBlob>, Vec<u32>) = sorted.into_iter().map(|(_, b)| b).unzip();
-        let judged = judge_push(gate.view(), &todo, &config, j.cache.as_ref());
+        let judged = judge_push(&objects, &todo, &config, j.cache.as_ref());
         for ((b, co), jd) in todo.iter().zip(numbered).zip(judged) {
             self.stats.from_cache += u64::from(jd.judged.cached);
             self.stats.judged += u64::from(!jd.judged.cached);

@@ -81,7 +81,10 @@ struct CommitInfo {
 pub fn walk(repo: &GateRepo) -> Result<Walked> {
     let gix_repo = &repo.repo;
     let kind = gix_repo.object_hash();
-    let objects = PackedObjects::open(repo.view().first_objects_dir(), &gix_repo.objects, kind);
+    // The packs of the repository and of its alternates (a fork's history is in those).
+    let dirs = repo.view().objects_dirs();
+    let dirs: Vec<&std::path::Path> = dirs.iter().map(std::path::PathBuf::as_path).collect();
+    let objects = PackedObjects::open_dirs(&dirs, &gix_repo.objects, kind);
     let refs = ordered_refs(gix_repo)?;
     let shallow: HashSet<ObjectId> = gix_repo
         .shallow_commits()

@@ -3,7 +3,8 @@
 //! gix ignores `GIT_QUARANTINE_PATH`, `GIT_OBJECT_DIRECTORY` and
 //! `GIT_ALTERNATE_OBJECT_DIRECTORIES`, so the object store is replaced by one rooted in an
 //! empty temporary directory outside the repository whose `info/alternates` lists the
-//! quarantine, the other alternates and the main store. Nothing is ever written into the
+//! quarantine, the other alternates and the main store (with no other directory, the main
+//! store is opened as it is). Nothing is ever written into the
 //! quarantine (git would migrate it into the repository), and a store opened this way
 //! applies no `refs/replace/*` substitution, so pushed replace refs cannot change what is
 //! scanned.
@@ -50,10 +51,13 @@ pub struct GateRepo {
 pub struct ObjectView {
     git_dir: PathBuf,
     kind: Kind,
-    /// Holds `info/alternates`; deleted on drop.
-    store_dir: tempfile::TempDir,
+    /// Holds `info/alternates` (deleted on drop), or is the repository's own object
+    /// directory when that is the only one.
+    store_dir: StoreDir,
     /// The object directory listed first: the quarantine during a push.
     first_dir: Option<PathBuf>,
+    /// Every object directory listed (not their own alternates).
+    dirs: Vec<PathBuf>,
 }
 
 impl ObjectView {
@@ -67,7 +71,10 @@ impl ObjectView {
 
     /// The directory whose `info/alternates` make up this view (exists while `self` lives).
     pub fn store_dir(&self) -> &Path {
-        self.store_dir.path()
+        match &self.store_dir {
+            StoreDir::Temp(t) => t.path(),
+            StoreDir::Main(p) => p,
+        }
     }
 
     /// The object directory searched first: the quarantine during a push, which holds its objects.
@@ -75,9 +82,25 @@ impl ObjectView {
         self.first_dir.as_deref()
     }
 
+    /// Every object directory of the view, each listed one followed by the alternates it
+    /// names (recursively); a directory whose alternates cannot be read is listed alone.
+    pub fn objects_dirs(&self) -> Vec<PathBuf> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| self.git_dir.clone());
+        let mut out: Vec<PathBuf> = Vec::new();
+        for d in &self.dirs {
+            for x in std::iter::once(d.clone()).chain(gix::odb::alternate::resolve(d.clone(), &cwd).unwrap_or_default())
+            {
+                if !out.contains(&x) {
+                    out.push(x);
+                }
+            }
+        }
+        out
+    }
+
     /// A fresh object store handle with this view.
     pub fn odb(&self) -> std::io::Result<gix::odb::Handle> {
-        gix::odb::at(self.store_dir.path(), self.kind)
+        gix::odb::at(self.store_dir(), self.kind)
     }
 }
 
@@ -110,32 +133,21 @@ impl GateRepo {
         }
         add(main);
 
-        let store_dir = tempfile::Builder::new()
-            .prefix("modelgate-odb-")
-            .tempdir()
-            .context("cannot create a temporary directory")?;
-        let canon_tmp = store_dir.path().canonicalize()?;
-        if canon_tmp.starts_with(git_dir.canonicalize()?) {
-            bail!("the temporary directory {} is inside the repository; set TMPDIR elsewhere", canon_tmp.display());
-        }
-        let mut alternates = Vec::new();
-        for d in &dirs {
-            let s = d.to_str().ok_or_else(|| anyhow!("object directory {} is not utf-8", d.display()))?;
-            if s.contains('\n') || s.starts_with('"') || s.starts_with('#') {
-                bail!("object directory {s:?} cannot be listed as an alternate");
-            }
-            alternates.extend_from_slice(s.as_bytes());
-            alternates.push(b'\n');
-        }
-        std::fs::create_dir_all(store_dir.path().join("info"))?;
-        std::fs::write(store_dir.path().join("info").join("alternates"), alternates)?;
-
-        let handle = gix::odb::at(store_dir.path(), kind).context("cannot open the object store")?;
+        let store_dir = match dirs.as_slice() {
+            // Nothing to combine (an audit, or a hook without a quarantine): no directory.
+            [only] if env.quarantine.is_none() => StoreDir::Main(only.clone()),
+            _ => StoreDir::Temp(alternates_dir(&git_dir, &dirs)?),
+        };
+        let store_path = match &store_dir {
+            StoreDir::Temp(t) => t.path(),
+            StoreDir::Main(p) => p.as_path(),
+        };
+        let handle = gix::odb::at(store_path, kind).context("cannot open the object store")?;
         repo.objects = gix::OdbHandle::new(handle, kind);
         // Each new commit is read twice (by the walk, then for its tree): keep decoded objects.
         repo.object_cache_size(OBJECT_CACHE_BYTES);
         let first_dir = dirs.first().cloned();
-        Ok(GateRepo { repo, view: ObjectView { git_dir, kind, store_dir, first_dir } })
+        Ok(GateRepo { repo, view: ObjectView { git_dir, kind, store_dir, first_dir, dirs } })
     }
 
     /// The repository's git directory (not the quarantine).
@@ -150,6 +162,40 @@ impl GateRepo {
     pub fn view(&self) -> &ObjectView {
         &self.view
     }
+
+    /// The object view alone, to send to another thread (the repository stays on this one).
+    pub fn into_view(self) -> ObjectView {
+        self.view
+    }
+}
+
+/// Where a view's object store is opened.
+enum StoreDir {
+    Temp(tempfile::TempDir),
+    Main(PathBuf),
+}
+
+/// An empty temporary object directory outside the repository whose `info/alternates` lists `dirs`.
+fn alternates_dir(git_dir: &Path, dirs: &[PathBuf]) -> Result<tempfile::TempDir> {
+    let store_dir =
+        tempfile::Builder::new().prefix("modelgate-odb-").tempdir().context("cannot create a temporary directory")?;
+    let canon_tmp = store_dir.path().canonicalize()?;
+    if canon_tmp.starts_with(git_dir.canonicalize()?) {
+        bail!("the temporary directory {} is inside the repository; set TMPDIR elsewhere", canon_tmp.display());
+    }
+    let mut alternates = Vec::new();
+    for d in dirs {
+        let s = d.to_str().ok_or_else(|| anyhow!("object directory {} is not utf-8", d.display()))?;
+        if s.contains('\n') || s.starts_with('"') || s.starts_with('#') {
+            bail!("object directory {s:?} cannot be listed as an alternate");
+        }
+        alternates.extend_from_slice(s.as_bytes());
+        alternates.push(b'\n');
+    }
+    std::fs::create_dir_all(store_dir.path().join("info"))?;
+    std::fs::write(store_dir.path().join("info").join("alternates"), alternates)?;
+
+    Ok(store_dir)
 }
 
 /// Split `GIT_ALTERNATE_OBJECT_DIRECTORIES`: `:`-separated, an entry starting with `"` is

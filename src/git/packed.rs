@@ -83,27 +83,36 @@ impl<'s> PackedObjects<'s> {
     /// Read the packs (`*.idx` with their `*.pack`) of `objects_dir`; unreadable packs are
     /// skipped (their objects come from `store`).
     pub fn open(objects_dir: Option<&Path>, store: &'s gix::OdbHandle, hash: gix::hash::Kind) -> PackedObjects<'s> {
+        let dirs: Vec<&Path> = objects_dir.into_iter().collect();
+        PackedObjects::open_dirs(&dirs, store, hash)
+    }
+
+    /// [`PackedObjects::open`] on the packs of several object directories (a repository and
+    /// its alternates: a fork's history is in the packs of the repository it shares them with).
+    pub fn open_dirs(dirs: &[&Path], store: &'s gix::OdbHandle, hash: gix::hash::Kind) -> PackedObjects<'s> {
         let mut packs = Vec::new();
-        if let Some(dir) = objects_dir {
-            let mut idx: Vec<_> = std::fs::read_dir(dir.join("pack"))
+        let mut idx: Vec<std::path::PathBuf> = Vec::new();
+        for dir in dirs {
+            let mut here: Vec<_> = std::fs::read_dir(dir.join("pack"))
                 .into_iter()
                 .flatten()
                 .filter_map(|e| e.ok())
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|x| x == "idx"))
                 .collect();
-            idx.sort();
-            if idx.len() <= MAX_PACKS {
-                for i in idx {
-                    let (Ok(index), Ok(data)) =
-                        (pack::index::File::at(&i, hash), pack::data::File::at(i.with_extension("pack"), hash))
-                    else {
-                        continue;
-                    };
-                    // An index that does not describe this very pack file would give wrong objects.
-                    if index.num_objects() == data.num_objects() && index.pack_checksum() == data.checksum() {
-                        packs.push(Pack { index, data });
-                    }
+            here.sort();
+            idx.extend(here);
+        }
+        if idx.len() <= MAX_PACKS {
+            for i in idx {
+                let (Ok(index), Ok(data)) =
+                    (pack::index::File::at(&i, hash), pack::data::File::at(i.with_extension("pack"), hash))
+                else {
+                    continue;
+                };
+                // An index that does not describe this very pack file would give wrong objects.
+                if index.num_objects() == data.num_objects() && index.pack_checksum() == data.checksum() {
+                    packs.push(Pack { index, data });
                 }
             }
         }
