@@ -129,6 +129,57 @@ fn big_blobs_are_streamed_and_replace_refs_ignored() {
     }
 }
 
+/// A reader whose store refuses big allocations reads small blobs in one lookup, falls back to
+/// the header and `git cat-file` for big ones, and still holds in memory a small blob stored
+/// as a delta of a big one (gix refuses the base).
+#[test]
+fn a_limited_reader_reads_small_blobs_big_blobs_and_deltas_of_big_bases() {
+    let e = Env::new();
+    let mut big = Vec::new();
+    for i in 0..4000u32 {
+        big.extend_from_slice(format!("line {i} of a text that git will store as the base\n").as_bytes());
+    }
+    let mut small = big[..big.len() / 3].to_vec();
+    small.extend_from_slice(b"the small version ends here\n");
+    e.write("big.txt", &big);
+    e.commit("big");
+    e.write("big.txt", &small);
+    e.commit("small");
+    e.w(&["repack", "-adf", "--window=10", "--depth=5"]);
+    let ids = [e.hash_object(&big), e.hash_object(&small)];
+    // The small blob is a delta of the big one in the pack.
+    let verify = e.w(&["verify-pack", "-v", &format!("{}", glob_pack(&e.work.join(".git/objects/pack")))]);
+    let delta_line = verify.lines().find(|l| l.starts_with(ids[1].as_str())).unwrap().to_string();
+    assert!(delta_line.contains(&ids[0]), "not a delta of the big blob: {delta_line}");
+
+    let repo = GateRepo::open(&e.work.join(".git"), &GitEnv::default()).unwrap();
+    let threshold = (big.len() as u64 + small.len() as u64) / 2;
+    let mut r = BlobReader::at(repo.view().store_dir(), repo.object_hash(), repo.git_dir(), threshold).unwrap();
+    let big_id = modelgate::git::ObjectId::from_hex(ids[0].as_bytes()).unwrap();
+    let small_id = modelgate::git::ObjectId::from_hex(ids[1].as_bytes()).unwrap();
+    assert!(r.try_read_small(&big_id).unwrap().is_none(), "over the limit");
+    let b = r.read(&big_id).unwrap();
+    assert!(b.streamed && b.memory.is_none());
+    assert_eq!(modelgate::source::read_up_to(b.source.as_ref(), 0, big.len() + 1).unwrap(), big);
+    // gix cannot resolve the delta within the limit; the header says small, and git reads it.
+    assert!(r.try_read_small(&small_id).unwrap().is_none(), "the base is over the limit");
+    let s = r.read(&small_id).unwrap();
+    assert!(!s.streamed);
+    assert_eq!(s.memory.as_ref().unwrap().0, small);
+    // A missing object is an error, not "too big".
+    let missing = modelgate::git::ObjectId::from_hex(b"0123456789012345678901234567890123456789").unwrap();
+    assert!(r.try_read_small(&missing).is_err());
+}
+
+fn glob_pack(dir: &std::path::Path) -> String {
+    let idx = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "idx"))
+        .unwrap();
+    idx.display().to_string()
+}
+
 #[test]
 fn cached_verdicts_read_no_bytes() {
     let e = Env::new();
