@@ -22,7 +22,7 @@ pub enum Line {
 }
 
 /// A file at one place of a repository's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct FileRecord {
     pub repository: String,
     /// The ref whose history reached the commit first; `null` when unknown (from notes).

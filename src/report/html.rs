@@ -292,7 +292,12 @@ fn file_row(h: &mut String, f: &FileRecord) {
         None => h.push_str("<td class=\"size\">&mdash;</td>"),
     }
     let _ = write!(h, "<td>{}</td>", text(&f.format));
-    let _ = write!(h, "<td><span class=\"badge v-{verdict}\">{}</span></td>", text(&f.verdict));
+    let _ = write!(h, "<td><span class=\"badge v-{verdict}\">{}</span>", text(&f.verdict));
+    // The verdict is of the file as this checkout writes it (not the stored bytes).
+    if let Some(c) = &f.checkout {
+        let _ = write!(h, "<div class=\"meta checkout\">as checked out with {}</div>", text(c));
+    }
+    h.push_str("</td>");
     let _ = write!(h, "<td><span class=\"d-{decision}\">{}</span>", text(&f.decision));
     if let Some(why) = &f.decided_by {
         let _ = write!(h, "<div class=\"meta\">{}</div>", text(why));
@@ -392,5 +397,24 @@ mod tests {
         }
         assert!(t.contains("&lt;/script&gt;"));
         assert_eq!(class_word("dangerous\" onload=\""), "other");
+    }
+
+    #[test]
+    fn a_checkout_verdict_says_which_checkout_escaped() {
+        let mut f = FileRecord {
+            repository: "o/r".into(),
+            path: "m.pkl".into(),
+            format: "pickle".into(),
+            verdict: "dangerous".into(),
+            decision: "reject".into(),
+            ..Default::default()
+        };
+        let mut plain = String::new();
+        file_row(&mut plain, &f);
+        assert!(!plain.contains("checked out with"), "{plain}");
+        f.checkout = Some("core.autocrlf=true (LF -> CRLF) <b>".into());
+        let mut h = String::new();
+        file_row(&mut h, &f);
+        assert!(h.contains("as checked out with core.autocrlf=true (LF -&gt; CRLF) &lt;b&gt;"), "{h}");
     }
 }
