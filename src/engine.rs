@@ -155,6 +155,10 @@ pub struct Scan<'a> {
     /// Inside a joblib `ZF` stream: content no format matches there is raw array data (see
     /// `formats::claimed_but_unknown`), so a name's model claim is not broken by it.
     pub in_joblib_zfile: bool,
+    /// The source (its address) that [`detect::sniff`] just found no zip end record in,
+    /// handed to the `formats::scan` that follows, which takes it at once (so it never
+    /// outlives the source): that scan's polyglot check need not search the tail again.
+    pub no_end_record: Option<usize>,
 }
 
 /// Work one file may cause beyond what its own bytes cost: every budget here is shared by all
@@ -285,6 +289,7 @@ impl<'a> Scan<'a> {
             model: false,
             pickle: crate::formats::pickle::Budget::new(opts),
             in_joblib_zfile: false,
+            no_end_record: None,
         }
     }
 
@@ -680,7 +685,19 @@ fn dispatch(scan: &mut Scan<'_>, data: Data, hint: Hint) -> Format {
             return Format::Unknown;
         }
     };
+    // sniff searched the tail of a random-access source that it left unknown (or a pickle
+    // probe) and found no end record there.
+    if matches!(format, Format::Unknown | Format::PickleProbe) && hint != Hint::RawData {
+        if let Data::Random(src) = &input_data {
+            scan.no_end_record = Some(source_address(src));
+        }
+    }
     crate::formats::scan(scan, format, input_data, hint)
+}
+
+/// The address of a shared source (identity while it is alive).
+pub(crate) fn source_address(src: &Arc<dyn crate::source::Source>) -> usize {
+    Arc::as_ptr(src) as *const () as usize
 }
 
 #[cfg(test)]

@@ -85,8 +85,10 @@ pub fn decode_pointer(head: &[u8]) -> Option<Pointer> {
 /// `lfs.decodeKV` / `decodeKVData`.
 fn decode_kv(data: &[u8]) -> Option<Pointer> {
     // matcherRE: `git-media|hawser|git-lfs` anywhere.
-    let has = |needle: &[u8]| memchr::memmem::find(data, needle).is_some();
-    if !(has(b"git-media") || has(b"hawser") || has(b"git-lfs")) {
+    // Built once: building a searcher for each blob of a history was a visible cost.
+    static NEEDLES: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
+        std::sync::LazyLock::new(|| [b"git-media".as_slice(), b"hawser", b"git-lfs"].map(memchr::memmem::Finder::new));
+    if !NEEDLES.iter().any(|f| f.find(data).is_some()) {
         return None;
     }
     const KEYS: [&[u8]; 3] = [b"version", b"oid", b"size"];

@@ -75,6 +75,11 @@ fn zip_behind_any_head_is_read_as_zipfile_reads_it() {
         ),
         ("safetensors", fixture("polyglot_safetensors.h5")[..48].to_vec()),
         ("tflite", fixture("polyglot_tflite.h5")[..16].to_vec()),
+        // Heads that detection leaves unknown or probes as a pickle (it looks at the end
+        // for an archive then), and a whole pickle (it does not).
+        ("text", b"nothing a loader reads\n".to_vec()),
+        ("pickle probe", b"(lp0\n".to_vec()),
+        ("pickle", b"\x80\x02K\x01.".to_vec()),
     ];
     for (what, head) in heads {
         let bytes =

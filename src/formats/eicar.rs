@@ -32,7 +32,9 @@ pub const EDGE: u64 = 64 << 10;
 
 /// Where the signature is in `hay`.
 pub fn find(hay: &[u8]) -> Option<usize> {
-    memchr::memmem::find(hay, EICAR)
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(EICAR));
+    FINDER.find(hay)
 }
 
 /// Search a random-access source (whole when small, head and tail when large).

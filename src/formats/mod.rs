@@ -52,6 +52,8 @@ pub fn sniff_model_probe(head: &[u8]) -> Option<Format> {
 /// A name that claims a model format (`*.safetensors`, a `.pt` member) makes unrecognised
 /// content an `error` instead of `unsupported`.
 pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Format {
+    // Taken here, before anything nested can scan (and set it for) another source.
+    let no_end_record = scan.no_end_record.take();
     let data = eicar::check(scan, &format, data, hint);
     // A stream (a decompressed member) may hide an HDF5 superblock after a user block: when its
     // first MiB holds one, the stream is buffered so that every reader below sees it. Past the
@@ -84,7 +86,8 @@ pub fn scan(scan: &mut Scan<'_>, format: Format, data: Data, hint: Hint) -> Form
     let polyglot_ref = polyglot_src.clone();
     let mut found = route(scan, format.clone(), data, hint);
     if let Some(src) = polyglot_src {
-        found = polyglots(scan, src, &format, found, hint);
+        let searched = no_end_record == Some(crate::engine::source_address(&src));
+        found = polyglots(scan, src, &format, found, hint, searched);
     }
     // The stream was dropped (and read to its end) by now.
     if let Some(at) = watch.and_then(|w| w.lock().ok().and_then(|g| *g)) {
@@ -120,13 +123,21 @@ fn unrecognised(f: &Format) -> bool {
 /// Random-access data read the other ways loaders read it: `zipfile` from the end record,
 /// `h5py` from the first superblock at 0, 512, 1024, ... (`H5FD_locate_signature`), `tarfile`
 /// from a header at 0. `detected` is what the head matched, `found` what its parser made of it.
-fn polyglots(scan: &mut Scan<'_>, src: Arc<dyn Source>, detected: &Format, found: Format, hint: Hint) -> Format {
+/// `searched`: sniff found no zip end record in `src` already.
+fn polyglots(
+    scan: &mut Scan<'_>,
+    src: Arc<dyn Source>,
+    detected: &Format,
+    found: Format,
+    hint: Hint,
+    searched: bool,
+) -> Format {
     let mut found = found;
     let is = |f: &Format, list: &[Format]| list.contains(f);
     // Members a loader reads as pickles (torch's data.pkl) are not opened as zips: a pickled
     // bytes object at the end of one may hold a whole archive, which torch never reads as one.
     let zips = [Format::Zip, Format::TorchZip, Format::Npz];
-    if (scan.depth() == 0 || hint == Hint::Sniff) && !is(detected, &zips) && !is(&found, &zips) {
+    if !searched && (scan.depth() == 0 || hint == Hint::Sniff) && !is(detected, &zips) && !is(&found, &zips) {
         if let Ok(true) = zip::has_end_record(src.as_ref()) {
             let z = zip::scan_appended(scan, src.clone(), detected);
             if unrecognised(&found) {

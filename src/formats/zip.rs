@@ -296,7 +296,9 @@ fn end_records(src: &dyn Source) -> io::Result<Vec<End>> {
     // Candidates from the last place a whole record fits, backwards (a byte-wise scan of the
     // 64 KiB tail of every file was a visible part of judging many files).
     let last = tail.len().saturating_sub(END_LEN as usize);
-    for i in memchr::memmem::rfind_iter(&tail, SIG_END).filter(|i| *i <= last) {
+    static FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(SIG_END));
+    for i in FINDER.rfind_iter(&tail).filter(|i| *i <= last) {
         let rec = Le(tail.get(i..).unwrap_or(&[]));
         let pos = tail_start + i as u64;
         out.push(parse_end(src, pos, &rec)?);
