@@ -9,7 +9,7 @@
 //! shares between runs, shards and the hooks), so a fork or a mirror costs only its walk.
 //!
 //! Repositories are audited one after the other in name order (each one's files in
-//! parallel); `--shard i/n` takes a stable subset by a hash of the name, and shards' outputs
+//! parallel, the next ones walked ahead on their own threads); `--shard i/n` takes a stable subset by a hash of the name, and shards' outputs
 //! merge into the unsharded output ([`records::Fleet`]). A state file makes a run resumable
 //! ([`state::Journal`]).
 
