@@ -148,7 +148,7 @@ fn a_limited_reader_reads_small_blobs_big_blobs_and_deltas_of_big_bases() {
     e.w(&["repack", "-adf", "--window=10", "--depth=5"]);
     let ids = [e.hash_object(&big), e.hash_object(&small)];
     // The small blob is a delta of the big one in the pack.
-    let verify = e.w(&["verify-pack", "-v", &format!("{}", glob_pack(&e.work.join(".git/objects/pack")))]);
+    let verify = e.w(&["verify-pack", "-v", &glob_pack(&e.work.join(".git/objects/pack"))]);
     let delta_line = verify.lines().find(|l| l.starts_with(ids[1].as_str())).unwrap().to_string();
     assert!(delta_line.contains(&ids[0]), "not a delta of the big blob: {delta_line}");
 
