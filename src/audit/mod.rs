@@ -105,7 +105,9 @@ pub fn run(opts: &Options, sink: &mut dyn FnMut(&Block) -> Result<()>) -> Result
     let walk_these: Vec<&Repo> =
         mine.iter().copied().filter(|r| journal.as_ref().is_none_or(|j| !j.done.contains_key(&r.name))).collect();
     std::thread::scope(|scope| -> Result<()> {
-        let mut walks = Ahead::start(scope, &walk_these, walkers(opts.jobs), &|r: &&Repo| Walk::of(r));
+        // As many walking threads as judging ones: a fork's judgements come from the fleet
+        // table, so a run of forks is all walking.
+        let mut walks = Ahead::start(scope, &walk_these, crate::hook::workers(opts.jobs), &|r: &&Repo| Walk::of(r));
         for r in mine {
             let block = match journal.as_mut().and_then(|j| j.done.remove(&r.name)) {
                 Some(b) => {
@@ -131,15 +133,6 @@ pub fn run(opts: &Options, sink: &mut dyn FnMut(&Block) -> Result<()>) -> Result
     })?;
     progress.finish();
     Ok(Outcome { summary, stats: auditor.stats })
-}
-
-/// Threads that walk repositories ahead of the judging: as many as judge (a fork's
-/// judgements come from the fleet table, so a run of forks is all walking).
-fn walkers(jobs: usize) -> usize {
-    match jobs {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    }
 }
 
 /// `f` of each item, in the items' order, computed by threads at most as many items ahead

@@ -76,17 +76,16 @@ impl BlobReader {
             self.buf = buf;
             bail!("object {id} is a {kind}, not a blob");
         }
-        // The object is the buffer (gix decodes into it): keep it without a copy.
-        if start == buf.as_ptr() as usize && len <= buf.len() {
-            buf.truncate(len);
+        // The object is in the buffer (gix decodes into it): keep it without a copy.
+        let at = start.wrapping_sub(buf.as_ptr() as usize);
+        if at.checked_add(len).is_some_and(|end| end <= buf.len()) {
+            buf.truncate(at + len);
+            buf.drain(..at);
             return Ok(Some(self.in_memory(buf)));
         }
-        let data = self.odb.try_find(id, &mut buf).ok().flatten().map(|d| d.data.to_vec());
+        // Elsewhere (not gix's way today): the header decides.
         self.buf = buf;
-        match data {
-            Some(data) if data.len() == len => Ok(Some(self.in_memory(data))),
-            _ => Ok(None),
-        }
+        Ok(None)
     }
 
     fn in_memory(&self, data: Vec<u8>) -> ReadBlob {

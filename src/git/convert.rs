@@ -182,7 +182,12 @@ pub fn crlf_to_worktree(buf: &[u8], mode: Crlf) -> Option<Vec<u8>> {
     if mode == Crlf::Auto && (s.lonecr > 0 || s.crlf > 0 || is_binary(&s)) {
         return None;
     }
-    let mut out = Vec::with_capacity(buf.len() + s.lonelf as usize);
+    Some(lf_to_crlf(buf, s.lonelf as usize))
+}
+
+/// Every LF not after a CR gets a CR before it, byte by byte (`lonelf`: how many there are).
+fn lf_to_crlf(buf: &[u8], lonelf: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(buf.len() + lonelf);
     let mut prev = 0u8;
     for &c in buf {
         if c == b'\n' && prev != b'\r' {
@@ -191,7 +196,7 @@ pub fn crlf_to_worktree(buf: &[u8], mode: Crlf) -> Option<Vec<u8>> {
         out.push(c);
         prev = c;
     }
-    Some(out)
+    out
 }
 
 /// [`crlf_to_worktree`] for `auto` on bytes with no CR and no NUL (every LF is lone): the
@@ -499,16 +504,7 @@ mod tests {
         if buf.is_empty() || st.lonelf == 0 || st.lonecr > 0 || st.crlf > 0 || is_binary(&st) {
             return None;
         }
-        let mut out = Vec::new();
-        let mut prev = 0u8;
-        for &c in buf {
-            if c == b'\n' && prev != b'\r' {
-                out.push(b'\r');
-            }
-            out.push(c);
-            prev = c;
-        }
-        Some(out)
+        Some(lf_to_crlf(buf, 0))
     }
 
     #[test]

@@ -242,11 +242,7 @@ pub(crate) fn run_pool<J: Jobs>(jobs: Arc<J>, limits: &Limits) -> Vec<Judged> {
         all_sent: (Mutex::new(false), std::sync::Condvar::new()),
     });
     let (tx, rx) = mpsc::channel::<Done>();
-    let workers = match limits.jobs {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    }
-    .min(n);
+    let workers = workers(limits.jobs).min(n);
     let mut results: Vec<Option<Judged>> = vec![None; n];
     let mut done = 0;
     for _ in 0..workers {
@@ -383,6 +379,14 @@ struct Running {
 struct Done {
     index: usize,
     judged: Judged,
+}
+
+/// Threads a pool of `jobs` judges on (`0`: one per core).
+pub(crate) fn workers(jobs: usize) -> usize {
+    match jobs {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

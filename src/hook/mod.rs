@@ -21,6 +21,7 @@ pub mod pre_receive;
 pub use crate::policy::Action;
 pub use budget::Limits;
 pub use cache::Cache;
+pub(crate) use judge::workers;
 pub use judge::{judge_all, judge_push, Fact, Judged, Judgement, Variant};
 pub use message::{escape, escape_bytes, Out};
 
